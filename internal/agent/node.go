@@ -1,0 +1,762 @@
+// Package agent wires Baton together. Node is the deterministic core of one
+// agent: it owns no goroutines and reads no clock; the runtime (runtime.go)
+// or the in-process harness (package sim) calls Tick, Receive and
+// StateChanged with the node's monotonic time and delivers what it sends.
+//
+// A Node plays three parts at once:
+//   - voter: acks the lease claims of owners, and releases a lease (durably,
+//     never to ack it again) once the owner has been silent for a full hold;
+//   - member: claims the groups the replicated state says it owns, counts the
+//     voters' acks into a lease, acts (hooks, front doors) only while the lease
+//     is valid, and demotes itself a guard interval before it ends;
+//   - leader (when it leads the quorum): assigns a group to the best member
+//     once a majority of voters released the previous owner's lease.
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/baton-ha/baton/internal/cluster"
+	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/decide"
+	"github.com/baton-ha/baton/internal/quorum"
+)
+
+// Roles of a node for a group.
+const (
+	RoleStandby = "standby"
+	RoleActive  = "active"
+)
+
+// Transition is handed to the hook runner whenever this node's role for a
+// group changes. Hooks run asynchronously; the node never waits for them.
+type Transition struct {
+	Group         string
+	Role          string // active | standby
+	Epoch         uint64
+	PreviousOwner string
+	Reason        string
+}
+
+// ReleaseStore persists the highest lease epoch this voter released per
+// group. Save must be durable (fsync) before it returns: a voter that forgot a
+// release after a restart could ack a lease the cluster already gave away.
+type ReleaseStore interface {
+	Load() (map[string]uint64, error)
+	Save(group string, epoch uint64) error
+}
+
+// MemReleases is the in-memory twin of ReleaseStore (it survives a simulated
+// restart because the harness keeps it).
+type MemReleases struct{ M map[string]uint64 }
+
+// Load implements ReleaseStore.
+func (m *MemReleases) Load() (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for k, v := range m.M {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// Save implements ReleaseStore.
+func (m *MemReleases) Save(g string, e uint64) error {
+	if m.M == nil {
+		m.M = map[string]uint64{}
+	}
+	m.M[g] = e
+	return nil
+}
+
+// Deps are the node's seams to the outside world.
+type Deps struct {
+	Name     string
+	Config   *config.Config
+	Timing   config.Timing
+	Quorum   quorum.Quorum
+	Send     func(to string, m *cluster.Message) // must not block
+	OnRole   func(t Transition)                  // must not block
+	Healthy  func(group string) bool             // nil: always healthy
+	Releases ReleaseStore
+	WallNow  func() time.Time
+	RaftRole func() string
+	// TransferLeadership moves quorum leadership to another voter (nil: never).
+	TransferLeadership func(to string)
+	Log                *slog.Logger
+}
+
+type ownState struct {
+	epoch        uint64                   // epoch this node claims (0: none)
+	acks         map[string]time.Duration // voter → send time of newest acked heartbeat
+	expiry       time.Duration            // lease end on this node's clock
+	role         string
+	activeSince  time.Duration
+	relinquished uint64 // epoch given up on purpose (0: none)
+	relReason    string
+}
+
+type voteState struct {
+	viewEpoch   uint64
+	viewOwner   string
+	viewSince   time.Duration
+	grantEpoch  uint64
+	grantOwner  string
+	lastGrant   time.Duration
+	releasedMax uint64
+	releasedAt  time.Duration
+}
+
+type peerState struct {
+	heard        bool
+	lastHeard    time.Duration
+	groups       map[string]cluster.GroupStatus
+	released     map[string]uint64
+	relinquished map[string]uint64
+	relReason    string
+	leaving      bool
+	raftRole     string
+	applied      uint64
+	lastClaim    map[string]time.Duration // group → when its claim last arrived here
+}
+
+type pending struct {
+	epoch uint64
+	at    time.Duration
+}
+
+// Node is one agent's deterministic core. Not safe for concurrent use: the
+// runtime serialises every call on one goroutine.
+type Node struct {
+	d       Deps
+	name    string
+	timing  config.Timing
+	voters  []string
+	isVoter bool
+	major   int
+	hold    time.Duration
+	members []*config.Group // groups this node is a member of
+	groups  []*config.Group // every group (voter duty)
+
+	started   bool
+	startAt   time.Duration
+	floor     time.Duration // no release before this (start or last stall + hold)
+	lastTick  time.Duration
+	nextHB    time.Duration
+	leaving   bool
+	lastXfer  time.Duration
+	lastApply uint64
+	// lastClaims is the claim set of the last heartbeat sent; a change is
+	// announced at once rather than at the next interval.
+	lastClaims string
+
+	own     map[string]*ownState
+	vote    map[string]*voteState
+	peers   map[string]*peerState
+	pending map[string]pending
+	whyLog  map[string]string
+	log     *slog.Logger
+}
+
+// NewNode builds a node; call Start before anything else.
+func NewNode(d Deps) (*Node, error) {
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.WallNow == nil {
+		d.WallNow = time.Now
+	}
+	if d.OnRole == nil {
+		d.OnRole = func(Transition) {}
+	}
+	self, err := d.Config.NodeByName(d.Name)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		d: d, name: d.Name, timing: d.Timing, voters: d.Config.Voters(),
+		own: map[string]*ownState{}, vote: map[string]*voteState{}, peers: map[string]*peerState{},
+		pending: map[string]pending{}, whyLog: map[string]string{},
+		log: d.Log,
+	}
+	n.isVoter = slices.Contains(n.voters, self.Name)
+	n.major = decide.Majority(len(n.voters))
+	n.hold = decide.VoterHold(n.timing.FailureTimeout, n.timing.ClockDrift)
+	for i := range d.Config.Groups {
+		g := &d.Config.Groups[i]
+		n.groups = append(n.groups, g)
+		if _, ok := g.Member(n.name); ok {
+			n.members = append(n.members, g)
+			n.own[g.Name] = &ownState{role: RoleStandby}
+		}
+		n.vote[g.Name] = &voteState{}
+	}
+	for _, nd := range d.Config.Nodes {
+		if nd.Name != n.name {
+			n.peers[nd.Name] = &peerState{groups: map[string]cluster.GroupStatus{}, released: map[string]uint64{},
+				relinquished: map[string]uint64{}, lastClaim: map[string]time.Duration{}}
+		}
+	}
+	return n, nil
+}
+
+// Start initialises the node at time now: loads durable releases, starts the
+// voter's quiet period (a restarted voter has forgotten its promises) and
+// reports every member group as standby.
+func (n *Node) Start(now time.Duration) error {
+	rel, err := n.d.Releases.Load()
+	if err != nil {
+		return fmt.Errorf("load released leases: %w", err)
+	}
+	for g, e := range rel {
+		if v := n.vote[g]; v != nil {
+			v.releasedMax = e
+		}
+	}
+	n.started, n.startAt, n.lastTick = true, now, now
+	n.floor = now
+	n.refreshView(now)
+	for _, g := range n.members {
+		n.d.OnRole(Transition{Group: g.Name, Role: RoleStandby, Epoch: n.view().Group(g.Name).Epoch,
+			PreviousOwner: n.view().Group(g.Name).Owner, Reason: "start"})
+	}
+	n.sendHeartbeats(now)
+	return nil
+}
+
+func (n *Node) view() *quorum.State { return n.d.Quorum.View() }
+
+func (n *Node) healthy(group string) bool {
+	if n.d.Healthy == nil {
+		return true
+	}
+	return n.d.Healthy(group)
+}
+
+// Tick advances timers: heartbeats, lease expiry, releases, leader decisions.
+// Call it at least every heartbeat_interval/2.
+func (n *Node) Tick(now time.Duration) {
+	// A gap far longer than the tick period means this process was stopped or
+	// starved: packets may be waiting unread, so silence observed across the gap
+	// proves nothing. Distrust it: no release until a full hold from now.
+	if gap := now - n.lastTick; gap > n.stallThreshold() {
+		n.floor = now
+		n.log.Warn("agent was stalled; distrusting timeouts for one lease hold", "stall", gap.Round(time.Millisecond))
+	}
+	n.lastTick = now
+	n.refreshView(now)
+	n.checkReleases(now)
+	n.updateRoles(now)
+	if now >= n.nextHB {
+		n.sendHeartbeats(now)
+	}
+	if n.d.Quorum.IsLeader() {
+		n.lead(now)
+	}
+}
+
+func (n *Node) stallThreshold() time.Duration {
+	t := 4 * n.timing.HeartbeatInterval
+	if t > n.timing.FailureTimeout/2 {
+		t = n.timing.FailureTimeout / 2
+	}
+	return t
+}
+
+// StateChanged is called when the replicated state was applied or leadership
+// changed: owners claim at once instead of waiting for the next tick.
+func (n *Node) StateChanged(now time.Duration) {
+	n.refreshView(now)
+	n.updateRoles(now)
+	if n.claimKey() != n.lastClaims {
+		n.sendHeartbeats(now)
+	}
+	if n.d.Quorum.IsLeader() {
+		n.lead(now)
+	}
+}
+
+func (n *Node) claimKey() string {
+	s := ""
+	for _, c := range n.claims() {
+		s += fmt.Sprintf("%s/%d,", c.Group, c.Epoch)
+	}
+	return s
+}
+
+func (n *Node) refreshView(now time.Duration) {
+	v := n.view()
+	if v.Index == n.lastApply && n.started && now != n.startAt {
+		return
+	}
+	n.lastApply = v.Index
+	for _, g := range n.groups {
+		gs := v.Group(g.Name)
+		vs := n.vote[g.Name]
+		if gs.Epoch != vs.viewEpoch || gs.Owner != vs.viewOwner {
+			vs.viewEpoch, vs.viewOwner, vs.viewSince = gs.Epoch, gs.Owner, now
+		}
+		if os := n.own[g.Name]; os != nil && gs.Owner == n.name && os.epoch != gs.Epoch {
+			os.epoch, os.acks, os.expiry = gs.Epoch, map[string]time.Duration{}, 0
+		}
+	}
+}
+
+// claims lists the groups this node owns in its view and still wants.
+func (n *Node) claims() []cluster.Claim {
+	var out []cluster.Claim
+	v := n.view()
+	for _, g := range n.members {
+		gs := v.Group(g.Name)
+		os := n.own[g.Name]
+		if gs.Owner == n.name && gs.Epoch > 0 && os.relinquished != gs.Epoch && !n.leaving {
+			out = append(out, cluster.Claim{Group: g.Name, Epoch: gs.Epoch})
+		}
+	}
+	return out
+}
+
+func (n *Node) sendHeartbeats(now time.Duration) {
+	n.nextHB = now + n.timing.HeartbeatInterval
+	n.lastClaims = n.claimKey()
+	m := &cluster.Message{Kind: cluster.KindHeartbeat, SentAt: int64(now), Claims: n.claims(), Leaving: n.leaving,
+		Applied: n.view().Index}
+	if n.d.RaftRole != nil {
+		m.RaftRole = n.d.RaftRole()
+	}
+	for _, g := range n.groups {
+		if vs := n.vote[g.Name]; vs.releasedMax > 0 {
+			m.Released = append(m.Released, cluster.Claim{Group: g.Name, Epoch: vs.releasedMax})
+		}
+	}
+	for _, g := range n.members {
+		os := n.own[g.Name]
+		m.Groups = append(m.Groups, cluster.GroupStatus{Group: g.Name, Healthy: n.healthy(g.Name),
+			Eligible: !n.leaving, Role: os.role})
+		if os.relinquished > 0 {
+			m.Relinquished = append(m.Relinquished, cluster.Claim{Group: g.Name, Epoch: os.relinquished})
+			m.RelinquishReason = os.relReason
+		}
+	}
+	// The node is a voter for its own claims too.
+	if n.isVoter && len(m.Claims) > 0 {
+		for _, c := range n.grant(now, n.name, m.Claims) {
+			n.ackFrom(now, n.name, c, now)
+		}
+	}
+	for _, p := range n.voters {
+		if p != n.name {
+			n.d.Send(p, m)
+		}
+	}
+	for name := range n.peers {
+		if !slices.Contains(n.voters, name) {
+			n.d.Send(name, m)
+		}
+	}
+}
+
+// grant applies the voter's ack rule to claims from node `from` and returns the
+// claims it acks, recording the promise.
+func (n *Node) grant(now time.Duration, from string, claims []cluster.Claim) []cluster.Claim {
+	var acked []cluster.Claim
+	v := n.view()
+	for _, c := range claims {
+		vs := n.vote[c.Group]
+		if vs == nil {
+			continue
+		}
+		gs := v.Group(c.Group)
+		switch {
+		case c.Epoch <= vs.releasedMax: // released: never again
+		case c.Epoch < gs.Epoch || c.Epoch < vs.grantEpoch: // superseded
+		case c.Epoch == gs.Epoch && gs.Owner != from: // not the owner of that epoch
+		case c.Epoch == vs.grantEpoch && vs.grantOwner != "" && vs.grantOwner != from:
+		default:
+			// c.Epoch > gs.Epoch happens when this voter's view lags: only the
+			// committed owner ever claims an epoch, so the claim itself is proof.
+			vs.grantEpoch, vs.grantOwner, vs.lastGrant = c.Epoch, from, now
+			acked = append(acked, c)
+		}
+	}
+	return acked
+}
+
+// Receive handles one authenticated message from a peer.
+func (n *Node) Receive(now time.Duration, from string, m *cluster.Message) {
+	p := n.peers[from]
+	if p == nil {
+		return
+	}
+	p.heard, p.lastHeard = true, now
+	switch m.Kind {
+	case cluster.KindHeartbeat:
+		p.leaving, p.raftRole, p.applied = m.Leaving, m.RaftRole, m.Applied
+		for _, gs := range m.Groups {
+			p.groups[gs.Group] = gs
+		}
+		for _, r := range m.Released {
+			if r.Epoch > p.released[r.Group] {
+				p.released[r.Group] = r.Epoch
+			}
+		}
+		for _, r := range m.Relinquished {
+			if r.Epoch > p.relinquished[r.Group] {
+				p.relinquished[r.Group] = r.Epoch
+				p.relReason = m.RelinquishReason
+			}
+			n.onRelinquish(now, from, r)
+		}
+		for _, c := range m.Claims {
+			p.lastClaim[c.Group] = now
+		}
+		if n.isVoter && len(m.Claims) > 0 {
+			if acked := n.grant(now, from, m.Claims); len(acked) > 0 {
+				n.d.Send(from, &cluster.Message{Kind: cluster.KindAck, Echo: m.SentAt, Acked: acked})
+			}
+		}
+		if n.d.Quorum.IsLeader() && len(m.Released) > 0 {
+			n.lead(now)
+		}
+	case cluster.KindAck:
+		if !slices.Contains(n.voters, from) {
+			return
+		}
+		for _, c := range m.Acked {
+			n.ackFrom(now, from, c, time.Duration(m.Echo))
+		}
+		n.updateRoles(now)
+	}
+}
+
+func (n *Node) ackFrom(now time.Duration, voter string, c cluster.Claim, sentAt time.Duration) {
+	os := n.own[c.Group]
+	if os == nil || os.epoch != c.Epoch || sentAt > now {
+		return
+	}
+	if sentAt > os.acks[voter] {
+		os.acks[voter] = sentAt
+	}
+	times := make([]time.Duration, 0, len(os.acks))
+	for _, t := range os.acks {
+		times = append(times, t)
+	}
+	if exp, ok := decide.LeaseExpiry(times, n.major, n.timing.FailureTimeout); ok && exp > os.expiry {
+		os.expiry = exp
+	}
+}
+
+// onRelinquish: the owner of (group, epoch) gave it up and stopped acting, so
+// this voter may release at once instead of waiting out the hold.
+func (n *Node) onRelinquish(now time.Duration, from string, c cluster.Claim) {
+	vs := n.vote[c.Group]
+	if vs == nil || c.Epoch <= vs.releasedMax {
+		return
+	}
+	if (c.Epoch == vs.viewEpoch && vs.viewOwner == from) || (c.Epoch == vs.grantEpoch && vs.grantOwner == from) {
+		n.release(now, c.Group, c.Epoch, "owner relinquished")
+	}
+}
+
+func (n *Node) checkReleases(now time.Duration) {
+	if !n.isVoter {
+		return
+	}
+	for _, g := range n.groups {
+		vs := n.vote[g.Name]
+		if vs.viewOwner == "" || vs.viewEpoch <= vs.releasedMax || vs.grantEpoch > vs.viewEpoch {
+			continue
+		}
+		if vs.viewOwner == n.name {
+			// Our own lease: we release it only by relinquishing.
+			continue
+		}
+		base := max(n.floor, vs.viewSince, vs.lastGrant)
+		if decide.ReleaseDue(now, base, n.hold) {
+			n.release(now, g.Name, vs.viewEpoch, "owner silent")
+		}
+	}
+}
+
+func (n *Node) release(now time.Duration, group string, epoch uint64, why string) {
+	vs := n.vote[group]
+	if err := n.d.Releases.Save(group, epoch); err != nil {
+		// Without a durable record we must not tell anyone: keep the promise.
+		n.log.Error("cannot persist lease release; not releasing", "group", group, "epoch", epoch, "err", err)
+		return
+	}
+	vs.releasedMax, vs.releasedAt = epoch, now
+	n.log.Info("released lease", "group", group, "epoch", epoch, "owner", vs.viewOwner, "why", why)
+	n.sendHeartbeats(now)
+	if n.d.Quorum.IsLeader() {
+		n.lead(now)
+	}
+}
+
+func (n *Node) updateRoles(now time.Duration) {
+	v := n.view()
+	for _, g := range n.members {
+		os := n.own[g.Name]
+		gs := v.Group(g.Name)
+		mine := gs.Owner == n.name && gs.Epoch == os.epoch && os.relinquished != gs.Epoch && !n.leaving
+		acting := mine && decide.Acting(now, os.expiry, n.timing.LeaseGuard)
+		switch {
+		case acting && os.role != RoleActive:
+			os.role, os.activeSince = RoleActive, now
+			prev := previousOwner(v, g.Name, gs.Epoch)
+			n.log.Info("active", "group", g.Name, "epoch", gs.Epoch, "previous_owner", prev)
+			n.d.OnRole(Transition{Group: g.Name, Role: RoleActive, Epoch: gs.Epoch, PreviousOwner: prev, Reason: "lease acquired"})
+		case !acting && os.role == RoleActive:
+			os.role = RoleStandby
+			why := "lease lost"
+			switch {
+			case n.leaving || os.relinquished == os.epoch:
+				why = "relinquished"
+			case gs.Owner != n.name:
+				why = "owner changed"
+			}
+			n.log.Warn("standby", "group", g.Name, "epoch", gs.Epoch, "reason", why)
+			n.d.OnRole(Transition{Group: g.Name, Role: RoleStandby, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: why})
+		}
+	}
+}
+
+func previousOwner(v *quorum.State, group string, epoch uint64) string {
+	for i := len(v.Events) - 1; i >= 0; i-- {
+		if e := v.Events[i]; e.Group == group && e.Epoch == epoch {
+			return e.From
+		}
+	}
+	return ""
+}
+
+// Leave starts a planned shutdown: every group this node owns is demoted at
+// once and relinquished, so voters release without waiting out the lease and
+// the leader hands the group to a successor. Call Done to learn when the
+// successors are committed.
+func (n *Node) Leave(now time.Duration) {
+	n.leaving = true
+	v := n.view()
+	for _, g := range n.members {
+		gs := v.Group(g.Name)
+		if gs.Owner == n.name {
+			n.relinquish(now, g.Name, gs.Epoch, quorum.ReasonShutdown)
+		}
+	}
+	n.updateRoles(now)
+	n.sendHeartbeats(now)
+}
+
+// Relinquish gives up one group on purpose (switchover, failing checks or
+// hook). The node stops acting first; only then do voters hear of it.
+func (n *Node) Relinquish(now time.Duration, group, reason string) error {
+	gs := n.view().Group(group)
+	if gs.Owner != n.name {
+		return fmt.Errorf("group %q: this node (%s) is not its owner", group, n.name)
+	}
+	n.relinquish(now, group, gs.Epoch, reason)
+	n.updateRoles(now)
+	n.sendHeartbeats(now)
+	return nil
+}
+
+func (n *Node) relinquish(now time.Duration, group string, epoch uint64, reason string) {
+	os := n.own[group]
+	if os == nil {
+		return
+	}
+	os.relinquished, os.relReason = epoch, reason
+	os.expiry = 0
+	if n.isVoter {
+		n.release(now, group, epoch, "relinquished by owner")
+	}
+}
+
+// HandedOff reports whether no group is owned by this node any more in the
+// replicated state (the successor is committed).
+func (n *Node) HandedOff() bool {
+	v := n.view()
+	for _, g := range n.members {
+		if v.Group(g.Name).Owner == n.name {
+			return false
+		}
+	}
+	return true
+}
+
+// LeaseValid reports whether this node is acting for the group under a lease
+// that has not ended at its time now. The harness checks that at no instant
+// two nodes return true for one group.
+func (n *Node) LeaseValid(group string, now time.Duration) bool {
+	os := n.own[group]
+	return os != nil && os.role == RoleActive && now < os.expiry
+}
+
+// Role returns this node's role for a group.
+func (n *Node) Role(group string) string {
+	if os := n.own[group]; os != nil {
+		return os.role
+	}
+	return ""
+}
+
+// lead runs the ownership policy on the quorum leader.
+func (n *Node) lead(now time.Duration) {
+	v := n.view()
+	graceOver := now >= n.startAt+n.timing.StartupGrace || n.allMembersUp(now)
+	for _, g := range n.groups {
+		if g.Mode == "active-active" {
+			continue // per-VIP ownership arrives with the active-active issue
+		}
+		gs := v.Group(g.Name)
+		if p, ok := n.pending[g.Name]; ok && p.epoch == gs.Epoch && now-p.at < n.proposalTimeout() {
+			continue
+		}
+		relinquished, reason := false, quorum.ReasonFailure
+		if gs.Owner != "" {
+			if gs.Owner == n.name {
+				relinquished = n.own[g.Name] != nil && n.own[g.Name].relinquished == gs.Epoch
+				reason = n.own[g.Name].relReason
+			} else if p := n.peers[gs.Owner]; p != nil && p.relinquished[g.Name] == gs.Epoch {
+				relinquished, reason = true, p.relReason
+			}
+		}
+		in := decide.Inputs{
+			Now: now, Owner: gs.Owner, Epoch: gs.Epoch, Majority: n.major,
+			Released: n.releasedCount(g.Name, gs.Epoch), Relinquish: relinquished,
+			GraceOver: graceOver, Candidates: n.candidates(now, g),
+		}
+		act := decide.Decide(in)
+		if !act.Assign {
+			if gs.Owner != "" && in.Released >= n.major && n.whyLog[g.Name] != act.Why {
+				n.log.Warn("cannot fail over", "group", g.Name, "why", act.Why)
+			}
+			n.whyLog[g.Name] = act.Why
+			continue
+		}
+		n.whyLog[g.Name] = act.Why
+		if gs.Owner == "" {
+			reason = quorum.ReasonInitial
+		}
+		cmd := quorum.Command{
+			Op: quorum.OpAssign, Group: g.Name, ExpectEpoch: gs.Epoch, ExpectOwner: gs.Owner, Owner: act.Owner,
+			Reason: reason, TimeUnixMs: n.d.WallNow().UnixMilli(), Detail: act.Why,
+		}
+		if gs.Owner != "" && gs.Owner != n.name && !relinquished {
+			if p := n.peers[gs.Owner]; p != nil && p.heard {
+				cmd.DetectMs = (now - p.lastClaim[g.Name]).Milliseconds()
+			}
+		}
+		if err := n.d.Quorum.Propose(cmd); err != nil {
+			n.log.Debug("propose failed", "group", g.Name, "err", err)
+			continue
+		}
+		n.pending[g.Name] = pending{epoch: gs.Epoch, at: now}
+		n.log.Info("assigning group", "group", g.Name, "from", gs.Owner, "to", act.Owner, "epoch", gs.Epoch+1, "reason", reason)
+	}
+	n.keepLeadershipOffOwners(now, v)
+}
+
+func (n *Node) proposalTimeout() time.Duration {
+	return max(time.Second, 4*n.timing.RaftHeartbeatTimeout)
+}
+
+func (n *Node) releasedCount(group string, epoch uint64) int {
+	c := 0
+	for _, v := range n.voters {
+		if v == n.name {
+			if n.vote[group].releasedMax >= epoch {
+				c++
+			}
+			continue
+		}
+		if p := n.peers[v]; p != nil && p.released[group] >= epoch {
+			c++
+		}
+	}
+	return c
+}
+
+func (n *Node) alive(now time.Duration, p *peerState) bool {
+	return p.heard && now-p.lastHeard < n.timing.FailureTimeout
+}
+
+func (n *Node) candidates(now time.Duration, g *config.Group) []decide.Candidate {
+	var out []decide.Candidate
+	for _, m := range g.Members {
+		c := decide.Candidate{Node: m.Node, Priority: m.Priority}
+		if m.Node == n.name {
+			c.Alive, c.Healthy, c.Eligible = true, n.healthy(g.Name), !n.leaving
+			if os := n.own[g.Name]; os != nil && os.relinquished > 0 && os.relinquished == n.view().Group(g.Name).Epoch {
+				c.Eligible = false
+			}
+		} else if p := n.peers[m.Node]; p != nil {
+			gs, ok := p.groups[g.Name]
+			c.Alive = n.alive(now, p)
+			c.Healthy = ok && gs.Healthy
+			c.Eligible = ok && gs.Eligible && !p.leaving
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func (n *Node) allMembersUp(now time.Duration) bool {
+	for _, p := range n.peers {
+		if !n.alive(now, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// keepLeadershipOffOwners moves quorum leadership to a voter that owns no
+// group, so that the death of an owner never also costs a leader election.
+func (n *Node) keepLeadershipOffOwners(now time.Duration, v *quorum.State) {
+	if n.d.TransferLeadership == nil || now-n.lastXfer < 5*time.Second || now-n.startAt < n.timing.StartupGrace {
+		return
+	}
+	owners := map[string]bool{}
+	for _, g := range n.groups {
+		owners[v.Group(g.Name).Owner] = true
+	}
+	if !owners[n.name] && !n.leaving {
+		return
+	}
+	var best string
+	names := make([]string, 0, len(n.peers))
+	for name := range n.peers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		p := n.peers[name]
+		if slices.Contains(n.voters, name) && !owners[name] && n.alive(now, p) && !p.leaving {
+			best = name
+			break
+		}
+	}
+	if best == "" {
+		return
+	}
+	n.lastXfer = now
+	n.log.Info("moving quorum leadership off an owner", "to", best)
+	n.d.TransferLeadership(best)
+}
+
+// TickPeriod is how often the runtime calls Tick: often enough that an owner
+// notices the end of its lease well within the guard interval.
+func TickPeriod(t config.Timing) time.Duration {
+	p := min(t.HeartbeatInterval/2, t.LeaseGuard/3)
+	return max(p, time.Millisecond)
+}
+
+// DebugVote describes the voter state of a group (for harness diagnostics).
+func (n *Node) DebugVote(group string, now time.Duration) string {
+	vs := n.vote[group]
+	return fmt.Sprintf("view=%s/%d since=-%v grant=%s/%d lastGrant=-%v released=%d floor=-%v",
+		vs.viewOwner, vs.viewEpoch, now-vs.viewSince, vs.grantOwner, vs.grantEpoch, now-vs.lastGrant, vs.releasedMax, now-n.floor)
+}

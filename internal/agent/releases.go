@@ -1,0 +1,83 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// FileReleases is the durable ReleaseStore: a small JSON file in the node's
+// data_dir, replaced atomically and fsynced (file and directory) on every
+// save. Saves are rare: one per released lease.
+type FileReleases struct {
+	Path string
+	mu   sync.Mutex
+	m    map[string]uint64
+}
+
+// Load implements ReleaseStore.
+func (f *FileReleases) Load() (map[string]uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.m = map[string]uint64{}
+	b, err := os.ReadFile(f.Path)
+	if os.IsNotExist(err) {
+		return map[string]uint64{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &f.m); err != nil {
+		return nil, fmt.Errorf("%s: %w (delete it only if this node's raft state is deleted too)", f.Path, err)
+	}
+	out := map[string]uint64{}
+	for k, v := range f.m {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// Save implements ReleaseStore.
+func (f *FileReleases) Save(group string, epoch uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[string]uint64{}
+	}
+	if f.m[group] >= epoch {
+		return nil
+	}
+	next := map[string]uint64{}
+	for k, v := range f.m {
+		next[k] = v
+	}
+	next[group] = epoch
+	b, _ := json.Marshal(next)
+	tmp := f.Path + ".tmp"
+	fh, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := fh.Write(b); err != nil {
+		fh.Close()
+		return err
+	}
+	if err := fh.Sync(); err != nil {
+		fh.Close()
+		return err
+	}
+	if err := fh.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, f.Path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(f.Path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	f.m = next
+	return nil
+}

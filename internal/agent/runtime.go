@@ -1,0 +1,263 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/baton-ha/baton/internal/cluster"
+	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/quorum"
+	"github.com/baton-ha/baton/internal/service"
+)
+
+// Options start a real agent.
+type Options struct {
+	Config *config.Config
+	Node   string // this node's name (must be in Config)
+	Log    *slog.Logger
+	// Ready, if set, is closed once the agent listens on all its sockets.
+	Ready chan<- struct{}
+	// Handler builds the HTTP API handler (package api); nil serves nothing.
+	Handler func(a *Agent) http.Handler
+}
+
+// Agent is a running agent process: the Node core driven by real time, UDP
+// heartbeats, Raft over TLS, hooks and the HTTP API.
+type Agent struct {
+	opts   Options
+	cfg    *config.Config
+	self   *config.Node
+	timing config.Timing
+	log    *slog.Logger
+	start  time.Time
+	node   *Node
+	udp    *cluster.UDP
+	raft   *quorum.Raft
+	hooks  *service.HookRunner
+	http   *http.Server
+
+	changed chan struct{}
+	reqs    chan func(now time.Duration)
+}
+
+func (a *Agent) now() time.Duration { return time.Since(a.start) }
+
+// Run starts the agent and blocks until ctx is cancelled (then it hands off
+// its groups and exits) or a fatal error occurs.
+func Run(ctx context.Context, opts Options) error {
+	a, err := open(opts)
+	if err != nil {
+		return err
+	}
+	return a.loop(ctx)
+}
+
+func open(opts Options) (a *Agent, err error) {
+	cfg := opts.Config
+	self, err := cfg.NodeByName(opts.Node)
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("node", self.Name)
+	a = &Agent{opts: opts, cfg: cfg, self: self, timing: cfg.Timing(), log: log, start: time.Now(),
+		changed: make(chan struct{}, 1), reqs: make(chan func(time.Duration))}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	if err := os.MkdirAll(self.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("nodes[%s].data_dir: %w", self.Name, err)
+	}
+	port := strconv.Itoa(cfg.Cluster.Port)
+	peers := map[string]string{}
+	var raftPeers []quorum.Peer
+	for _, n := range cfg.Nodes {
+		addr := net.JoinHostPort(n.Address, port)
+		peers[n.Name] = addr
+		raftPeers = append(raftPeers, quorum.Peer{ID: n.Name, Addr: addr})
+	}
+	bind := net.JoinHostPort(self.Address, port)
+	a.udp, err = cluster.ListenUDP(bind, self.Name, uint64(time.Now().UnixNano()), peers,
+		cluster.NewCodec(cfg.Secret, cfg.Cluster.Name), log.With("component", "heartbeat"))
+	if err != nil {
+		return nil, err
+	}
+	a.raft, err = quorum.OpenRaft(quorum.RaftConfig{
+		NodeID: self.Name, Bind: bind, DataDir: self.DataDir, Peers: raftPeers,
+		Secret: cfg.Secret, Cluster: cfg.Cluster.Name,
+		HeartbeatTimeout: a.timing.RaftHeartbeatTimeout, ElectionTimeout: a.timing.RaftElectionTimeout,
+		LeaderLeaseTimeout: a.timing.RaftLeaderLease, CommitTimeout: a.timing.RaftCommitTimeout,
+		Logger: log.With("component", "raft"), OnChange: a.notify,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("quorum store in %s: %w", self.DataDir, err)
+	}
+	a.hooks = service.NewHookRunner(log.With("component", "hooks"))
+	a.node, err = NewNode(Deps{
+		Name: self.Name, Config: cfg, Timing: a.timing, Quorum: a.raft,
+		Send: func(to string, m *cluster.Message) {
+			if err := a.udp.Send(to, m); err != nil {
+				log.Debug("heartbeat send failed", "to", to, "err", err)
+			}
+		},
+		OnRole:             a.onRole,
+		Releases:           &FileReleases{Path: self.DataDir + "/released.json"},
+		RaftRole:           a.raft.Role,
+		TransferLeadership: func(to string) { go func() { _ = a.raft.TransferLeadership(to) }() },
+		Log:                log.With("component", "core"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if opts.Handler == nil {
+		return a, nil
+	}
+	ln, err := net.Listen("tcp", self.API)
+	if err != nil {
+		return nil, fmt.Errorf("nodes[%s].api: cannot listen on %s: %w", self.Name, self.API, err)
+	}
+	a.http = &http.Server{Handler: opts.Handler(a), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := a.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("api server stopped", "err", err)
+		}
+	}()
+	return a, nil
+}
+
+func (a *Agent) notify() {
+	select {
+	case a.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (a *Agent) onRole(t Transition) {
+	g := a.cfg.GroupByName(t.Group)
+	if g == nil {
+		return
+	}
+	var argv []string
+	switch t.Role {
+	case RoleActive:
+		argv = g.Hooks.Active
+	case RoleStandby:
+		argv = g.Hooks.Standby
+	}
+	if len(argv) == 0 {
+		return
+	}
+	a.hooks.Enqueue(t.Group, service.HookJob{
+		Argv: argv, Timeout: g.Hooks.Timeout.D(),
+		Env: service.Env{Cluster: a.cfg.Cluster.Name, Node: a.self.Name, Group: t.Group, Role: t.Role,
+			Epoch: t.Epoch, PreviousOwner: t.PreviousOwner, Reason: t.Reason},
+	})
+}
+
+func (a *Agent) loop(ctx context.Context) error {
+	defer a.close()
+	if err := a.node.Start(a.now()); err != nil {
+		return err
+	}
+	a.log.Info("agent started", "cluster", a.cfg.Cluster.Name, "profile", a.cfg.Cluster.Profile,
+		"heartbeat", a.timing.HeartbeatInterval, "lease", a.timing.FailureTimeout, "api", a.self.API)
+	if a.opts.Ready != nil {
+		close(a.opts.Ready)
+	}
+	tick := time.NewTicker(TickPeriod(a.timing))
+	defer tick.Stop()
+	in := a.udp.In()
+	var leaveDeadline time.Time
+	done := ctx.Done()
+	for {
+		select {
+		case <-done:
+			a.log.Info("shutting down: handing off owned groups")
+			a.node.Leave(a.now())
+			done = nil
+			leaveDeadline = time.Now().Add(2*a.node.hold + 2*time.Second)
+		case m, ok := <-in:
+			if !ok {
+				return errors.New("heartbeat socket closed")
+			}
+			a.node.Receive(a.now(), m.From, &m.Msg)
+		case <-a.changed:
+			a.node.StateChanged(a.now())
+		case <-tick.C:
+			a.node.Tick(a.now())
+		case f := <-a.reqs:
+			f(a.now())
+		}
+		if done == nil && (a.node.HandedOff() || time.Now().After(leaveDeadline)) {
+			if !a.node.HandedOff() {
+				a.log.Warn("no successor committed before the shutdown deadline; leaving anyway")
+			}
+			a.handOffLeadership()
+			a.hooks.Drain(5 * time.Second)
+			a.log.Info("agent stopped")
+			return nil
+		}
+	}
+}
+
+// handOffLeadership moves quorum leadership away before exit, so the rest of
+// the cluster does not wait for an election.
+func (a *Agent) handOffLeadership() {
+	if !a.raft.IsLeader() {
+		return
+	}
+	for _, n := range a.cfg.Nodes {
+		if n.Name != a.self.Name {
+			if err := a.raft.TransferLeadership(n.Name); err == nil {
+				return
+			}
+		}
+	}
+}
+
+// call runs f on the agent loop and waits for it (or ctx).
+func (a *Agent) call(ctx context.Context, f func(now time.Duration)) error {
+	done := make(chan struct{})
+	select {
+	case a.reqs <- func(now time.Duration) { f(now); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (a *Agent) close() {
+	if a.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = a.http.Shutdown(ctx)
+		cancel()
+	}
+	if a.hooks != nil {
+		a.hooks.Close()
+	}
+	if a.raft != nil {
+		if err := a.raft.Close(); err != nil {
+			a.log.Warn("closing quorum store", "err", err)
+		}
+	}
+	if a.udp != nil {
+		_ = a.udp.Close()
+	}
+}

@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"time"
+
+	"github.com/baton-ha/baton/internal/quorum"
+)
+
+// Status is the agent's view of the cluster, served as GET /v1/status and
+// printed by `baton status`. Field names are part of the stable --json output.
+type Status struct {
+	Cluster   string        `json:"cluster"`
+	Node      string        `json:"node"`
+	Leader    string        `json:"leader"`
+	RaftRole  string        `json:"raft_role"`
+	Applied   uint64        `json:"applied_index"`
+	Leaving   bool          `json:"leaving"`
+	Nodes     []NodeStatus  `json:"nodes"`
+	Groups    []GroupStatus `json:"groups"`
+	Profile   string        `json:"profile"`
+	HoldMs    int64         `json:"voter_hold_ms"`
+	LeaseMs   int64         `json:"lease_ms"`
+	HBMs      int64         `json:"heartbeat_interval_ms"`
+	Generated time.Time     `json:"generated"`
+}
+
+// NodeStatus is one node as this agent sees it.
+type NodeStatus struct {
+	Name       string `json:"name"`
+	Address    string `json:"address"`
+	Witness    bool   `json:"witness"`
+	Self       bool   `json:"self"`
+	Alive      bool   `json:"alive"`
+	RaftRole   string `json:"raft_role"`
+	LastSeenMs int64  `json:"last_seen_ms"` // -1: never heard
+	Leaving    bool   `json:"leaving"`
+}
+
+// GroupStatus is one group's replicated ownership plus this node's role.
+type GroupStatus struct {
+	Name    string         `json:"name"`
+	Mode    string         `json:"mode"`
+	Standby string         `json:"standby"`
+	Owner   string         `json:"owner"`
+	Epoch   uint64         `json:"epoch"`
+	Role    string         `json:"role,omitempty"` // this node's role ("" if not a member)
+	LeaseMs int64          `json:"lease_remaining_ms,omitempty"`
+	Members []MemberStatus `json:"members"`
+	Note    string         `json:"note,omitempty"` // why the leader is not acting, if it is the leader
+}
+
+// MemberStatus is one member of a group.
+type MemberStatus struct {
+	Node     string `json:"node"`
+	Priority int    `json:"priority"`
+	Alive    bool   `json:"alive"`
+	Healthy  bool   `json:"healthy"`
+	Role     string `json:"role"`
+}
+
+// Status builds the status at time now.
+func (n *Node) Status(now time.Duration) Status {
+	v := n.view()
+	st := Status{
+		Cluster: n.d.Config.Cluster.Name, Node: n.name, Leader: n.d.Quorum.Leader(), Applied: v.Index,
+		Leaving: n.leaving, Profile: n.d.Config.Cluster.Profile, HoldMs: n.hold.Milliseconds(),
+		LeaseMs: n.timing.FailureTimeout.Milliseconds(), HBMs: n.timing.HeartbeatInterval.Milliseconds(),
+		Generated: n.d.WallNow(),
+	}
+	if n.d.RaftRole != nil {
+		st.RaftRole = n.d.RaftRole()
+	}
+	for _, nd := range n.d.Config.Nodes {
+		ns := NodeStatus{Name: nd.Name, Address: nd.Address, Witness: nd.Witness, LastSeenMs: -1}
+		if nd.Name == n.name {
+			ns.Self, ns.Alive, ns.RaftRole, ns.LastSeenMs, ns.Leaving = true, true, st.RaftRole, 0, n.leaving
+		} else if p := n.peers[nd.Name]; p != nil && p.heard {
+			ns.Alive, ns.RaftRole, ns.LastSeenMs, ns.Leaving = n.alive(now, p), p.raftRole, (now - p.lastHeard).Milliseconds(), p.leaving
+		}
+		st.Nodes = append(st.Nodes, ns)
+	}
+	for _, g := range n.groups {
+		gs := v.Group(g.Name)
+		out := GroupStatus{Name: g.Name, Mode: g.Mode, Standby: g.Standby, Owner: gs.Owner, Epoch: gs.Epoch,
+			Role: n.Role(g.Name)}
+		if os := n.own[g.Name]; os != nil && os.role == RoleActive {
+			out.LeaseMs = (os.expiry - now).Milliseconds()
+		}
+		if n.d.Quorum.IsLeader() {
+			out.Note = n.whyLog[g.Name]
+		}
+		for _, m := range g.Members {
+			ms := MemberStatus{Node: m.Node, Priority: m.Priority, Role: RoleStandby}
+			if m.Node == gs.Owner {
+				ms.Role = RoleActive
+			}
+			if m.Node == n.name {
+				ms.Alive, ms.Healthy = true, n.healthy(g.Name)
+			} else if p := n.peers[m.Node]; p != nil {
+				ms.Alive = n.alive(now, p)
+				ms.Healthy = p.groups[g.Name].Healthy
+			}
+			out.Members = append(out.Members, ms)
+		}
+		st.Groups = append(st.Groups, out)
+	}
+	return st
+}
+
+// Events returns the replicated ownership history, oldest first.
+func (n *Node) Events() []quorum.Event { return n.view().Events }

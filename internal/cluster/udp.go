@@ -1,0 +1,147 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+)
+
+// Inbound is an authenticated, replay-checked message from a known node.
+type Inbound struct {
+	From string
+	Msg  Message
+}
+
+// Stats counts packets by outcome; all fields are read atomically.
+type Stats struct {
+	Sent, Received, SendErrors             atomic.Uint64
+	RejectedAuth, RejectedReplay           atomic.Uint64
+	RejectedMalformed, RejectedUnknownPeer atomic.Uint64
+}
+
+// Rejected returns the total of rejected packets.
+func (s *Stats) Rejected() uint64 {
+	return s.RejectedAuth.Load() + s.RejectedReplay.Load() + s.RejectedMalformed.Load() + s.RejectedUnknownPeer.Load()
+}
+
+// UDP is the production heartbeat transport: one socket on the node's address
+// and cluster port. Reads run on one goroutine that delivers to In(); Send is
+// safe for concurrent use.
+type UDP struct {
+	conn  *net.UDPConn
+	codec *Codec
+	self  string
+	inc   uint64
+	seq   atomic.Uint64
+	peers map[string]netip.AddrPort // name → address
+	byIP  map[netip.Addr]string
+	log   *slog.Logger
+	in    chan Inbound
+	Stats Stats
+	done  chan struct{}
+	once  sync.Once
+}
+
+// ListenUDP binds bind ("ip:port") and starts reading. peers maps every node
+// name (self included) to its "ip:port". inc must grow across restarts of this
+// node (e.g. the start time in unix nanoseconds).
+func ListenUDP(bind, self string, inc uint64, peers map[string]string, codec *Codec, log *slog.Logger) (*UDP, error) {
+	ap, err := netip.ParseAddrPort(bind)
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat address %q: %w", bind, err)
+	}
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat socket on %s: %w (is another agent running, or is the address not on this host?)", bind, err)
+	}
+	u := &UDP{conn: conn, codec: codec, self: self, inc: inc, peers: map[string]netip.AddrPort{},
+		byIP: map[netip.Addr]string{}, log: log, in: make(chan Inbound, 1024), done: make(chan struct{})}
+	for name, a := range peers {
+		pa, err := netip.ParseAddrPort(a)
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("peer %s address %q: %w", name, a, err)
+		}
+		u.peers[name] = pa
+		u.byIP[pa.Addr().Unmap()] = name
+	}
+	go u.readLoop()
+	return u, nil
+}
+
+// In delivers inbound messages. It is closed when the transport is closed.
+func (u *UDP) In() <-chan Inbound { return u.in }
+
+// Send seals m and sends it to the named peer.
+func (u *UDP) Send(to string, m *Message) error {
+	addr, ok := u.peers[to]
+	if !ok {
+		return fmt.Errorf("unknown peer %q", to)
+	}
+	pkt, err := u.codec.Seal(u.self, u.inc, u.seq.Add(1), m)
+	if err != nil {
+		return err
+	}
+	if _, err := u.conn.WriteToUDPAddrPort(pkt, addr); err != nil {
+		u.Stats.SendErrors.Add(1)
+		return err
+	}
+	u.Stats.Sent.Add(1)
+	return nil
+}
+
+func (u *UDP) readLoop() {
+	defer close(u.in)
+	guard := NewReplayGuard()
+	buf := make([]byte, MaxPacket+1)
+	for {
+		n, src, err := u.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		env, err := u.codec.Open(buf[:n])
+		switch {
+		case errors.Is(err, ErrAuth):
+			u.Stats.RejectedAuth.Add(1)
+			u.log.Debug("rejected heartbeat", "from", src, "reason", err)
+			continue
+		case err != nil:
+			u.Stats.RejectedMalformed.Add(1)
+			u.log.Debug("rejected heartbeat", "from", src, "reason", err)
+			continue
+		}
+		want, known := u.peers[env.From]
+		if !known || want.Addr().Unmap() != src.Addr().Unmap() {
+			u.Stats.RejectedUnknownPeer.Add(1)
+			u.log.Debug("rejected heartbeat: sender name does not match its address", "from", src, "claims", env.From)
+			continue
+		}
+		if !guard.Accept(env.From, env.Incarnation, env.Seq) {
+			u.Stats.RejectedReplay.Add(1)
+			continue
+		}
+		u.Stats.Received.Add(1)
+		select {
+		case u.in <- Inbound{From: env.From, Msg: env.Msg}:
+		case <-u.done:
+			return
+		}
+	}
+}
+
+// Close stops the reader and closes the socket.
+func (u *UDP) Close() error {
+	var err error
+	u.once.Do(func() {
+		close(u.done)
+		err = u.conn.Close()
+	})
+	return err
+}

@@ -1,0 +1,201 @@
+// Package quorum holds Baton's replicated cluster state (group owners, epochs,
+// history) and the machinery that replicates it: hashicorp/raft over an
+// authenticated, encrypted transport in production, and an in-memory twin used
+// by the in-process cluster harness.
+//
+// The state is deliberately tiny. Raft only commits the *result* of an
+// ownership decision (new owner, epoch+1); the lease clock that makes a
+// decision safe runs on the voters (see docs/design.md), so a Raft election
+// never sits in series with lease expiry.
+package quorum
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// MaxEvents bounds the history kept in the replicated state.
+const MaxEvents = 1000
+
+// Reasons recorded with ownership changes.
+const (
+	ReasonInitial    = "initial"    // first owner of a group
+	ReasonFailure    = "failure"    // previous owner lost its lease (silent to a quorum)
+	ReasonShutdown   = "shutdown"   // previous owner handed off on SIGTERM
+	ReasonCheck      = "check"      // previous owner's health checks failed
+	ReasonSwitchover = "switchover" // operator asked for it
+	ReasonFailback   = "failback"   // higher-priority member returned
+	ReasonRelinquish = "relinquish" // owner gave the group up (e.g. failing active hook)
+)
+
+// GroupState is the replicated ownership record of one group.
+type GroupState struct {
+	Owner string `json:"owner"` // "" when nobody owns the group
+	Epoch uint64 `json:"epoch"` // fencing token; grows with every change
+	// SinceUnixMs is the wall-clock time of the last change (informational).
+	SinceUnixMs int64 `json:"since_unix_ms"`
+}
+
+// Event is one ownership change, kept in the replicated history.
+type Event struct {
+	Seq        uint64 `json:"seq"`
+	TimeUnixMs int64  `json:"time_unix_ms"`
+	Group      string `json:"group"`
+	Epoch      uint64 `json:"epoch"`
+	From       string `json:"from"`
+	To         string `json:"to"`
+	Reason     string `json:"reason"`
+	// DetectMs is how long the cluster took to notice the need for a change
+	// (last heartbeat of the old owner → a quorum released its lease); 0 when
+	// not measured (planned changes).
+	DetectMs int64 `json:"detect_ms"`
+	// DecideMs is the time from a quorum of releases to the proposal.
+	DecideMs int64 `json:"decide_ms"`
+	// Detail is a human-readable note for operators.
+	Detail string `json:"detail,omitempty"`
+}
+
+// State is the replicated state machine. It is mutated only through Apply,
+// which is deterministic: every replica that applies the same commands in the
+// same order holds the same State.
+type State struct {
+	Index  uint64                `json:"index"` // last applied command index (1-based)
+	Groups map[string]GroupState `json:"groups"`
+	Events []Event               `json:"events"`
+	NextEv uint64                `json:"next_event"`
+}
+
+// NewState returns an empty state.
+func NewState() *State {
+	return &State{Groups: map[string]GroupState{}, NextEv: 1}
+}
+
+// Clone returns a deep copy, safe to hand to readers while the original moves on.
+func (s *State) Clone() *State {
+	c := &State{Index: s.Index, NextEv: s.NextEv, Groups: make(map[string]GroupState, len(s.Groups))}
+	for k, v := range s.Groups {
+		c.Groups[k] = v
+	}
+	c.Events = append([]Event(nil), s.Events...)
+	return c
+}
+
+// Group returns the ownership record of a group (zero value if never owned).
+func (s *State) Group(name string) GroupState { return s.Groups[name] }
+
+// GroupNames returns the names of groups present in the state, sorted.
+func (s *State) GroupNames() []string {
+	names := make([]string, 0, len(s.Groups))
+	for k := range s.Groups {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Command ops.
+const (
+	OpAssign = "assign" // compare-and-set ownership of a group to Owner at ExpectEpoch+1
+)
+
+// Command is one replicated mutation.
+type Command struct {
+	Op          string `json:"op"`
+	Group       string `json:"group"`
+	ExpectEpoch uint64 `json:"expect_epoch"` // CAS: applies only if the group is at this epoch
+	ExpectOwner string `json:"expect_owner"` // CAS: ... and has this owner
+	Owner       string `json:"owner"`        // new owner ("" = nobody)
+	Reason      string `json:"reason"`
+	TimeUnixMs  int64  `json:"time_unix_ms"`
+	DetectMs    int64  `json:"detect_ms,omitempty"`
+	DecideMs    int64  `json:"decide_ms,omitempty"`
+	Detail      string `json:"detail,omitempty"`
+}
+
+// ErrStale is returned by Apply when a compare-and-set command no longer
+// matches the state: someone else changed the group first. It is not a fault.
+var ErrStale = errors.New("stale command: group changed since it was proposed")
+
+// Encode serialises a command for the log.
+func (c Command) Encode() []byte {
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(err) // a Command holds only strings and integers
+	}
+	return b
+}
+
+// DecodeCommand parses a command from the log.
+func DecodeCommand(b []byte) (Command, error) {
+	var c Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("decode command: %w", err)
+	}
+	return c, nil
+}
+
+// Apply applies one command at log index idx. It never panics on bad input:
+// unknown ops and stale CAS commands return an error and leave the groups as
+// they were (the index still advances, as for every log entry).
+func (s *State) Apply(idx uint64, c Command) error {
+	if idx > s.Index {
+		s.Index = idx
+	}
+	switch c.Op {
+	case OpAssign:
+		g := s.Groups[c.Group]
+		if g.Epoch != c.ExpectEpoch || g.Owner != c.ExpectOwner {
+			return ErrStale
+		}
+		ev := Event{
+			Seq: s.NextEv, TimeUnixMs: c.TimeUnixMs, Group: c.Group, Epoch: g.Epoch + 1,
+			From: g.Owner, To: c.Owner, Reason: c.Reason, DetectMs: c.DetectMs, DecideMs: c.DecideMs, Detail: c.Detail,
+		}
+		s.NextEv++
+		s.Groups[c.Group] = GroupState{Owner: c.Owner, Epoch: g.Epoch + 1, SinceUnixMs: c.TimeUnixMs}
+		s.Events = append(s.Events, ev)
+		if len(s.Events) > MaxEvents {
+			s.Events = append([]Event(nil), s.Events[len(s.Events)-MaxEvents:]...)
+		}
+		return nil
+	default:
+		return fmt.Errorf("unknown command op %q", c.Op)
+	}
+}
+
+// Marshal / Unmarshal are used for snapshots.
+func (s *State) Marshal() ([]byte, error) { return json.Marshal(s) }
+
+// UnmarshalState restores a snapshot.
+func UnmarshalState(b []byte) (*State, error) {
+	s := NewState()
+	if err := json.Unmarshal(b, s); err != nil {
+		return nil, fmt.Errorf("decode state snapshot: %w", err)
+	}
+	if s.Groups == nil {
+		s.Groups = map[string]GroupState{}
+	}
+	return s, nil
+}
+
+// Quorum is what the agent needs from the replication layer. Implementations:
+// Raft (hashicorp/raft over TLS, durable) and the in-memory twin in package sim.
+//
+// View, Leader and IsLeader never block. Propose never blocks on replication:
+// the result is observed through a later View (commands are CAS, so a lost or
+// duplicated proposal is harmless).
+type Quorum interface {
+	// View returns the latest applied state. Callers must not mutate it.
+	View() *State
+	// IsLeader reports whether this node currently leads and may propose.
+	IsLeader() bool
+	// Leader returns the current leader's node name, "" if unknown.
+	Leader() string
+	// Propose submits a command; only the leader accepts (ErrNotLeader otherwise).
+	Propose(c Command) error
+}
+
+// ErrNotLeader is returned by Propose on a follower.
+var ErrNotLeader = errors.New("not the quorum leader")

@@ -1,0 +1,543 @@
+// Package sim is Baton's exported in-process cluster harness: N agent cores
+// (agent.Node) on a simulated network that partitions, drops, delays and
+// reorders, with an in-memory quorum twin, per-node clocks that drift within
+// the configured bound, and a global virtual clock. Everything is driven from
+// one seeded random source, so a failing schedule replays exactly from its
+// seed.
+//
+// The harness checks the safety invariants after every millisecond of virtual
+// time: never two nodes holding a valid lease for one group, epochs only
+// grow, and no node acts under an epoch older than one already acted under.
+package sim
+
+import (
+	"container/heap"
+	"fmt"
+	"log/slog"
+	"math/rand"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/baton-ha/baton/internal/agent"
+	"github.com/baton-ha/baton/internal/cluster"
+	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/quorum"
+)
+
+// Step is the virtual time resolution.
+const Step = time.Millisecond
+
+// Activation is one role change observed by the harness.
+type Activation struct {
+	At    time.Duration // global virtual time
+	Node  string
+	Group string
+	Role  string
+	Epoch uint64
+}
+
+// Node is one simulated agent process and its host.
+type Node struct {
+	Name     string
+	core     *agent.Node
+	alive    bool // process exists (killed → false)
+	paused   bool // SIGSTOP
+	rate     float64
+	offset   time.Duration
+	releases *agent.MemReleases
+	view     *quorum.State
+	applied  int // log entries applied
+	nextTick time.Duration
+	backlog  []delivery
+	healthy  map[string]bool
+}
+
+type delivery struct {
+	at   time.Duration
+	seq  uint64
+	from string
+	to   string
+	msg  *cluster.Message
+}
+
+type queue []delivery
+
+func (q queue) Len() int { return len(q) }
+func (q queue) Less(i, j int) bool {
+	if q[i].at != q[j].at {
+		return q[i].at < q[j].at
+	}
+	return q[i].seq < q[j].seq
+}
+func (q queue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *queue) Push(x any)   { *q = append(*q, x.(delivery)) }
+func (q *queue) Pop() any {
+	old := *q
+	d := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return d
+}
+
+type proposal struct {
+	cmd      quorum.Command
+	proposer string
+	commitAt time.Duration
+}
+
+// Cluster is the simulated cluster.
+type Cluster struct {
+	Cfg    *config.Config
+	Timing config.Timing
+	Now    time.Duration
+	Rand   *rand.Rand
+	Log    *slog.Logger
+
+	nodes   map[string]*Node
+	order   []string
+	q       queue
+	seq     uint64
+	blocked map[[2]string]bool
+	drop    float64
+	delayLo time.Duration
+	delayHi time.Duration
+
+	// quorum twin
+	log        []quorum.Command
+	proposals  []proposal
+	leader     string
+	electionAt time.Duration
+	transferTo string
+
+	// observations
+	Activations []Activation
+	lastActEp   map[string]uint64
+	epochOwner  map[string]map[uint64]string
+	maxView     map[string]map[string]uint64
+	err         error
+}
+
+// New builds a cluster for cfg. Nothing runs until Start.
+func New(cfg *config.Config, seed int64, log *slog.Logger) *Cluster {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Cluster{
+		Cfg: cfg, Timing: cfg.Timing(), Rand: rand.New(rand.NewSource(seed)), Log: log,
+		nodes: map[string]*Node{}, blocked: map[[2]string]bool{},
+		delayLo: 200 * time.Microsecond, delayHi: 2 * time.Millisecond,
+		lastActEp: map[string]uint64{}, epochOwner: map[string]map[uint64]string{}, maxView: map[string]map[string]uint64{},
+	}
+	for _, nd := range cfg.Nodes {
+		drift := c.Timing.ClockDrift * 0.9
+		n := &Node{
+			Name: nd.Name, rate: 1 + (c.Rand.Float64()*2-1)*drift,
+			offset:   time.Duration(c.Rand.Int63n(int64(time.Hour))),
+			releases: &agent.MemReleases{}, view: quorum.NewState(), healthy: map[string]bool{},
+		}
+		c.nodes[nd.Name] = n
+		c.order = append(c.order, nd.Name)
+		c.maxView[nd.Name] = map[string]uint64{}
+	}
+	return c
+}
+
+// Local returns a node's clock at the current global time. Clocks run while
+// the process is paused, as monotonic clocks do.
+func (c *Cluster) Local(n *Node) time.Duration {
+	return n.offset + time.Duration(float64(c.Now)*n.rate)
+}
+
+// Node returns a node by name.
+func (c *Cluster) Node(name string) *Node { return c.nodes[name] }
+
+// Names returns node names in config order.
+func (c *Cluster) Names() []string { return slices.Clone(c.order) }
+
+// Start boots every node.
+func (c *Cluster) Start() error {
+	for _, name := range c.order {
+		if err := c.boot(c.nodes[name]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) boot(n *Node) error {
+	q := &nodeQuorum{c: c, n: n}
+	core, err := agent.NewNode(agent.Deps{
+		Name: n.Name, Config: c.Cfg, Timing: c.Timing, Quorum: q,
+		Send:     func(to string, m *cluster.Message) { c.send(n.Name, to, m) },
+		OnRole:   func(t agent.Transition) { c.observe(n.Name, t) },
+		Healthy:  func(g string) bool { h, ok := n.healthy[g]; return !ok || h },
+		Releases: n.releases,
+		WallNow:  func() time.Time { return time.Unix(0, 0).Add(c.Now) },
+		RaftRole: func() string {
+			if c.leader == n.Name {
+				return "leader"
+			}
+			return "follower"
+		},
+		TransferLeadership: func(to string) { c.transferTo = to },
+		Log:                c.Log.With("node", n.Name),
+	})
+	if err != nil {
+		return err
+	}
+	n.core, n.alive, n.paused, n.backlog = core, true, false, nil
+	n.nextTick = c.Local(n)
+	return core.Start(c.Local(n))
+}
+
+func (c *Cluster) send(from, to string, m *cluster.Message) {
+	if c.blocked[[2]string{from, to}] || (c.drop > 0 && c.Rand.Float64() < c.drop) {
+		return
+	}
+	d := c.delayLo
+	if c.delayHi > c.delayLo {
+		d += time.Duration(c.Rand.Int63n(int64(c.delayHi - c.delayLo)))
+	}
+	c.seq++
+	// Messages are immutable once sent; share the pointer.
+	heap.Push(&c.q, delivery{at: c.Now + d, seq: c.seq, from: from, to: to, msg: m})
+}
+
+func (c *Cluster) observe(node string, t agent.Transition) {
+	c.Activations = append(c.Activations, Activation{At: c.Now, Node: node, Group: t.Group, Role: t.Role, Epoch: t.Epoch})
+	if t.Role != agent.RoleActive {
+		return
+	}
+	if last := c.lastActEp[t.Group]; t.Epoch < last {
+		c.fail("node %s acted for group %s under epoch %d after epoch %d had acted", node, t.Group, t.Epoch, last)
+	}
+	c.lastActEp[t.Group] = t.Epoch
+	owners := c.epochOwner[t.Group]
+	if owners == nil {
+		owners = map[uint64]string{}
+		c.epochOwner[t.Group] = owners
+	}
+	if o, ok := owners[t.Epoch]; ok && o != node {
+		c.fail("group %s epoch %d acted on by both %s and %s", t.Group, t.Epoch, o, node)
+	}
+	owners[t.Epoch] = node
+}
+
+func (c *Cluster) fail(format string, args ...any) {
+	if c.err == nil {
+		c.err = fmt.Errorf("t=%v: %s", c.Now, fmt.Sprintf(format, args...))
+	}
+}
+
+// Err returns the first invariant violation seen, if any.
+func (c *Cluster) Err() error { return c.err }
+
+// --- faults ---------------------------------------------------------------
+
+// Partition cuts every link between the two sets (both directions).
+func (c *Cluster) Partition(a, b []string) {
+	for _, x := range a {
+		for _, y := range b {
+			c.blocked[[2]string{x, y}] = true
+			c.blocked[[2]string{y, x}] = true
+		}
+	}
+}
+
+// Isolate cuts one node off from all others.
+func (c *Cluster) Isolate(name string) {
+	var rest []string
+	for _, n := range c.order {
+		if n != name {
+			rest = append(rest, n)
+		}
+	}
+	c.Partition([]string{name}, rest)
+}
+
+// Heal restores every link, loss and delay.
+func (c *Cluster) Heal() {
+	c.blocked = map[[2]string]bool{}
+	c.drop = 0
+	c.delayLo, c.delayHi = 200*time.Microsecond, 2*time.Millisecond
+}
+
+// Drop sets the probability that any heartbeat packet is lost.
+func (c *Cluster) Drop(p float64) { c.drop = p }
+
+// Delay sets the one-way delay range of every packet (reordering included).
+func (c *Cluster) Delay(lo, hi time.Duration) { c.delayLo, c.delayHi = lo, hi }
+
+// Kill ends a node's process: volatile state is lost, durable state (its raft
+// log and released leases) is kept for Restart.
+func (c *Cluster) Kill(name string) {
+	n := c.nodes[name]
+	n.alive, n.paused, n.backlog = false, false, nil
+	if c.leader == name {
+		c.loseLeader()
+	}
+}
+
+// Restart boots a killed node from its durable state.
+func (c *Cluster) Restart(name string) error {
+	n := c.nodes[name]
+	if n.alive {
+		return nil
+	}
+	return c.boot(n)
+}
+
+// Pause freezes a node's process (SIGSTOP): no ticks, packets queue up.
+func (c *Cluster) Pause(name string) {
+	if n := c.nodes[name]; n.alive {
+		n.paused = true
+	}
+}
+
+// Resume continues a paused node (SIGCONT); queued packets are processed first.
+func (c *Cluster) Resume(name string) {
+	n := c.nodes[name]
+	if !n.alive || !n.paused {
+		return
+	}
+	n.paused = false
+	backlog := n.backlog
+	n.backlog = nil
+	for _, d := range backlog {
+		n.core.Receive(c.Local(n), d.from, d.msg)
+	}
+}
+
+// SetHealthy sets a node's local health for a group.
+func (c *Cluster) SetHealthy(name, group string, ok bool) { c.nodes[name].healthy[group] = ok }
+
+// Leave makes a node hand off its groups (SIGTERM).
+func (c *Cluster) Leave(name string) {
+	if n := c.nodes[name]; n.alive && !n.paused {
+		n.core.Leave(c.Local(n))
+	}
+}
+
+// --- quorum twin ----------------------------------------------------------
+
+func (c *Cluster) up(n *Node) bool { return n.alive && !n.paused }
+
+func (c *Cluster) linked(a, b string) bool {
+	return a == b || (!c.blocked[[2]string{a, b}] && !c.blocked[[2]string{b, a}])
+}
+
+// canLead: the node is up and reaches a majority of up voters.
+func (c *Cluster) canLead(name string) bool {
+	n := c.nodes[name]
+	if !c.up(n) {
+		return false
+	}
+	reach := 0
+	for _, v := range c.Cfg.Voters() {
+		if c.up(c.nodes[v]) && c.linked(name, v) {
+			reach++
+		}
+	}
+	return reach >= len(c.Cfg.Voters())/2+1
+}
+
+func (c *Cluster) loseLeader() {
+	c.leader = ""
+	lo, hi := c.Timing.RaftElectionTimeout, 2*c.Timing.RaftElectionTimeout
+	c.electionAt = c.Now + lo + time.Duration(c.Rand.Int63n(int64(hi-lo)+1))
+	c.proposals = nil
+}
+
+func (c *Cluster) stepQuorum() {
+	if c.leader != "" && !c.canLead(c.leader) {
+		c.loseLeader()
+	}
+	if c.leader != "" && c.transferTo != "" {
+		if c.canLead(c.transferTo) {
+			c.leader = c.transferTo
+			c.proposals = nil
+		}
+		c.transferTo = ""
+	}
+	if c.leader == "" && c.Now >= c.electionAt {
+		var cands []string
+		for _, name := range c.order {
+			if c.canLead(name) {
+				cands = append(cands, name)
+			}
+		}
+		if len(cands) > 0 {
+			c.leader = cands[c.Rand.Intn(len(cands))]
+			c.notify(c.leader)
+		}
+	}
+	// Commit proposals whose proposer still leads with a majority.
+	var keep []proposal
+	for _, p := range c.proposals {
+		if c.Now < p.commitAt {
+			keep = append(keep, p)
+			continue
+		}
+		if p.proposer == c.leader {
+			c.log = append(c.log, p.cmd)
+		}
+	}
+	c.proposals = keep
+	// Replicate to nodes in touch with the leader.
+	if c.leader == "" {
+		return
+	}
+	for _, name := range c.order {
+		n := c.nodes[name]
+		if !c.up(n) || !c.linked(c.leader, name) || n.applied >= len(c.log) {
+			continue
+		}
+		for n.applied < len(c.log) {
+			n.applied++
+			_ = n.view.Apply(uint64(n.applied), c.log[n.applied-1])
+		}
+		for g, gs := range n.view.Groups {
+			if gs.Epoch < c.maxView[name][g] {
+				c.fail("node %s view of group %s went back from epoch %d to %d", name, g, c.maxView[name][g], gs.Epoch)
+			}
+			c.maxView[name][g] = gs.Epoch
+		}
+		c.notify(name)
+	}
+}
+
+func (c *Cluster) notify(name string) {
+	if n := c.nodes[name]; c.up(n) {
+		n.core.StateChanged(c.Local(n))
+	}
+}
+
+type nodeQuorum struct {
+	c *Cluster
+	n *Node
+}
+
+func (q *nodeQuorum) View() *quorum.State { return q.n.view }
+func (q *nodeQuorum) IsLeader() bool      { return q.c.leader == q.n.Name }
+func (q *nodeQuorum) Leader() string      { return q.c.leader }
+func (q *nodeQuorum) Propose(cmd quorum.Command) error {
+	if q.c.leader != q.n.Name {
+		return quorum.ErrNotLeader
+	}
+	d := time.Millisecond + time.Duration(q.c.Rand.Int63n(int64(4*time.Millisecond)))
+	q.c.proposals = append(q.c.proposals, proposal{cmd: cmd, proposer: q.n.Name, commitAt: q.c.Now + d})
+	return nil
+}
+
+// --- driving --------------------------------------------------------------
+
+// Advance runs the cluster for d of virtual time, checking invariants every step.
+func (c *Cluster) Advance(d time.Duration) error {
+	end := c.Now + d
+	for c.Now < end && c.err == nil {
+		c.Now += Step
+		c.deliver()
+		c.stepQuorum()
+		for _, name := range c.order {
+			n := c.nodes[name]
+			if !c.up(n) {
+				continue
+			}
+			if now := c.Local(n); now >= n.nextTick {
+				n.core.Tick(now)
+				n.nextTick = now + agent.TickPeriod(c.Timing)
+			}
+		}
+		c.check()
+	}
+	return c.err
+}
+
+func (c *Cluster) deliver() {
+	for c.q.Len() > 0 && c.q[0].at <= c.Now {
+		d := heap.Pop(&c.q).(delivery)
+		n := c.nodes[d.to]
+		switch {
+		case !n.alive:
+		case n.paused:
+			if len(n.backlog) < 4096 {
+				n.backlog = append(n.backlog, d)
+			}
+		default:
+			n.core.Receive(c.Local(n), d.from, d.msg)
+		}
+	}
+}
+
+func (c *Cluster) check() {
+	for _, g := range c.Cfg.Groups {
+		var holders []string
+		for _, name := range c.order {
+			n := c.nodes[name]
+			if n.alive && n.core.LeaseValid(g.Name, c.Local(n)) {
+				holders = append(holders, name)
+			}
+		}
+		if len(holders) > 1 {
+			c.fail("split brain: %v all hold a valid lease for group %s", holders, g.Name)
+		}
+	}
+}
+
+// Owner returns the node that currently acts for the group under a valid
+// lease ("" if none).
+func (c *Cluster) Owner(group string) string {
+	for _, name := range c.order {
+		n := c.nodes[name]
+		if c.up(n) && n.core.LeaseValid(group, c.Local(n)) {
+			return name
+		}
+	}
+	return ""
+}
+
+// Committed returns the replicated state as the log has it.
+func (c *Cluster) Committed() *quorum.State {
+	s := quorum.NewState()
+	for i, cmd := range c.log {
+		_ = s.Apply(uint64(i+1), cmd)
+	}
+	return s
+}
+
+// Leader returns the quorum leader ("" during an election).
+func (c *Cluster) Leader() string { return c.leader }
+
+// WaitOwner advances until every group has an acting owner, up to limit.
+// It returns how long that took.
+func (c *Cluster) WaitOwner(limit time.Duration) (time.Duration, error) {
+	start := c.Now
+	for c.Now-start <= limit {
+		ok := true
+		for _, g := range c.Cfg.Groups {
+			if c.Owner(g.Name) == "" {
+				ok = false
+			}
+		}
+		if ok {
+			return c.Now - start, nil
+		}
+		if err := c.Advance(Step); err != nil {
+			return c.Now - start, err
+		}
+	}
+	var missing []string
+	for _, g := range c.Cfg.Groups {
+		if c.Owner(g.Name) == "" {
+			missing = append(missing, g.Name)
+		}
+	}
+	sort.Strings(missing)
+	return c.Now - start, fmt.Errorf("t=%v: no owner for %v within %v (leader %q)", c.Now, missing, limit, c.leader)
+}
+
+// Status returns a node's status (for debugging failures).
+func (c *Cluster) Status(name string) agent.Status {
+	n := c.nodes[name]
+	return n.core.Status(c.Local(n))
+}

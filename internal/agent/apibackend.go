@@ -11,6 +11,8 @@ import (
 func (a *Agent) Status(r *http.Request) (Status, error) {
 	var st Status
 	err := a.call(r.Context(), func(now time.Duration) { st = a.node.Status(now) })
+	st.RejectedPackets = a.udp.Stats.Rejected()
+	st.RejectedQuorumConns = a.raft.RejectedConns()
 	return st, err
 }
 

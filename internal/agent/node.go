@@ -147,6 +147,7 @@ type Node struct {
 	lastTick  time.Duration
 	nextHB    time.Duration
 	leaving   bool
+	announced bool // initial standby roles reported
 	lastXfer  time.Duration
 	lastApply uint64
 	// lastClaims is the claim set of the last heartbeat sent; a change is
@@ -219,10 +220,6 @@ func (n *Node) Start(now time.Duration) error {
 	n.started, n.startAt, n.lastTick = true, now, now
 	n.floor = now
 	n.refreshView(now)
-	for _, g := range n.members {
-		n.d.OnRole(Transition{Group: g.Name, Role: RoleStandby, Epoch: n.view().Group(g.Name).Epoch,
-			PreviousOwner: n.view().Group(g.Name).Owner, Reason: "start"})
-	}
 	n.sendHeartbeats(now)
 	return nil
 }
@@ -498,6 +495,7 @@ func (n *Node) release(now time.Duration, group string, epoch uint64, why string
 
 func (n *Node) updateRoles(now time.Duration) {
 	v := n.view()
+	n.announceStart(now, v)
 	for _, g := range n.members {
 		os := n.own[g.Name]
 		gs := v.Group(g.Name)
@@ -520,6 +518,22 @@ func (n *Node) updateRoles(now time.Duration) {
 			}
 			n.log.Warn("standby", "group", g.Name, "epoch", gs.Epoch, "reason", why)
 			n.d.OnRole(Transition{Group: g.Name, Role: RoleStandby, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: why})
+		}
+	}
+}
+
+// announceStart reports the initial standby role of every member group once
+// the node knows the replicated state (so hooks get the real epoch and
+// owner), or after the startup grace if the quorum is unreachable.
+func (n *Node) announceStart(now time.Duration, v *quorum.State) {
+	if n.announced || (v.Index == 0 && now < n.startAt+n.timing.StartupGrace) {
+		return
+	}
+	n.announced = true
+	for _, g := range n.members {
+		if n.own[g.Name].role == RoleStandby {
+			gs := v.Group(g.Name)
+			n.d.OnRole(Transition{Group: g.Name, Role: RoleStandby, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: "start"})
 		}
 	}
 }

@@ -22,6 +22,11 @@ type Status struct {
 	LeaseMs   int64         `json:"lease_ms"`
 	HBMs      int64         `json:"heartbeat_interval_ms"`
 	Generated time.Time     `json:"generated"`
+	// RejectedPackets counts heartbeats dropped as unauthenticated, replayed
+	// or malformed; RejectedQuorumConns counts quorum connections that failed
+	// the pinned-key TLS handshake.
+	RejectedPackets     uint64 `json:"rejected_packets"`
+	RejectedQuorumConns uint64 `json:"rejected_quorum_conns"`
 }
 
 // NodeStatus is one node as this agent sees it.

@@ -131,12 +131,12 @@ func Decide(in Inputs) Action {
 	if in.Released < in.Majority {
 		return Action{Why: "owner's lease held"}
 	}
-	cands := in.Candidates
+	cands, why := in.Candidates, "owner silent: its lease was released by a quorum of voters"
 	if in.Relinquish {
-		cands = without(cands, in.Owner)
+		cands, why = without(cands, in.Owner), "owner handed the group off"
 	}
 	if c := Best(cands); c != "" {
-		return Action{Assign: true, Owner: c, Why: "owner's lease released by a quorum"}
+		return Action{Assign: true, Owner: c, Why: why}
 	}
 	return Action{Why: "owner's lease released but no healthy eligible member"}
 }

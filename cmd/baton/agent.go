@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/baton-ha/baton/internal/agent"
+	"github.com/baton-ha/baton/internal/api"
+	"github.com/baton-ha/baton/internal/config"
+)
+
+func newAgentCmd() *cobra.Command {
+	var cfgPath, node, level string
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the Baton agent for this node",
+		Long: `Run the Baton agent. Every node runs the same cluster file; --node picks this
+node's entry (default: the entry named like this host). SIGTERM or Ctrl-C hands
+off every group this node owns to a successor at once, then exits.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := newLogger(level)
+			if err != nil {
+				return err
+			}
+			cfg, err := config.Load(cfgPath)
+			if err != nil {
+				return fmt.Errorf("%s:\n%w", cfgPath, err)
+			}
+			self, err := cfg.LocalNode(node)
+			if err != nil {
+				return err
+			}
+			if errs := config.CheckHost(cfg, self.Name); len(errs) > 0 {
+				return fmt.Errorf("%s on this host:\n%w", cfgPath, errs)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			slog.SetDefault(log)
+			return agent.Run(ctx, agent.Options{
+				Config: cfg, Node: self.Name, Log: log,
+				Handler: func(a *agent.Agent) http.Handler { return api.New(a, log.With("component", "api")) },
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", defaultConfig, "cluster config file")
+	cmd.Flags().StringVar(&node, "node", "", "this node's name in the config (default: hostname)")
+	cmd.Flags().StringVar(&level, "log-level", "info", "debug | info | warn | error")
+	return cmd
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}

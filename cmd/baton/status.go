@@ -1,0 +1,96 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/baton-ha/baton/internal/agent"
+)
+
+func newStatusCmd() *cobra.Command {
+	var f apiFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show nodes and group ownership as an agent sees them",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var st agent.Status
+			if err := f.get("/v1/status", &st); err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			printStatus(cmd.OutOrStdout(), st)
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the stable JSON form")
+	return cmd
+}
+
+func printStatus(out io.Writer, st agent.Status) {
+	fmt.Fprintf(out, "cluster %s — seen from %s — quorum leader %s — profile %s (heartbeat %dms, lease %dms)\n\n",
+		st.Cluster, st.Node, orDash(st.Leader), st.Profile, st.HBMs, st.LeaseMs)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tALIVE\tQUORUM ROLE\tLAST SEEN")
+	for _, n := range st.Nodes {
+		alive := "yes"
+		if !n.Alive {
+			alive = "NO"
+		}
+		role := orDash(n.RaftRole)
+		if n.Witness {
+			role += " (witness)"
+		}
+		seen := "-"
+		if n.Self {
+			seen = "self"
+		} else if n.LastSeenMs >= 0 {
+			seen = fmt.Sprintf("%dms ago", n.LastSeenMs)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Address, alive, role, seen)
+	}
+	tw.Flush()
+	fmt.Fprintln(out)
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tMODE\tOWNER\tEPOCH\tSTANDBY\tMEMBERS")
+	for _, g := range st.Groups {
+		members := ""
+		for i, m := range g.Members {
+			if i > 0 {
+				members += " "
+			}
+			state := "up"
+			switch {
+			case !m.Alive:
+				state = "down"
+			case !m.Healthy:
+				state = "unhealthy"
+			}
+			members += fmt.Sprintf("%s(%d,%s)", m.Node, m.Priority, state)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", g.Name, g.Mode, orDash(g.Owner), g.Epoch, g.Standby, members)
+	}
+	tw.Flush()
+	for _, g := range st.Groups {
+		if g.Note != "" && g.Note != "owner's lease held" {
+			fmt.Fprintf(out, "\nnote: %s: %s\n", g.Name, g.Note)
+		}
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,237 @@
+// Package process runs real `baton agent` processes on 127.0.0.x: two
+// members and a witness, faults by signal (kill -9, SIGSTOP/SIGCONT,
+// SIGTERM) and an impostor without the cluster secret.
+package process
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/baton-ha/baton/internal/proctest"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "baton-bin-")
+	if err != nil {
+		panic(err)
+	}
+	bin, err = proctest.Build(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// liveness is a generous bound for things that take well under a second:
+// this is a correctness test on a shared machine, not a benchmark.
+const liveness = 15 * time.Second
+
+func start(t *testing.T, spec proctest.Spec) *proctest.Cluster {
+	t.Helper()
+	if spec.Members == nil {
+		spec.Members, spec.Witness = []string{"n1", "n2"}, "w1"
+	}
+	c, err := proctest.New(bin, t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Stop()
+		if t.Failed() {
+			for n := range c.Addrs {
+				b, _ := os.ReadFile(c.Dir + "/" + n + ".log")
+				t.Logf("=== %s.log (tail) ===\n%s", n, tail(string(b), 3000))
+			}
+		}
+	})
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	owner, epoch, err := c.WaitOwner("w1", liveness)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner != "n1" || epoch != 1 {
+		t.Fatalf("initial owner %s@%d, want n1@1 (highest priority)", owner, epoch)
+	}
+	return c
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func TestKill9OwnerFailsOver(t *testing.T) {
+	c := start(t, proctest.Spec{})
+	killed := time.Now()
+	if err := c.Kill("n1"); err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.WaitHook(liveness, func(e proctest.HookEvent) bool {
+		return e.Node == "n2" && e.Role == "active"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Epoch != 2 || e.PrevOwner != "n1" || e.Cluster != "proctest" || e.Group != "web" {
+		t.Fatalf("n2 active hook env = %+v, want epoch 2, previous owner n1", e)
+	}
+	t.Logf("kill -9 → active hook on n2 after %v", e.At.Sub(killed).Round(time.Millisecond))
+	// The killed node restarts, rejoins with its stored state and does not reclaim.
+	if err := c.Start("n1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitHook(liveness, func(e proctest.HookEvent) bool {
+		return e.Node == "n1" && e.Role == "standby" && e.Epoch >= 2
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	st, err := c.Status("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := st.Groups[0]; g.Owner != "n2" || g.Epoch != 2 || g.Role != "standby" {
+		t.Fatalf("after restart n1 sees %+v; want n2@2 and itself standby", g)
+	}
+}
+
+func TestSIGSTOPOwner(t *testing.T) {
+	c := start(t, proctest.Spec{})
+	if err := c.Signal("n1", syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitHook(liveness, func(e proctest.HookEvent) bool {
+		return e.Node == "n2" && e.Role == "active" && e.Epoch == 2
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	resumed := time.Now()
+	if err := c.Signal("n1", syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitHook(liveness, func(e proctest.HookEvent) bool {
+		return e.Node == "n1" && e.Role == "standby" && e.At.After(resumed)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	for _, e := range c.Hooks() {
+		if e.Node == "n1" && e.Role == "active" && e.At.After(resumed) {
+			t.Fatalf("frozen owner acted after SIGCONT: %+v", e)
+		}
+	}
+	st, err := c.Status("n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := st.Groups[0]; g.Owner != "n2" || g.Epoch != 2 || g.Role != "standby" {
+		t.Fatalf("n1 after SIGCONT sees %+v; want n2@2, itself standby", g)
+	}
+}
+
+func TestSIGTERMHandsOffWithoutLeaseWait(t *testing.T) {
+	// A long lease makes the difference between a handoff and an expiry
+	// obvious: waiting for the lease would take more than 3 s.
+	c := start(t, proctest.Spec{Extra: "  failure_timeout: 3s\n  heartbeat_interval: 100ms\n  lease_guard: 300ms\n"})
+	sent := time.Now()
+	if err := c.Signal("n1", syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.WaitHook(liveness, func(e proctest.HookEvent) bool {
+		return e.Node == "n2" && e.Role == "active"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := e.At.Sub(sent)
+	t.Logf("SIGTERM → active hook on n2 after %v (lease 3s)", took.Round(time.Millisecond))
+	if took >= 3*time.Second {
+		t.Fatalf("handoff took %v: it waited for the 3 s lease instead of handing off", took)
+	}
+	if err := c.Wait("n1", liveness); err != nil {
+		t.Fatalf("n1 after SIGTERM: %v", err)
+	}
+	var sawStandby bool
+	for _, h := range c.Hooks() {
+		if h.Node == "n1" && h.Role == "standby" && h.Epoch == 1 && !h.At.After(e.At) {
+			sawStandby = true
+		}
+	}
+	if !sawStandby {
+		t.Fatalf("n1 did not run its standby hook before n2 became active: %+v", c.Hooks())
+	}
+	st, err := c.Status("w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := st.Groups[0]; g.Owner != "n2" || g.Epoch != 2 {
+		t.Fatalf("w1 sees %+v; want n2@2", g)
+	}
+}
+
+func TestWrongSecretCannotJoin(t *testing.T) {
+	c := start(t, proctest.Spec{})
+	// Replace n2 with an impostor that has everything but the secret.
+	if err := c.Kill("n2"); err != nil {
+		t.Fatal(err)
+	}
+	bad, err := os.ReadFile(c.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	impostorCfg := c.Dir + "/impostor.yaml"
+	if err := os.WriteFile(impostorCfg, []byte(strings.ReplaceAll(string(bad), "proctest-secret-0123456789", "not-the-secret-9876543210")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(c.Dir + "/n2"); err != nil { // a fresh node, not a former member
+		t.Fatal(err)
+	}
+	if err := c.StartWith("n2", impostorCfg); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	st, err := c.Status("w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range st.Nodes {
+		if n.Name == "n2" && n.Alive {
+			t.Fatalf("w1 considers the impostor n2 alive: %+v", n)
+		}
+	}
+	if st.RejectedPackets == 0 || st.RejectedQuorumConns == 0 {
+		t.Fatalf("w1 rejected %d packets and %d quorum connections; want both > 0", st.RejectedPackets, st.RejectedQuorumConns)
+	}
+	ist, err := c.Status("n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ist.Applied != 0 || ist.Groups[0].Owner != "" {
+		t.Fatalf("impostor learned the replicated state: applied %d, owner %q", ist.Applied, ist.Groups[0].Owner)
+	}
+	// And it never gets the group, even when the real owner dies.
+	if err := c.Kill("n1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	for _, e := range c.Hooks() {
+		if e.Node == "n2" && e.Role == "active" {
+			t.Fatalf("impostor became active: %+v", e)
+		}
+	}
+}
+

@@ -234,4 +234,3 @@ func TestWrongSecretCannotJoin(t *testing.T) {
 		}
 	}
 }
-

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 
 	"golang.org/x/crypto/hkdf"
@@ -134,7 +135,7 @@ func (c *Codec) Seal(from string, inc, seq uint64, m *Message) ([]byte, error) {
 	b = append(b, byte(len(from)))
 	b = append(b, from...)
 	b = append(b, body...)
-	mac := hmac.New(sha256.New, c.key)
+	mac := newMAC(c)
 	mac.Write(b)
 	return mac.Sum(b), nil
 }
@@ -153,7 +154,7 @@ func (c *Codec) Open(pkt []byte) (Envelope, error) {
 		return e, ErrMagic
 	}
 	data, tag := pkt[:len(pkt)-tagLen], pkt[len(pkt)-tagLen:]
-	mac := hmac.New(sha256.New, c.key)
+	mac := newMAC(c)
 	mac.Write(data)
 	if !hmac.Equal(mac.Sum(nil), tag) {
 		return e, ErrAuth
@@ -223,3 +224,5 @@ func (g *ReplayGuard) Accept(from string, inc, seq uint64) bool {
 		return true
 	}
 }
+
+func newMAC(c *Codec) hash.Hash { return hmac.New(sha256.New, c.key) }

@@ -1,0 +1,146 @@
+package quorum
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// hclogAdapter routes hashicorp/raft's hclog output into a slog.Logger.
+// Raft is chatty at Info (elections, snapshots, connections): everything
+// below Warn is logged at slog Debug, so an agent's Info log stays about
+// Baton's own decisions.
+type hclogAdapter struct {
+	l       *slog.Logger
+	name    string
+	implied []any
+}
+
+func newHclogAdapter(l *slog.Logger) hclog.Logger {
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return &hclogAdapter{l: l}
+}
+
+func slogLevel(level hclog.Level) slog.Level {
+	switch level {
+	case hclog.Warn:
+		return slog.LevelWarn
+	case hclog.Error:
+		return slog.LevelError
+	default:
+		return slog.LevelDebug
+	}
+}
+
+func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
+	if level == hclog.Off {
+		return
+	}
+	sl := slogLevel(level)
+	if !a.l.Enabled(context.Background(), sl) {
+		return
+	}
+	for i, v := range args {
+		// raft formats some values lazily with hclog.Fmt.
+		if f, ok := v.(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				args[i] = fmt.Sprintf(format, f[1:]...)
+			}
+		}
+	}
+	if a.name != "" {
+		args = append([]any{"raft_logger", a.name}, args...)
+	}
+	a.l.Log(context.Background(), sl, msg, args...)
+}
+
+func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }
+func (a *hclogAdapter) Debug(msg string, args ...any) { a.Log(hclog.Debug, msg, args...) }
+func (a *hclogAdapter) Info(msg string, args ...any)  { a.Log(hclog.Info, msg, args...) }
+func (a *hclogAdapter) Warn(msg string, args ...any)  { a.Log(hclog.Warn, msg, args...) }
+func (a *hclogAdapter) Error(msg string, args ...any) { a.Log(hclog.Error, msg, args...) }
+
+func (a *hclogAdapter) enabled(l slog.Level) bool { return a.l.Enabled(context.Background(), l) }
+
+func (a *hclogAdapter) IsTrace() bool { return a.enabled(slog.LevelDebug) }
+func (a *hclogAdapter) IsDebug() bool { return a.enabled(slog.LevelDebug) }
+func (a *hclogAdapter) IsInfo() bool  { return a.enabled(slog.LevelDebug) }
+func (a *hclogAdapter) IsWarn() bool  { return a.enabled(slog.LevelWarn) }
+func (a *hclogAdapter) IsError() bool { return a.enabled(slog.LevelError) }
+
+func (a *hclogAdapter) ImpliedArgs() []any { return a.implied }
+
+func (a *hclogAdapter) With(args ...any) hclog.Logger {
+	return &hclogAdapter{l: a.l.With(args...), name: a.name, implied: append(append([]any(nil), a.implied...), args...)}
+}
+
+func (a *hclogAdapter) Name() string { return a.name }
+
+func (a *hclogAdapter) Named(name string) hclog.Logger {
+	if a.name != "" {
+		name = a.name + "." + name
+	}
+	return &hclogAdapter{l: a.l, name: name, implied: a.implied}
+}
+
+func (a *hclogAdapter) ResetNamed(name string) hclog.Logger {
+	return &hclogAdapter{l: a.l, name: name, implied: a.implied}
+}
+
+// SetLevel is ignored: the slog handler decides what is recorded.
+func (a *hclogAdapter) SetLevel(hclog.Level) {}
+
+func (a *hclogAdapter) GetLevel() hclog.Level {
+	switch {
+	case a.enabled(slog.LevelDebug):
+		return hclog.Debug
+	case a.enabled(slog.LevelWarn):
+		return hclog.Warn
+	case a.enabled(slog.LevelError):
+		return hclog.Error
+	default:
+		return hclog.Off
+	}
+}
+
+func (a *hclogAdapter) StandardLogger(opts *hclog.StandardLoggerOptions) *log.Logger {
+	return log.New(a.StandardWriter(opts), "", 0)
+}
+
+// StandardWriter logs each written line, taking the level from a leading
+// "[WARN]"/"[ERR]"-style tag as the standard library loggers in raft's
+// dependencies write them; untagged lines are Debug.
+func (a *hclogAdapter) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
+	return stdWriter{a}
+}
+
+type stdWriter struct{ a *hclogAdapter }
+
+func (w stdWriter) Write(p []byte) (int, error) {
+	for line := range bytes.Lines(p) {
+		s := strings.TrimSpace(string(line))
+		if s == "" {
+			continue
+		}
+		level := hclog.Debug
+		switch {
+		case strings.HasPrefix(s, "[ERR"):
+			level = hclog.Error
+		case strings.HasPrefix(s, "[WARN"):
+			level = hclog.Warn
+		}
+		if i := strings.Index(s, "] "); i >= 0 && s[0] == '[' {
+			s = s[i+2:]
+		}
+		w.a.Log(level, s)
+	}
+	return len(p), nil
+}

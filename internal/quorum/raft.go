@@ -1,0 +1,453 @@
+package quorum
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+)
+
+// Raft tuning that is not a timing profile value.
+const (
+	snapshotThreshold = 1024             // entries between snapshots: the state is tiny, compact often
+	trailingLogs      = 1024             // entries kept after a snapshot, so a briefly absent follower catches up from the log
+	snapshotInterval  = 30 * time.Second // how often raft checks the threshold
+	snapshotsRetained = 2                // the newest, plus one in case it turns out corrupt
+	logCacheSize      = 512              // recent entries served from memory to replication
+	maxPool           = 3                // pooled TCP connections per peer
+	// rpcTimeout is the I/O deadline of one raft RPC. It does not bound
+	// failure detection (heartbeats and elections have their own timers); it
+	// only frees a connection to a peer that stopped answering.
+	rpcTimeout = 10 * time.Second
+	// proposeEnqueueTimeout bounds how long Propose waits for room in raft's
+	// apply queue; it never waits for replication.
+	proposeEnqueueTimeout = time.Second
+	// boltOpenTimeout bounds the wait for raft.db's file lock, which another
+	// agent on the same DataDir would hold forever.
+	boltOpenTimeout = 2 * time.Second
+)
+
+// Peer is one voter: its node name and raft address ("ip:port").
+type Peer struct{ ID, Addr string }
+
+// RaftConfig configures OpenRaft.
+type RaftConfig struct {
+	NodeID    string // node name, used as raft ServerID
+	Bind      string // "ip:port" TCP listen address (TLS transport only)
+	Advertise string // address peers dial; defaults to Bind
+	// DataDir holds raft.db (raft-boltdb v2) and snapshots/; created 0700.
+	// Empty means in-memory stores, which is allowed only with Transport.
+	DataDir string
+	Peers   []Peer // all voters including this node, the same list on every node
+	Secret  []byte // cluster secret; authenticates and encrypts raft traffic
+	Cluster string // cluster name; part of the key derivation
+	// Raft timers; zero takes raft's default. LeaderLeaseTimeout must not
+	// exceed HeartbeatTimeout, nor HeartbeatTimeout ElectionTimeout.
+	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout, CommitTimeout time.Duration
+	// Logger receives raft's logs: warnings and errors at their level,
+	// everything else at Debug. nil discards them.
+	Logger *slog.Logger
+	// OnChange, if set, is called after applies and leadership changes, from
+	// one goroutine, coalesced: several changes may yield one call, and a call
+	// always follows the last change. It may block; raft does not wait for it.
+	OnChange func()
+	// Transport, if set, replaces the TLS transport (tests pass
+	// raft.NewInmemTransport). Raft owns it once OpenRaft succeeds and closes
+	// it on Close; a failed OpenRaft leaves it open.
+	Transport raft.Transport
+}
+
+// Raft is the durable Quorum: hashicorp/raft over TLS with raft-boltdb.
+type Raft struct {
+	id     string
+	raft   *raft.Raft
+	fsm    *FSM
+	peers  map[string]string // ID → address
+	stream *TLSStreamLayer   // nil with a caller-supplied Transport
+	bolt   *raftboltdb.BoltStore
+
+	obsCh  chan raft.Observation
+	obs    *raft.Observer
+	signal chan struct{} // capacity 1: a pending OnChange call
+	stop   chan struct{}
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ Quorum = (*Raft)(nil)
+
+// OpenRaft opens (or creates) this node's raft stores, bootstraps the cluster
+// from Peers if the stores hold no state yet, and starts raft. Every node
+// bootstraps with the same Peers, which raft treats as one configuration.
+func OpenRaft(cfg RaftConfig) (r *Raft, err error) {
+	rc, err := raftConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := validatePeers(cfg); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	hlog := newHclogAdapter(logger)
+	rc.Logger = hlog
+
+	r = &Raft{
+		id:     cfg.NodeID,
+		peers:  make(map[string]string, len(cfg.Peers)),
+		obsCh:  make(chan raft.Observation, 16),
+		signal: make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+	}
+	for _, p := range cfg.Peers {
+		r.peers[p.ID] = p.Addr
+	}
+	// Undo whatever was opened if a later step fails.
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				_ = closers[i]()
+			}
+			r = nil
+		}
+	}()
+
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+	)
+	if cfg.DataDir == "" {
+		if cfg.Transport == nil {
+			return nil, errors.New("quorum: DataDir is required (in-memory stores only with a test Transport)")
+		}
+		mem := raft.NewInmemStore()
+		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
+	} else {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("quorum: data dir: %w", err)
+		}
+		bolt, err := raftboltdb.New(raftboltdb.Options{
+			Path:        filepath.Join(cfg.DataDir, "raft.db"),
+			BoltOptions: &bbolt.Options{Timeout: boltOpenTimeout},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("quorum: open %s: %w", filepath.Join(cfg.DataDir, "raft.db"), err)
+		}
+		closers = append(closers, bolt.Close)
+		r.bolt = bolt
+		cached, err := raft.NewLogCache(logCacheSize, bolt)
+		if err != nil {
+			return nil, fmt.Errorf("quorum: log cache: %w", err)
+		}
+		logs, stable = cached, bolt
+		// FileSnapshotStore keeps its files in DataDir/snapshots.
+		fss, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, snapshotsRetained, hlog.Named("snapshot"))
+		if err != nil {
+			return nil, fmt.Errorf("quorum: snapshot store: %w", err)
+		}
+		snaps = fss
+	}
+
+	trans := cfg.Transport
+	if trans == nil {
+		advertise := cfg.Advertise
+		if advertise == "" {
+			advertise = cfg.Bind
+		}
+		stream, err := newTLSStreamLayer(cfg.Bind, cfg.Secret, cfg.Cluster, tlsOptions{
+			advertise: advertise,
+			logger:    logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("quorum: %w", err)
+		}
+		closers = append(closers, stream.Close)
+		r.stream = stream
+		nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  stream,
+			MaxPool: maxPool,
+			Timeout: rpcTimeout,
+			Logger:  hlog.Named("net"),
+		})
+		closers = append(closers, nt.Close)
+		trans = nt
+	}
+	if self := r.peers[cfg.NodeID]; self != string(trans.LocalAddr()) {
+		return nil, fmt.Errorf("quorum: peers entry %q has address %q but this node's transport is at %q",
+			cfg.NodeID, self, trans.LocalAddr())
+	}
+
+	has, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("quorum: read raft state: %w", err)
+	}
+	if !has {
+		var conf raft.Configuration
+		for _, p := range cfg.Peers {
+			conf.Servers = append(conf.Servers, raft.Server{
+				Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr),
+			})
+		}
+		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, conf); err != nil {
+			return nil, fmt.Errorf("quorum: bootstrap: %w", err)
+		}
+	}
+
+	r.fsm = NewFSM(logger)
+	r.fsm.OnApply = r.notify
+	ra, err := raft.NewRaft(rc, r.fsm, logs, stable, snaps, trans)
+	if err != nil {
+		return nil, fmt.Errorf("quorum: start raft: %w", err)
+	}
+	r.raft = ra
+	r.obs = raft.NewObserver(r.obsCh, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState:
+			return true
+		}
+		return false
+	})
+	ra.RegisterObserver(r.obs)
+	r.wg.Add(1)
+	go r.run(cfg.OnChange)
+	return r, nil
+}
+
+// raftConfig builds and validates the raft configuration.
+func raftConfig(cfg RaftConfig) (*raft.Config, error) {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	set := func(dst *time.Duration, v time.Duration) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	set(&rc.HeartbeatTimeout, cfg.HeartbeatTimeout)
+	set(&rc.ElectionTimeout, cfg.ElectionTimeout)
+	set(&rc.LeaderLeaseTimeout, cfg.LeaderLeaseTimeout)
+	set(&rc.CommitTimeout, cfg.CommitTimeout)
+	rc.SnapshotThreshold = snapshotThreshold
+	rc.TrailingLogs = trailingLogs
+	rc.SnapshotInterval = snapshotInterval
+	rc.NoSnapshotRestoreOnStart = false
+
+	if cfg.NodeID == "" {
+		return nil, errors.New("quorum: NodeID is required")
+	}
+	// Check the relations ourselves so the error names our fields.
+	if rc.LeaderLeaseTimeout > rc.HeartbeatTimeout {
+		return nil, fmt.Errorf("quorum: LeaderLeaseTimeout (%v) must not exceed HeartbeatTimeout (%v)",
+			rc.LeaderLeaseTimeout, rc.HeartbeatTimeout)
+	}
+	if rc.HeartbeatTimeout > rc.ElectionTimeout {
+		return nil, fmt.Errorf("quorum: HeartbeatTimeout (%v) must not exceed ElectionTimeout (%v)",
+			rc.HeartbeatTimeout, rc.ElectionTimeout)
+	}
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("quorum: raft config: %w", err)
+	}
+	return rc, nil
+}
+
+func validatePeers(cfg RaftConfig) error {
+	if len(cfg.Peers) == 0 {
+		return errors.New("quorum: Peers is empty")
+	}
+	seenID := map[string]bool{}
+	seenAddr := map[string]bool{}
+	self := false
+	for i, p := range cfg.Peers {
+		switch {
+		case p.ID == "":
+			return fmt.Errorf("quorum: Peers[%d]: empty ID", i)
+		case p.Addr == "":
+			return fmt.Errorf("quorum: Peers[%d] (%s): empty Addr", i, p.ID)
+		case seenID[p.ID]:
+			return fmt.Errorf("quorum: Peers[%d]: duplicate ID %q", i, p.ID)
+		case seenAddr[p.Addr]:
+			return fmt.Errorf("quorum: Peers[%d] (%s): duplicate Addr %q", i, p.ID, p.Addr)
+		}
+		seenID[p.ID], seenAddr[p.Addr] = true, true
+		self = self || p.ID == cfg.NodeID
+	}
+	if !self {
+		return fmt.Errorf("quorum: NodeID %q is not in Peers", cfg.NodeID)
+	}
+	if cfg.Transport != nil {
+		return nil
+	}
+	if cfg.Bind == "" {
+		return errors.New("quorum: Bind is required")
+	}
+	if len(cfg.Secret) == 0 {
+		return errors.New("quorum: Secret is required")
+	}
+	adv := cfg.Advertise
+	if adv == "" {
+		adv = cfg.Bind
+	}
+	host, _, err := net.SplitHostPort(adv)
+	if err != nil {
+		return fmt.Errorf("quorum: Advertise %q: %w", adv, err)
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		return fmt.Errorf("quorum: Advertise %q must be a specific IP address (set Advertise when binding to a wildcard)", adv)
+	}
+	return nil
+}
+
+// notify records that OnChange is due; it never blocks.
+func (r *Raft) notify() {
+	select {
+	case r.signal <- struct{}{}:
+	default:
+	}
+}
+
+// run turns observations and applies into coalesced OnChange calls.
+func (r *Raft) run(onChange func()) {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-r.obsCh:
+		case <-r.signal:
+		}
+		if onChange != nil {
+			onChange()
+		}
+	}
+}
+
+// View returns the latest applied state; callers must not mutate it.
+func (r *Raft) View() *State { return r.fsm.View() }
+
+// IsLeader reports whether this node is the raft leader.
+func (r *Raft) IsLeader() bool { return r.raft.State() == raft.Leader }
+
+// Leader returns the leader's node name, "" if unknown.
+func (r *Raft) Leader() string {
+	_, id := r.raft.LeaderWithID()
+	return string(id)
+}
+
+// Propose hands c to raft without waiting for it to commit; the outcome shows
+// in a later View. Followers return ErrNotLeader.
+func (r *Raft) Propose(c Command) error {
+	if r.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	// The future is dropped on purpose: commands are CAS, so a proposal lost
+	// to a leadership change is simply proposed again from the next View.
+	_ = r.raft.Apply(c.Encode(), proposeEnqueueTimeout)
+	return nil
+}
+
+// Barrier blocks until every entry committed before it has been applied
+// to this node's View (leader only).
+func (r *Raft) Barrier(timeout time.Duration) error {
+	return mapErr(r.raft.Barrier(timeout).Error())
+}
+
+// TransferLeadership hands raft leadership to the named voter ("" = any)
+// and blocks until the transfer finished or failed.
+func (r *Raft) TransferLeadership(to string) error {
+	if to == "" {
+		return mapErr(r.raft.LeadershipTransfer().Error())
+	}
+	addr, ok := r.peers[to]
+	if !ok {
+		return fmt.Errorf("quorum: transfer leadership: %q is not a voter", to)
+	}
+	return mapErr(r.raft.LeadershipTransferToServer(raft.ServerID(to), raft.ServerAddress(addr)).Error())
+}
+
+func mapErr(err error) error {
+	if errors.Is(err, raft.ErrNotLeader) {
+		return ErrNotLeader
+	}
+	return err
+}
+
+// Role returns "leader", "follower", "candidate" or "shutdown".
+func (r *Raft) Role() string {
+	switch r.raft.State() {
+	case raft.Leader:
+		return "leader"
+	case raft.Candidate:
+		return "candidate"
+	case raft.Shutdown:
+		return "shutdown"
+	default:
+		return "follower"
+	}
+}
+
+// Stats returns raft's statistics plus "tls_rejected_conns" with the TLS
+// transport.
+func (r *Raft) Stats() map[string]string {
+	s := r.raft.Stats()
+	if r.stream != nil {
+		s["tls_rejected_conns"] = fmt.Sprint(r.stream.Rejected())
+	}
+	return s
+}
+
+// RejectedConns counts inbound connections the TLS transport refused
+// (wrong key, not TLS, stalled handshakes); 0 with a custom Transport.
+func (r *Raft) RejectedConns() uint64 {
+	if r.stream == nil {
+		return 0
+	}
+	return r.stream.Rejected()
+}
+
+// LastContact is when this node last heard from the leader; on the leader
+// itself it is now.
+func (r *Raft) LastContact() time.Time {
+	if r.raft.State() == raft.Leader {
+		return time.Now()
+	}
+	return r.raft.LastContact()
+}
+
+// Close shuts raft down and releases the transport and stores; it waits for
+// every goroutine it started. It is idempotent.
+func (r *Raft) Close() error {
+	r.closeOnce.Do(func() {
+		err := r.raft.Shutdown().Error() // also closes the transport
+		r.raft.DeregisterObserver(r.obs)
+		close(r.stop)
+		r.wg.Wait()
+		if r.stream != nil {
+			err = errors.Join(err, ignoreClosed(r.stream.Close()))
+		}
+		if r.bolt != nil {
+			err = errors.Join(err, r.bolt.Close())
+		}
+		r.closeErr = err
+	})
+	return r.closeErr
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}

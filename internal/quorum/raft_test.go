@@ -1,0 +1,301 @@
+package quorum
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testLogger shows raft's logs with -v when BATON_TEST_LOG is set.
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("BATON_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// testNode is one member of a test cluster.
+type testNode struct {
+	*Raft
+	changes atomic.Int64
+}
+
+func (n *testNode) close(t *testing.T) {
+	t.Helper()
+	if err := n.Close(); err != nil {
+		t.Errorf("close %s: %v", n.id, err)
+	}
+}
+
+// leader returns the single node that believes it leads, or nil.
+func leader(nodes []*testNode) *testNode {
+	var l *testNode
+	for _, n := range nodes {
+		if n.Role() == "leader" {
+			if l != nil {
+				return nil
+			}
+			l = n
+		}
+	}
+	return l
+}
+
+func waitLeader(t *testing.T, nodes []*testNode) *testNode {
+	t.Helper()
+	var l *testNode
+	waitFor(t, 5*time.Second, "a leader", func() bool {
+		l = leader(nodes)
+		if l == nil {
+			return false
+		}
+		// Every live node must agree on it.
+		for _, n := range nodes {
+			if n.Role() != "shutdown" && n.Leader() != l.id {
+				return false
+			}
+		}
+		return true
+	})
+	return l
+}
+
+func waitGroup(t *testing.T, nodes []*testNode, group, owner string, epoch uint64) {
+	t.Helper()
+	for _, n := range nodes {
+		waitFor(t, 5*time.Second, fmt.Sprintf("%s to see %s owned by %s at epoch %d", n.id, group, owner, epoch), func() bool {
+			g := n.View().Group(group)
+			return g.Owner == owner && g.Epoch == epoch
+		})
+	}
+}
+
+func fastTimers(cfg *RaftConfig) {
+	cfg.HeartbeatTimeout = 50 * time.Millisecond
+	cfg.ElectionTimeout = 50 * time.Millisecond
+	cfg.LeaderLeaseTimeout = 50 * time.Millisecond
+	cfg.CommitTimeout = 5 * time.Millisecond
+}
+
+// inmemCluster starts n raft nodes over raft's in-memory transport.
+func inmemCluster(t *testing.T, n int) []*testNode {
+	t.Helper()
+	trans := make([]*raft.InmemTransport, n)
+	var peers []Peer
+	for i := range trans {
+		addr, tr := raft.NewInmemTransport("")
+		trans[i] = tr
+		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i+1), Addr: string(addr)})
+	}
+	for i := range trans {
+		for j := range trans {
+			if i != j {
+				trans[i].Connect(trans[j].LocalAddr(), trans[j])
+			}
+		}
+	}
+	nodes := make([]*testNode, n)
+	for i := range nodes {
+		node := &testNode{}
+		cfg := RaftConfig{
+			NodeID:    peers[i].ID,
+			Peers:     peers,
+			Transport: trans[i],
+			Logger:    testLogger(t),
+			OnChange:  func() { node.changes.Add(1) },
+		}
+		fastTimers(&cfg)
+		r, err := OpenRaft(cfg)
+		if err != nil {
+			t.Fatalf("open %s: %v", cfg.NodeID, err)
+		}
+		node.Raft = r
+		nodes[i] = node
+		t.Cleanup(func() { node.close(t) })
+	}
+	return nodes
+}
+
+func TestRaftInmemCluster(t *testing.T) {
+	nodes := inmemCluster(t, 3)
+	l := waitLeader(t, nodes)
+
+	for _, n := range nodes {
+		if n == l {
+			continue
+		}
+		if err := n.Propose(assign("web", "", 0, "n1")); !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("Propose on follower %s: got %v, want ErrNotLeader", n.id, err)
+		}
+		if err := n.Barrier(time.Second); !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("Barrier on follower %s: got %v, want ErrNotLeader", n.id, err)
+		}
+		if n.Role() != "follower" || n.IsLeader() {
+			t.Fatalf("%s: role %s", n.id, n.Role())
+		}
+		if time.Since(n.LastContact()) > 5*time.Second {
+			t.Fatalf("%s: last contact %v", n.id, n.LastContact())
+		}
+	}
+
+	if err := l.Propose(assign("web", "", 0, "n1")); err != nil {
+		t.Fatal(err)
+	}
+	waitGroup(t, nodes, "web", "n1", 1)
+	// A stale duplicate is harmless.
+	if err := l.Propose(assign("web", "", 0, "n2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Propose(assign("web", "n1", 1, "n2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Barrier(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitGroup(t, nodes, "web", "n2", 2)
+	for _, n := range nodes {
+		if ev := n.View().Events; len(ev) != 2 {
+			t.Fatalf("%s: %d events, want 2: %+v", n.id, len(ev), ev)
+		}
+		if n.changes.Load() == 0 {
+			t.Fatalf("%s: OnChange never called", n.id)
+		}
+	}
+	if s := l.Stats(); s["state"] != "Leader" {
+		t.Fatalf("leader stats: %v", s)
+	}
+}
+
+func TestRaftLeaderFailover(t *testing.T) {
+	nodes := inmemCluster(t, 3)
+	old := waitLeader(t, nodes)
+	if err := old.Propose(assign("web", "", 0, old.id)); err != nil {
+		t.Fatal(err)
+	}
+	waitGroup(t, nodes, "web", old.id, 1)
+
+	old.close(t)
+	if old.Role() != "shutdown" {
+		t.Fatalf("closed node role %q", old.Role())
+	}
+	if err := old.Propose(assign("web", old.id, 1, "")); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("Propose after Close: %v", err)
+	}
+	var rest []*testNode
+	for _, n := range nodes {
+		if n != old {
+			rest = append(rest, n)
+		}
+	}
+	start := time.Now()
+	nl := waitLeader(t, rest)
+	t.Logf("new leader %s after %v", nl.id, time.Since(start))
+
+	if err := nl.Propose(Command{Op: OpAssign, Group: "web", ExpectOwner: old.id, ExpectEpoch: 1, Owner: nl.id, Reason: ReasonFailure}); err != nil {
+		t.Fatal(err)
+	}
+	waitGroup(t, rest, "web", nl.id, 2)
+}
+
+func TestRaftTransferLeadership(t *testing.T) {
+	nodes := inmemCluster(t, 3)
+	l := waitLeader(t, nodes)
+	var to *testNode
+	for _, n := range nodes {
+		if n != l {
+			to = n
+			break
+		}
+	}
+	if err := to.TransferLeadership(l.id); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("transfer from a follower: got %v, want ErrNotLeader", err)
+	}
+	if err := l.TransferLeadership("nobody"); err == nil || !strings.Contains(err.Error(), `"nobody" is not a voter`) {
+		t.Fatalf("transfer to unknown node: %v", err)
+	}
+	changes := to.changes.Load()
+	if err := l.TransferLeadership(to.id); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitLeader(t, nodes); got != to {
+		t.Fatalf("leader after transfer is %s, want %s", got.id, to.id)
+	}
+	waitFor(t, 5*time.Second, "OnChange after the leadership change", func() bool { return to.changes.Load() > changes })
+	if err := to.Propose(assign("web", "", 0, to.id)); err != nil {
+		t.Fatal(err)
+	}
+	waitGroup(t, nodes, "web", to.id, 1)
+}
+
+func TestOpenRaftValidation(t *testing.T) {
+	_, tr := raft.NewInmemTransport("a1")
+	t.Cleanup(func() { tr.Close() })
+	base := func() RaftConfig {
+		return RaftConfig{NodeID: "n1", Peers: []Peer{{"n1", "a1"}, {"n2", "a2"}}, Transport: tr}
+	}
+	tests := []struct {
+		name string
+		mod  func(*RaftConfig)
+		want string
+	}{
+		{"no node id", func(c *RaftConfig) { c.NodeID = "" }, "NodeID is required"},
+		{"lease above heartbeat", func(c *RaftConfig) {
+			c.HeartbeatTimeout, c.LeaderLeaseTimeout = 100*time.Millisecond, 200*time.Millisecond
+		}, "LeaderLeaseTimeout (200ms) must not exceed HeartbeatTimeout (100ms)"},
+		{"heartbeat above election", func(c *RaftConfig) {
+			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = time.Second, 500*time.Millisecond, 100*time.Millisecond
+		}, "HeartbeatTimeout (1s) must not exceed ElectionTimeout (500ms)"},
+		{"no peers", func(c *RaftConfig) { c.Peers = nil }, "Peers is empty"},
+		{"self missing", func(c *RaftConfig) { c.Peers = []Peer{{"n2", "a2"}} }, `NodeID "n1" is not in Peers`},
+		{"duplicate id", func(c *RaftConfig) { c.Peers = append(c.Peers, Peer{"n2", "a3"}) }, `Peers[2]: duplicate ID "n2"`},
+		{"duplicate addr", func(c *RaftConfig) { c.Peers = append(c.Peers, Peer{"n3", "a2"}) }, `Peers[2] (n3): duplicate Addr "a2"`},
+		{"empty addr", func(c *RaftConfig) { c.Peers[1].Addr = "" }, "Peers[1] (n2): empty Addr"},
+		{"self addr mismatch", func(c *RaftConfig) { c.Peers[0].Addr = "elsewhere" }, `peers entry "n1" has address "elsewhere"`},
+		{"no secret", func(c *RaftConfig) { c.Transport, c.Bind, c.DataDir = nil, "127.0.0.1:0", t.TempDir() }, "Secret is required"},
+		{"no bind", func(c *RaftConfig) { c.Transport, c.Secret = nil, []byte("s") }, "Bind is required"},
+		{"wildcard advertise", func(c *RaftConfig) {
+			c.Transport, c.Secret, c.Bind = nil, []byte("s"), "0.0.0.0:7946"
+		}, `Advertise "0.0.0.0:7946" must be a specific IP address`},
+		{"memory without transport", func(c *RaftConfig) {
+			c.Transport, c.Secret, c.Bind = nil, []byte("s"), "127.0.0.1:0"
+		}, "DataDir is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := base()
+			tt.mod(&cfg)
+			r, err := OpenRaft(cfg)
+			if err == nil {
+				r.Close()
+				t.Fatalf("OpenRaft succeeded, want error containing %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}

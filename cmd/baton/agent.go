@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -41,6 +42,10 @@ off every group this node owns to a successor at once, then exits.`,
 			}
 			if errs := config.CheckHost(cfg, self.Name); len(errs) > 0 {
 				return fmt.Errorf("%s on this host:\n%w", cfgPath, errs)
+			}
+			if addr := os.Getenv("BATON_PPROF"); addr != "" {
+				// Profiling for developers; never on by default.
+				go func() { log.Warn("pprof listener stopped", "err", http.ListenAndServe(addr, nil)) }()
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 
@@ -23,3 +24,17 @@ func (a *Agent) Events(r *http.Request) ([]quorum.Event, error) {
 
 // Ready reports whether the agent knows a quorum leader.
 func (a *Agent) Ready() bool { return a.raft.Leader() != "" }
+
+// TransferLeadership moves quorum leadership to another voter, if this node leads.
+func (a *Agent) TransferLeadership(r *http.Request, to string) error {
+	if !a.raft.IsLeader() {
+		return fmt.Errorf("this node (%s) does not lead the quorum; ask the leader %q", a.self.Name, a.raft.Leader())
+	}
+	if to == a.self.Name {
+		return nil
+	}
+	return a.raft.TransferLeadership(to)
+}
+
+// Token returns the configured API token.
+func (a *Agent) Token() string { return a.cfg.APIToken }

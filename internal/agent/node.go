@@ -141,15 +141,20 @@ type Node struct {
 	members []*config.Group // groups this node is a member of
 	groups  []*config.Group // every group (voter duty)
 
-	started   bool
-	startAt   time.Duration
-	floor     time.Duration // no release before this (start or last stall + hold)
-	lastTick  time.Duration
-	nextHB    time.Duration
-	leaving   bool
-	announced bool // initial standby roles reported
-	lastXfer  time.Duration
-	lastApply uint64
+	started    bool
+	startAt    time.Duration
+	floor      time.Duration // no release before this (start or last stall + hold)
+	lastTick   time.Duration
+	nextHB     time.Duration
+	leaving    bool
+	announced  bool // initial standby roles reported
+	lastXfer   time.Duration
+	lastView   *quorum.State
+	hints      map[string]cluster.Owner
+	merged     *quorum.State
+	mergedFrom *quorum.State
+	hintsDirty bool
+	lastOwners string // ownership gossiped in the last heartbeat
 	// lastClaims is the claim set of the last heartbeat sent; a change is
 	// announced at once rather than at the next interval.
 	lastClaims string
@@ -180,7 +185,7 @@ func NewNode(d Deps) (*Node, error) {
 	n := &Node{
 		d: d, name: d.Name, timing: d.Timing, voters: d.Config.Voters(),
 		own: map[string]*ownState{}, vote: map[string]*voteState{}, peers: map[string]*peerState{},
-		pending: map[string]pending{}, whyLog: map[string]string{},
+		pending: map[string]pending{}, whyLog: map[string]string{}, hints: map[string]cluster.Owner{},
 		log: d.Log,
 	}
 	n.isVoter = slices.Contains(n.voters, self.Name)
@@ -224,7 +229,59 @@ func (n *Node) Start(now time.Duration) error {
 	return nil
 }
 
-func (n *Node) view() *quorum.State { return n.d.Quorum.View() }
+// view is the replicated state as far as this node knows it: its replica's
+// applied state, overlaid with newer ownership records gossiped by peers.
+// Both parts are committed data (peers only gossip what their replica
+// applied), so the overlay is as trustworthy as the replica and fresher.
+func (n *Node) view() *quorum.State {
+	rv := n.d.Quorum.View()
+	if rv == n.mergedFrom && !n.hintsDirty {
+		return n.merged
+	}
+	merged := rv
+	for g, h := range n.hints {
+		if h.Epoch <= rv.Group(g).Epoch {
+			delete(n.hints, g) // the replica caught up
+			continue
+		}
+		if merged == rv {
+			merged = &quorum.State{Index: rv.Index, Groups: make(map[string]quorum.GroupState, len(rv.Groups)+1),
+				Events: rv.Events, NextEv: rv.NextEv}
+			for k, v := range rv.Groups {
+				merged.Groups[k] = v
+			}
+		}
+		merged.Groups[g] = quorum.GroupState{Owner: h.Node, Epoch: h.Epoch}
+	}
+	n.merged, n.mergedFrom, n.hintsDirty = merged, rv, false
+	return merged
+}
+
+// learn merges gossiped ownership records; it reports whether any was news.
+func (n *Node) learn(owners []cluster.Owner) bool {
+	news := false
+	v := n.view()
+	for _, o := range owners {
+		if n.vote[o.Group] == nil {
+			continue
+		}
+		if o.Epoch > v.Group(o.Group).Epoch && o.Epoch > n.hints[o.Group].Epoch {
+			n.hints[o.Group] = o
+			n.hintsDirty, news = true, true
+		}
+	}
+	return news
+}
+
+func (n *Node) ownersKey() string {
+	s := ""
+	v := n.view()
+	for _, g := range n.groups {
+		gs := v.Group(g.Name)
+		s += fmt.Sprintf("%s/%d,", gs.Owner, gs.Epoch)
+	}
+	return s
+}
 
 func (n *Node) healthy(group string) bool {
 	if n.d.Healthy == nil {
@@ -268,7 +325,7 @@ func (n *Node) stallThreshold() time.Duration {
 func (n *Node) StateChanged(now time.Duration) {
 	n.refreshView(now)
 	n.updateRoles(now)
-	if n.claimKey() != n.lastClaims {
+	if n.claimKey() != n.lastClaims || n.ownersKey() != n.lastOwners {
 		n.sendHeartbeats(now)
 	}
 	if n.d.Quorum.IsLeader() {
@@ -286,10 +343,10 @@ func (n *Node) claimKey() string {
 
 func (n *Node) refreshView(now time.Duration) {
 	v := n.view()
-	if v.Index == n.lastApply && n.started && now != n.startAt {
+	if v == n.lastView && n.started && now != n.startAt {
 		return
 	}
-	n.lastApply = v.Index
+	n.lastView = v
 	for _, g := range n.groups {
 		gs := v.Group(g.Name)
 		vs := n.vote[g.Name]
@@ -318,13 +375,18 @@ func (n *Node) claims() []cluster.Claim {
 
 func (n *Node) sendHeartbeats(now time.Duration) {
 	n.nextHB = now + n.timing.HeartbeatInterval
-	n.lastClaims = n.claimKey()
+	n.lastClaims, n.lastOwners = n.claimKey(), n.ownersKey()
 	m := &cluster.Message{Kind: cluster.KindHeartbeat, SentAt: int64(now), Claims: n.claims(), Leaving: n.leaving,
 		Applied: n.view().Index}
 	if n.d.RaftRole != nil {
 		m.RaftRole = n.d.RaftRole()
 	}
+	v := n.view()
 	for _, g := range n.groups {
+		if gs := v.Group(g.Name); gs.Epoch > 0 {
+			m.Owners = append(m.Owners, cluster.Owner{Group: g.Name, Node: gs.Owner, Epoch: gs.Epoch,
+				Prev: n.previousOwner(v, g.Name, gs.Epoch)})
+		}
 		if vs := n.vote[g.Name]; vs.releasedMax > 0 {
 			m.Released = append(m.Released, cluster.Claim{Group: g.Name, Epoch: vs.releasedMax})
 		}
@@ -392,6 +454,9 @@ func (n *Node) Receive(now time.Duration, from string, m *cluster.Message) {
 	switch m.Kind {
 	case cluster.KindHeartbeat:
 		p.leaving, p.raftRole, p.applied = m.Leaving, m.RaftRole, m.Applied
+		if n.learn(m.Owners) {
+			n.StateChanged(now)
+		}
 		for _, gs := range m.Groups {
 			p.groups[gs.Group] = gs
 		}
@@ -504,7 +569,7 @@ func (n *Node) updateRoles(now time.Duration) {
 		switch {
 		case acting && os.role != RoleActive:
 			os.role, os.activeSince = RoleActive, now
-			prev := previousOwner(v, g.Name, gs.Epoch)
+			prev := n.previousOwner(v, g.Name, gs.Epoch)
 			n.log.Info("active", "group", g.Name, "epoch", gs.Epoch, "previous_owner", prev)
 			n.d.OnRole(Transition{Group: g.Name, Role: RoleActive, Epoch: gs.Epoch, PreviousOwner: prev, Reason: "lease acquired"})
 		case !acting && os.role == RoleActive:
@@ -538,7 +603,10 @@ func (n *Node) announceStart(now time.Duration, v *quorum.State) {
 	}
 }
 
-func previousOwner(v *quorum.State, group string, epoch uint64) string {
+func (n *Node) previousOwner(v *quorum.State, group string, epoch uint64) string {
+	if h, ok := n.hints[group]; ok && h.Epoch == epoch {
+		return h.Prev
+	}
 	for i := len(v.Events) - 1; i >= 0; i-- {
 		if e := v.Events[i]; e.Group == group && e.Epoch == epoch {
 			return e.From
@@ -764,7 +832,7 @@ func (n *Node) keepLeadershipOffOwners(now time.Duration, v *quorum.State) {
 // TickPeriod is how often the runtime calls Tick: often enough that an owner
 // notices the end of its lease well within the guard interval.
 func TickPeriod(t config.Timing) time.Duration {
-	p := min(t.HeartbeatInterval/2, t.LeaseGuard/3)
+	p := min(t.HeartbeatInterval/2, t.LeaseGuard/2)
 	return max(p, time.Millisecond)
 }
 

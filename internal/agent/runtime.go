@@ -59,7 +59,7 @@ func Run(ctx context.Context, opts Options) error {
 	return a.loop(ctx)
 }
 
-func open(opts Options) (a *Agent, err error) {
+func open(opts Options) (_ *Agent, err error) {
 	cfg := opts.Config
 	self, err := cfg.NodeByName(opts.Node)
 	if err != nil {
@@ -70,7 +70,7 @@ func open(opts Options) (a *Agent, err error) {
 		log = slog.Default()
 	}
 	log = log.With("node", self.Name)
-	a = &Agent{opts: opts, cfg: cfg, self: self, timing: cfg.Timing(), log: log, start: time.Now(),
+	a := &Agent{opts: opts, cfg: cfg, self: self, timing: cfg.Timing(), log: log, start: time.Now(),
 		changed: make(chan struct{}, 1), reqs: make(chan func(time.Duration))}
 	defer func() {
 		if err != nil {
@@ -115,7 +115,7 @@ func open(opts Options) (a *Agent, err error) {
 		OnRole:             a.onRole,
 		Releases:           &FileReleases{Path: self.DataDir + "/released.json"},
 		RaftRole:           a.raft.Role,
-		TransferLeadership: func(to string) { go func() { _ = a.raft.TransferLeadership(to) }() },
+		TransferLeadership: a.transferLeadershipFunc(),
 		Log:                log.With("component", "core"),
 	})
 	if err != nil {
@@ -135,6 +135,13 @@ func open(opts Options) (a *Agent, err error) {
 		}
 	}()
 	return a, nil
+}
+
+func (a *Agent) transferLeadershipFunc() func(string) {
+	if k := a.cfg.Cluster.KeepLeaderOffOwners; k != nil && !*k {
+		return nil
+	}
+	return func(to string) { go func() { _ = a.raft.TransferLeadership(to) }() }
 }
 
 func (a *Agent) notify() {

@@ -4,9 +4,11 @@
 package api
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/baton-ha/baton/internal/agent"
 	"github.com/baton-ha/baton/internal/quorum"
@@ -19,6 +21,10 @@ type Backend interface {
 	Status(r *http.Request) (agent.Status, error)
 	Events(r *http.Request) ([]quorum.Event, error)
 	Ready() bool
+	// TransferLeadership moves quorum leadership to the named voter.
+	TransferLeadership(r *http.Request, to string) error
+	// Token is the API token mutations must carry ("" refuses all mutations).
+	Token() string
 }
 
 // Server is the HTTP handler.
@@ -38,6 +44,7 @@ func New(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("HEAD /v1/groups/{group}/active", s.role(agent.RoleActive))
 	s.mux.HandleFunc("GET /v1/groups/{group}/standby", s.role(agent.RoleStandby))
 	s.mux.HandleFunc("HEAD /v1/groups/{group}/standby", s.role(agent.RoleStandby))
+	s.mux.HandleFunc("POST /v1/debug/transfer-leadership", s.mutation(s.transferLeadership))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -114,6 +121,45 @@ func (s *Server) role(want string) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusServiceUnavailable, body)
 	}
+}
+
+// mutation wraps a handler that changes something: it needs the API token as
+// "Authorization: Bearer TOKEN" (401 without, 403 when wrong).
+func (s *Server) mutation(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		want := s.b.Token()
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		switch {
+		case want == "":
+			writeError(w, http.StatusForbidden, "mutations are disabled: set api.token_file in the cluster config")
+		case !ok || got == "":
+			w.Header().Set("WWW-Authenticate", `Bearer realm="baton"`)
+			writeError(w, http.StatusUnauthorized, "missing API token: send \"Authorization: Bearer TOKEN\" (CLI: --token-file or BATON_API_TOKEN)")
+		case subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1:
+			writeError(w, http.StatusForbidden, "wrong API token")
+		default:
+			h(w, r)
+		}
+	}
+}
+
+// transferLeadership moves quorum leadership (benchmarks use it to measure
+// the case where the killed owner was the leader).
+func (s *Server) transferLeadership(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		To string `json:"to"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.To == "" {
+		writeError(w, http.StatusBadRequest, `want a JSON body {"to": "NODE"}`)
+		return
+	}
+	if err := s.b.TransferLeadership(r, req.To); err != nil {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"leader": req.To})
 }
 
 func quote(s string) string { b, _ := json.Marshal(s); return string(b) }

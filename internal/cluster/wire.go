@@ -54,6 +54,14 @@ type Claim struct {
 	Epoch uint64 `json:"e"`
 }
 
+// Owner is one committed ownership record.
+type Owner struct {
+	Group string `json:"g"`
+	Node  string `json:"n"`
+	Epoch uint64 `json:"e"`
+	Prev  string `json:"p,omitempty"`
+}
+
 // GroupStatus is what a member says about itself for one group.
 type GroupStatus struct {
 	Group    string `json:"g"`
@@ -86,9 +94,13 @@ type Message struct {
 	// RelinquishReason says why (shutdown, switchover, check, ...).
 	RelinquishReason string        `json:"rqr,omitempty"`
 	Groups           []GroupStatus `json:"gs,omitempty"`
-	Leaving          bool          `json:"lv,omitempty"`
-	RaftRole         string        `json:"rr,omitempty"`
-	Applied          uint64        `json:"ai,omitempty"`
+	// Owners gossips the sender's committed view of group ownership, so a new
+	// owner learns of its election from whichever node applied it first
+	// instead of waiting for its own replica to apply the entry.
+	Owners   []Owner `json:"o,omitempty"`
+	Leaving  bool    `json:"lv,omitempty"`
+	RaftRole string  `json:"rr,omitempty"`
+	Applied  uint64  `json:"ai,omitempty"`
 }
 
 // Envelope is a decoded, authenticated packet.

@@ -104,6 +104,7 @@ type Cluster struct {
 
 	// quorum twin
 	log        []quorum.Command
+	commitTime []time.Duration
 	proposals  []proposal
 	leader     string
 	electionAt time.Duration
@@ -380,6 +381,7 @@ func (c *Cluster) stepQuorum() {
 		}
 		if p.proposer == c.leader {
 			c.log = append(c.log, p.cmd)
+			c.commitTime = append(c.commitTime, c.Now)
 		}
 	}
 	c.proposals = keep
@@ -392,10 +394,17 @@ func (c *Cluster) stepQuorum() {
 		if !c.up(n) || !c.linked(c.leader, name) || n.applied >= len(c.log) {
 			continue
 		}
+		// Followers apply an entry only when the leader next tells them the
+		// commit index (hashicorp/raft: up to ~2×CommitTimeout later).
+		if name != c.leader && c.Now < c.commitTime[n.applied]+c.followerLag(name, n.applied) {
+			continue
+		}
+		next := n.view.Clone()
 		for n.applied < len(c.log) {
 			n.applied++
-			_ = n.view.Apply(uint64(n.applied), c.log[n.applied-1])
+			_ = next.Apply(uint64(n.applied), c.log[n.applied-1])
 		}
+		n.view = next
 		for g, gs := range n.view.Groups {
 			if gs.Epoch < c.maxView[name][g] {
 				c.fail("node %s view of group %s went back from epoch %d to %d", name, g, c.maxView[name][g], gs.Epoch)
@@ -410,6 +419,16 @@ func (c *Cluster) notify(name string) {
 	if n := c.nodes[name]; c.up(n) {
 		n.core.StateChanged(c.Local(n))
 	}
+}
+
+// followerLag is a deterministic pseudo-random delay (0–100 ms) before a
+// follower applies a committed entry.
+func (c *Cluster) followerLag(node string, idx int) time.Duration {
+	h := uint64(idx)*0x9e3779b97f4a7c15 + uint64(len(node))*0xbf58476d1ce4e5b9
+	for _, b := range []byte(node) {
+		h = (h ^ uint64(b)) * 0x100000001b3
+	}
+	return time.Duration(h%100) * time.Millisecond
 }
 
 type nodeQuorum struct {

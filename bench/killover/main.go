@@ -1,0 +1,196 @@
+// Command killover measures kill -9 → successor's active hook on a real
+// three-process cluster on 127.0.0.x (two members + witness), per profile,
+// and the idle CPU and memory of one agent. It is a benchmark, not a test:
+// run it on a quiet machine and read docs/benchmarks.md.
+//
+//	go run ./bench/killover -trials 30 -profiles default,fast
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/baton-ha/baton/internal/proctest"
+)
+
+func main() {
+	trials := flag.Int("trials", 30, "kill -9 trials per profile")
+	profiles := flag.String("profiles", "default,fast", "comma-separated timing profiles")
+	idle := flag.Duration("idle", 30*time.Second, "how long to sample idle CPU")
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "baton-bench-")
+	check(err)
+	defer os.RemoveAll(dir)
+	bin, err := proctest.Build(dir)
+	check(err)
+	fmt.Printf("# kill -9 → successor active hook; %d trials per profile; %s, %d CPUs, %s\n\n",
+		*trials, runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"))
+	fmt.Println("| profile | trials | owner was raft leader | p50 | p90 | p99 | max |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, p := range strings.Split(*profiles, ",") {
+		all, lead := run(bin, filepath.Join(dir, p), p, *trials)
+		printRow(p, "any", all)
+		printRow(p, "yes", lead)
+	}
+	fmt.Println()
+	idleUsage(bin, filepath.Join(dir, "idle"), *idle)
+}
+
+func printRow(profile, lead string, d []time.Duration) {
+	if len(d) == 0 {
+		return
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	q := func(p float64) string {
+		i := int(float64(len(d)-1) * p)
+		return fmt.Sprintf("%d ms", d[i].Milliseconds())
+	}
+	fmt.Printf("| %s | %d | %s | %s | %s | %s | %s |\n", profile, len(d), lead, q(0.5), q(0.9), q(0.99), q(1))
+}
+
+const token = "bench-token-0123456789"
+
+func run(bin, dir string, profile string, trials int) (all, leader []time.Duration) {
+	check(os.MkdirAll(dir, 0o755))
+	check(os.WriteFile(filepath.Join(dir, "token"), []byte(token), 0o600))
+	c, err := proctest.New(bin, dir, proctest.Spec{Members: []string{"n1", "n2"}, Witness: "w1", Profile: profile,
+		Extra: "  keep_leader_off_owners: false\napi: {token_file: " + filepath.Join(dir, "token") + "}\n"})
+	check(err)
+	defer c.Stop()
+	check(c.StartAll())
+	for i := 0; i < trials; i++ {
+		owner, _, err := c.WaitOwner("w1", 20*time.Second)
+		check(err)
+		// Every other trial, make the owner the quorum leader: the worst case.
+		wantLeader := i%2 == 1
+		if wantLeader {
+			moveLeadership(c, owner)
+		}
+		time.Sleep(700 * time.Millisecond)
+		st, err := c.Status("w1")
+		check(err)
+		wasLeader := st.Leader == owner
+		var other string
+		for _, m := range st.Groups[0].Members {
+			if m.Node != owner {
+				other = m.Node
+			}
+		}
+		killed := time.Now()
+		check(c.Kill(owner))
+		e, err := c.WaitHook(20*time.Second, func(e proctest.HookEvent) bool {
+			return e.Node == other && e.Role == "active" && e.At.After(killed)
+		})
+		check(err)
+		d := e.At.Sub(killed)
+		all = append(all, d)
+		if wasLeader {
+			leader = append(leader, d)
+		}
+		fmt.Fprintf(os.Stderr, "%s trial %d: owner %s (raft leader: %v) killed → %s active after %v\n",
+			profile, i+1, owner, wasLeader, other, d.Round(time.Millisecond))
+		check(c.Start(owner))
+		_, err = c.WaitHook(20*time.Second, func(e proctest.HookEvent) bool {
+			return e.Node == owner && e.Role == "standby" && e.At.After(killed)
+		})
+		check(err)
+	}
+	return all, leader
+}
+
+func moveLeadership(c *proctest.Cluster, to string) {
+	for try := 0; try < 20; try++ {
+		st, err := c.Status("w1")
+		if err == nil && st.Leader == to {
+			return
+		}
+		if err == nil && st.Leader != "" {
+			body, _ := json.Marshal(map[string]string{"to": to})
+			req, _ := http.NewRequest("POST", "http://"+c.APIs[st.Leader]+"/v1/debug/transfer-leadership", bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+token)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func idleUsage(bin, dir string, window time.Duration) {
+	check(os.MkdirAll(dir, 0o755))
+	c, err := proctest.New(bin, dir, proctest.Spec{Members: []string{"n1", "n2"}, Witness: "w1", Profile: "default"})
+	check(err)
+	defer c.Stop()
+	check(c.StartAll())
+	_, _, err = c.WaitOwner("w1", 20*time.Second)
+	check(err)
+	time.Sleep(5 * time.Second)
+	st, err := c.Status("w1")
+	check(err)
+	before := map[string]int64{}
+	for n := range c.Addrs {
+		before[n] = cpuTicks(c.PID(n))
+	}
+	time.Sleep(window)
+	fmt.Printf("# idle agents, profile default, %v window (CPU %% of one core; RSS)\n\n", window)
+	fmt.Println("| node | role | CPU | RSS |")
+	fmt.Println("|---|---|---|---|")
+	hz := 100.0 // USER_HZ on Linux
+	for _, n := range []string{"n1", "n2", "w1"} {
+		ticks := cpuTicks(c.PID(n)) - before[n]
+		cpu := float64(ticks) / hz / window.Seconds() * 100
+		role := "standby"
+		if st.Groups[0].Owner == n {
+			role = "owner"
+		}
+		if n == "w1" {
+			role = "witness"
+		}
+		if st.Leader == n {
+			role += ", raft leader"
+		}
+		fmt.Printf("| %s | %s | %.2f %% | %.1f MB |\n", n, role, cpu, float64(rssKB(c.PID(n)))/1024)
+	}
+}
+
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	check(err)
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.ParseInt(fields[11], 10, 64)
+	k, _ := strconv.ParseInt(fields[12], 10, 64)
+	return u + k
+}
+
+func rssKB(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	check(err)
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			v, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "killover:", err)
+		os.Exit(1)
+	}
+}
+
+var _ = syscall.SIGKILL

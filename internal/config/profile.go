@@ -1,0 +1,137 @@
+package config
+
+import "time"
+
+// Timing is the effective set of timing values of a cluster: a profile with the config's overrides applied.
+type Timing struct {
+	// HeartbeatInterval is how often an owner renews its lease with every voter.
+	HeartbeatInterval time.Duration
+	// FailureTimeout is the lease length L: a voter promises not to release an owner's lease before
+	// L·(1+ClockDrift) has passed since the owner's last heartbeat it acked.
+	FailureTimeout time.Duration
+	// LeaseGuard is how long before its lease ends an owner that could not renew stops acting (drops its VIPs).
+	LeaseGuard time.Duration
+	// ClockDrift bounds the rate difference between any two nodes' monotonic clocks (0.01 = 1 %).
+	ClockDrift float64
+
+	// Raft settings of the quorum store (hashicorp/raft Config fields of the same names).
+	RaftHeartbeatTimeout time.Duration
+	RaftElectionTimeout  time.Duration
+	RaftLeaderLease      time.Duration
+	RaftCommitTimeout    time.Duration
+
+	// StartupGrace is how long after start a node waits for the other members before taking a group, so that the
+	// highest-priority member, not the first one up, gets it.
+	StartupGrace time.Duration
+}
+
+// profiles are the named timing presets. Every value says why it is what it is; change one only together with
+// its reason.
+var profiles = map[string]Timing{
+	// default: one LAN (or a cloud subnet), robust to 10 % packet loss and a loaded CPU; target client-visible
+	// outage p99 ≤ 0.6 s ≈ FailureTimeout·(1+ClockDrift)² + one commit + the takeover itself.
+	"default": {
+		// 8 heartbeats per lease: a lease lapses only if ~7 heartbeats in a row are lost, about 1e-7 at 10 % loss.
+		HeartbeatInterval: 50 * time.Millisecond,
+		// The bulk of the outage budget: 0.4 s of lease plus ~0.2 s for commit and takeover stays under 0.6 s.
+		FailureTimeout: 400 * time.Millisecond,
+		// Covers a scheduling hiccup of the agent plus removing the VIP, so the VIP is gone before the lease ends.
+		LeaseGuard: 60 * time.Millisecond,
+		// Far above real monotonic-clock drift (~1e-4) yet it costs only 1 % of the lease (4 ms).
+		ClockDrift: 0.01,
+		// Raft timeouts well below the lease, so a Raft leader election completes while the lease is still
+		// running and does not add to the outage.
+		RaftHeartbeatTimeout: 150 * time.Millisecond,
+		RaftElectionTimeout:  150 * time.Millisecond,
+		// Below the heartbeat timeout, as Raft requires; a leader that lost its followers steps down in 0.1 s.
+		RaftLeaderLease: 100 * time.Millisecond,
+		// hashicorp/raft's leader sends every follower an AppendEntries each CommitTimeout, so a small value costs
+		// CPU on an idle cluster. It only delays when a follower's replica applies an entry: the new owner learns of
+		// its election at once from the heartbeats (peers gossip their committed view), so it adds nothing to the
+		// outage.
+		RaftCommitTimeout: 50 * time.Millisecond,
+		// Enough for all members of a cluster started together to come up and be heard.
+		StartupGrace: 2 * time.Second,
+	},
+	// fast: a quiet LAN with little loss and idle CPUs; target outage p99 ≤ 0.2 s. Same ratios as default, scaled
+	// down; it trades robustness to loss and load for speed.
+	"fast": {
+		// 7.5 heartbeats per lease: still ~7 losses in a row before a false failover.
+		HeartbeatInterval: 20 * time.Millisecond,
+		// 0.15 s of lease leaves ~50 ms for commit and takeover within 0.2 s.
+		FailureTimeout: 150 * time.Millisecond,
+		// A 30 ms scheduling stall is rare on a quiet host; removing a VIP takes well under 1 ms.
+		LeaseGuard: 30 * time.Millisecond,
+		// As in default: far above real drift, 1.5 ms of the lease.
+		ClockDrift: 0.01,
+		// Below the lease so a Raft election completes while the lease still runs.
+		RaftHeartbeatTimeout: 60 * time.Millisecond,
+		RaftElectionTimeout:  60 * time.Millisecond,
+		RaftLeaderLease:      50 * time.Millisecond,
+		// As in default: the new owner learns of its election through heartbeat gossip, not from its replica.
+		RaftCommitTimeout: 25 * time.Millisecond,
+		// Nodes on a quiet LAN come up quickly.
+		StartupGrace: time.Second,
+	},
+	// wan: nodes in different zones or sites, with round trips of tens of milliseconds and bursts of loss;
+	// outages of a few seconds.
+	"wan": {
+		// Several cross-zone round trips between heartbeats; 12 heartbeats per lease ride out bursts of loss.
+		HeartbeatInterval: 250 * time.Millisecond,
+		// Long enough that a routing blip between zones does not move a group.
+		FailureTimeout: 3 * time.Second,
+		// Covers slower VIP or route changes (e.g. cloud APIs) and scheduling on busy hosts.
+		LeaseGuard: 500 * time.Millisecond,
+		// As in default: far above real drift, 30 ms of the lease.
+		ClockDrift: 0.01,
+		// A few WAN round trips, still a third of the lease.
+		RaftHeartbeatTimeout: time.Second,
+		RaftElectionTimeout:  time.Second,
+		RaftLeaderLease:      500 * time.Millisecond,
+		// Batching matters more than latency at WAN round trips.
+		RaftCommitTimeout: 20 * time.Millisecond,
+		// Sites may come up at different speeds.
+		StartupGrace: 5 * time.Second,
+	},
+}
+
+// profileNames in the order they are documented.
+var profileNames = []string{"default", "fast", "wan"}
+
+// Profile returns the timing preset called name: "default", "fast" or "wan".
+func Profile(name string) (Timing, bool) {
+	t, ok := profiles[name]
+	return t, ok
+}
+
+// Timing returns the cluster's effective timing: its profile (default when unknown) with the explicit overrides
+// of the cluster section applied. raft_timeout sets the Raft heartbeat and election timeouts, and the leader lease
+// to two thirds of it (Raft needs the lease below the heartbeat timeout).
+func (c *Config) Timing() Timing {
+	t, ok := Profile(c.Cluster.Profile)
+	if !ok {
+		t = profiles["default"]
+	}
+	cl := c.Cluster
+	if cl.HeartbeatInterval != nil {
+		t.HeartbeatInterval = cl.HeartbeatInterval.D()
+	}
+	if cl.FailureTimeout != nil {
+		t.FailureTimeout = cl.FailureTimeout.D()
+	}
+	if cl.LeaseGuard != nil {
+		t.LeaseGuard = cl.LeaseGuard.D()
+	}
+	if cl.ClockDrift != nil {
+		t.ClockDrift = *cl.ClockDrift
+	}
+	if cl.RaftTimeout != nil {
+		t.RaftHeartbeatTimeout = cl.RaftTimeout.D()
+		t.RaftElectionTimeout = cl.RaftTimeout.D()
+		t.RaftLeaderLease = cl.RaftTimeout.D() * 2 / 3
+	}
+	if cl.StartupGrace != nil {
+		t.StartupGrace = cl.StartupGrace.D()
+	}
+	return t
+}

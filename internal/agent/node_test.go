@@ -1,0 +1,173 @@
+package agent
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/baton-ha/baton/internal/cluster"
+	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/quorum"
+)
+
+const cfgText = `
+version: 1
+cluster: {name: t, secret: "0123456789abcdef0123"}
+nodes:
+  - {name: n1, address: 10.0.0.1}
+  - {name: n2, address: 10.0.0.2}
+  - {name: w1, address: 10.0.0.3, witness: true}
+groups:
+  - name: web
+    members: [{node: n1, priority: 150}, {node: n2}]
+`
+
+type fixedQuorum struct{ s *quorum.State }
+
+func (q *fixedQuorum) View() *quorum.State            { return q.s }
+func (q *fixedQuorum) IsLeader() bool                 { return false }
+func (q *fixedQuorum) Leader() string                 { return "" }
+func (q *fixedQuorum) Propose(quorum.Command) error   { return quorum.ErrNotLeader }
+func (q *fixedQuorum) set(owner string, epoch uint64) { q.s = withOwner(owner, epoch) }
+
+func withOwner(owner string, epoch uint64) *quorum.State {
+	s := quorum.NewState()
+	s.Index = epoch
+	s.Groups["web"] = quorum.GroupState{Owner: owner, Epoch: epoch}
+	return s
+}
+
+// voter builds the witness w1 as a voter, started at time 0.
+func voter(t *testing.T, q *fixedQuorum, rel ReleaseStore) (*Node, *[]*cluster.Message) {
+	t.Helper()
+	cfg, err := config.Parse([]byte(cfgText), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent []*cluster.Message
+	n, err := NewNode(Deps{Name: "w1", Config: cfg, Timing: cfg.Timing(), Quorum: q, Releases: rel,
+		Send: func(to string, m *cluster.Message) { sent = append(sent, m) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(0); err != nil {
+		t.Fatal(err)
+	}
+	return n, &sent
+}
+
+// tickTo ticks the node at its regular period up to and including `to`, as the
+// runtime does (a jump would look like a stall).
+func tickTo(n *Node, from, to time.Duration) {
+	for t := from; t < to; t += TickPeriod(n.timing) {
+		n.Tick(t)
+	}
+	n.Tick(to)
+}
+
+func claim(epoch uint64) []cluster.Claim { return []cluster.Claim{{Group: "web", Epoch: epoch}} }
+
+func TestGrantRules(t *testing.T) {
+	q := &fixedQuorum{}
+	q.set("n1", 3)
+	n, _ := voter(t, q, &MemReleases{})
+	now := time.Second
+	cases := []struct {
+		name   string
+		from   string
+		epoch  uint64
+		grants bool
+	}{
+		{"owner of the current epoch", "n1", 3, true},
+		{"someone else claiming the owner's epoch", "n2", 3, false},
+		{"an old epoch", "n1", 2, false},
+		{"a newer epoch than this voter's view (committed elsewhere)", "n2", 4, true},
+		{"after granting 4, epoch 3 is superseded", "n1", 3, false},
+		{"and another node cannot claim 4 too", "n1", 4, false},
+	}
+	for _, tc := range cases {
+		got := len(n.grant(now, tc.from, claim(tc.epoch))) == 1
+		if got != tc.grants {
+			t.Fatalf("%s: grant(%s, epoch %d) = %v, want %v", tc.name, tc.from, tc.epoch, got, tc.grants)
+		}
+	}
+}
+
+func TestReleaseIsDurableAndFinal(t *testing.T) {
+	q := &fixedQuorum{}
+	q.set("n1", 5)
+	store := &FileReleases{Path: filepath.Join(t.TempDir(), "released.json")}
+	n, _ := voter(t, q, store)
+	if acked := n.grant(100*time.Millisecond, "n1", claim(5)); len(acked) != 1 {
+		t.Fatal("owner's claim not granted")
+	}
+	// Before the hold runs out the voter keeps its promise.
+	tickTo(n, 0, 100*time.Millisecond+n.hold-time.Millisecond)
+	if n.vote["web"].releasedMax != 0 {
+		t.Fatal("released before the hold ended")
+	}
+	n.Tick(100*time.Millisecond + n.hold)
+	if n.vote["web"].releasedMax != 5 {
+		t.Fatal("not released after the hold")
+	}
+	// A restarted voter (new Node, same store) remembers and refuses the old claim.
+	n2, _ := voter(t, q, store)
+	if acked := n2.grant(time.Hour, "n1", claim(5)); len(acked) != 0 {
+		t.Fatal("restarted voter acked a lease it had released")
+	}
+}
+
+func TestRestartedVoterWaitsAFullHold(t *testing.T) {
+	q := &fixedQuorum{}
+	q.set("n1", 1)
+	n, _ := voter(t, q, &MemReleases{})
+	// Never heard from the owner since start: still no release before start + hold,
+	// because this voter may have acked it just before it restarted.
+	tickTo(n, 0, n.hold-time.Millisecond)
+	if n.vote["web"].releasedMax != 0 {
+		t.Fatal("a freshly started voter released at once")
+	}
+	n.Tick(n.hold)
+	if n.vote["web"].releasedMax != 1 {
+		t.Fatal("no release after a full hold of silence")
+	}
+}
+
+func TestStalledVoterDistrustsSilence(t *testing.T) {
+	q := &fixedQuorum{}
+	q.set("n1", 1)
+	n, _ := voter(t, q, &MemReleases{})
+	n.grant(10*time.Millisecond, "n1", claim(1))
+	n.Tick(20 * time.Millisecond)
+	// The process was frozen for 2 s: packets may be waiting unread.
+	resumed := 2 * time.Second
+	n.Tick(resumed)
+	if n.vote["web"].releasedMax != 0 {
+		t.Fatal("released right after a stall")
+	}
+	tickTo(n, resumed, resumed+n.hold-time.Millisecond)
+	if n.vote["web"].releasedMax != 0 {
+		t.Fatal("released before a full hold after the stall")
+	}
+	n.Tick(resumed + n.hold)
+	if n.vote["web"].releasedMax != 1 {
+		t.Fatal("no release a full hold after the stall")
+	}
+}
+
+func TestRelinquishReleasesAtOnce(t *testing.T) {
+	q := &fixedQuorum{}
+	q.set("n1", 2)
+	n, _ := voter(t, q, &MemReleases{})
+	n.Receive(50*time.Millisecond, "n1", &cluster.Message{Kind: cluster.KindHeartbeat, Relinquished: claim(2), RelinquishReason: "shutdown"})
+	if n.vote["web"].releasedMax != 2 {
+		t.Fatal("owner's relinquish not released at once")
+	}
+	// A relinquish from a node that is not the owner is ignored.
+	q.set("n1", 3)
+	n.Tick(60 * time.Millisecond)
+	n.Receive(70*time.Millisecond, "n2", &cluster.Message{Kind: cluster.KindHeartbeat, Relinquished: claim(3)})
+	if n.vote["web"].releasedMax != 2 {
+		t.Fatal("released on a non-owner's word")
+	}
+}

@@ -1,0 +1,106 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/baton-ha/baton/internal/agent"
+	"github.com/baton-ha/baton/internal/quorum"
+)
+
+type fakeBackend struct {
+	st       agent.Status
+	token    string
+	transfer string
+}
+
+func (f *fakeBackend) Status(*http.Request) (agent.Status, error)   { return f.st, nil }
+func (f *fakeBackend) Events(*http.Request) ([]quorum.Event, error) { return nil, nil }
+func (f *fakeBackend) Ready() bool                                  { return f.st.Leader != "" }
+func (f *fakeBackend) Token() string                                { return f.token }
+func (f *fakeBackend) TransferLeadership(_ *http.Request, to string) error {
+	if to == "nobody" {
+		return errors.New("unknown voter")
+	}
+	f.transfer = to
+	return nil
+}
+
+func do(t *testing.T, h http.Handler, method, path, auth, body string) (int, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var m map[string]any
+	if method != http.MethodHead {
+		_ = json.Unmarshal(rec.Body.Bytes(), &m)
+	}
+	return rec.Code, m
+}
+
+func TestEndpoints(t *testing.T) {
+	b := &fakeBackend{token: "sekrit", st: agent.Status{Node: "n1", Leader: "w1",
+		Groups: []agent.GroupStatus{{Name: "web", Owner: "n1", Epoch: 4, Role: "active"}, {Name: "db", Owner: "n2", Epoch: 1, Role: "standby"}}}}
+	h := New(b, slog.New(slog.DiscardHandler))
+	for _, tc := range []struct {
+		method, path, auth, body string
+		code                     int
+		errContains              string
+	}{
+		{"GET", "/v1/status", "", "", 200, ""},
+		{"GET", "/v1/groups/web", "", "", 200, ""},
+		{"GET", "/v1/groups/nope", "", "", 404, `unknown group "nope"`},
+		{"GET", "/v1/groups/web/active", "", "", 200, ""},
+		{"HEAD", "/v1/groups/web/active", "", "", 200, ""},
+		{"GET", "/v1/groups/db/active", "", "", 503, ""},
+		{"HEAD", "/v1/groups/db/active", "", "", 503, ""},
+		{"GET", "/v1/groups/db/standby", "", "", 200, ""},
+		{"GET", "/v1/groups/web/standby", "", "", 503, ""},
+		{"GET", "/healthz", "", "", 200, ""},
+		{"GET", "/readyz", "", "", 200, ""},
+		{"GET", "/v1/nothing", "", "", 404, "no such endpoint"},
+		{"POST", "/v1/debug/transfer-leadership", "", `{"to":"n2"}`, 401, "missing API token"},
+		{"POST", "/v1/debug/transfer-leadership", "Bearer wrong", `{"to":"n2"}`, 403, "wrong API token"},
+		{"POST", "/v1/debug/transfer-leadership", "Bearer sekrit", `{"to":`, 400, "want a JSON body"},
+		{"POST", "/v1/debug/transfer-leadership", "Bearer sekrit", `{"to":"n2","x":1}`, 400, "want a JSON body"},
+		{"POST", "/v1/debug/transfer-leadership", "Bearer sekrit", `{"to":"nobody"}`, 409, "unknown voter"},
+		{"POST", "/v1/debug/transfer-leadership", "Bearer sekrit", `{"to":"n2"}`, 200, ""},
+	} {
+		code, body := do(t, h, tc.method, tc.path, tc.auth, tc.body)
+		if code != tc.code {
+			t.Errorf("%s %s: status %d, want %d (%v)", tc.method, tc.path, code, tc.code, body)
+			continue
+		}
+		if tc.errContains != "" {
+			if msg, _ := body["error"].(string); !strings.Contains(msg, tc.errContains) {
+				t.Errorf("%s %s: error %q, want it to contain %q", tc.method, tc.path, msg, tc.errContains)
+			}
+		}
+	}
+	if b.transfer != "n2" {
+		t.Fatalf("transfer = %q", b.transfer)
+	}
+}
+
+func TestMutationsRefusedWithoutConfiguredToken(t *testing.T) {
+	h := New(&fakeBackend{}, slog.New(slog.DiscardHandler))
+	code, body := do(t, h, "POST", "/v1/debug/transfer-leadership", "Bearer anything", `{"to":"n2"}`)
+	if code != 403 || !strings.Contains(body["error"].(string), "api.token_file") {
+		t.Fatalf("got %d %v", code, body)
+	}
+}
+
+func TestReadyzWithoutLeader(t *testing.T) {
+	h := New(&fakeBackend{}, slog.New(slog.DiscardHandler))
+	if code, _ := do(t, h, "GET", "/readyz", "", ""); code != 503 {
+		t.Fatalf("readyz without leader = %d, want 503", code)
+	}
+}

@@ -30,6 +30,9 @@ import (
 const (
 	RoleStandby = "standby"
 	RoleActive  = "active"
+	// RoleFault is reported (to hooks) when a member's health checks start
+	// failing; it is not a lease state.
+	RoleFault = "fault"
 )
 
 // Transition is handed to the hook runner whenever this node's role for a
@@ -97,6 +100,12 @@ type ownState struct {
 	activeSince  time.Duration
 	relinquished uint64 // epoch given up on purpose (0: none)
 	relReason    string
+	// hookBlockUntil: after a failed active hook the node is not eligible
+	// for the group until then, so the next candidate is tried.
+	hookBlockUntil time.Duration
+	learnedAt      time.Duration // when this node learned it owns epoch
+	takeoverEpoch  uint64
+	takeoverMs     int64
 }
 
 type voteState struct {
@@ -148,13 +157,17 @@ type Node struct {
 	nextHB     time.Duration
 	leaving    bool
 	announced  bool // initial standby roles reported
-	lastXfer   time.Duration
-	lastView   *quorum.State
-	hints      map[string]cluster.Owner
-	merged     *quorum.State
-	mergedFrom *quorum.State
-	hintsDirty bool
-	lastOwners string // ownership gossiped in the last heartbeat
+	healthSeen map[string]bool
+	// leader-only bookkeeping
+	usableSince map[string]map[string]time.Duration // group → member → usable since
+	annotated   map[string]uint64                   // group → epoch whose takeover time was recorded
+	lastXfer    time.Duration
+	lastView    *quorum.State
+	hints       map[string]cluster.Owner
+	merged      *quorum.State
+	mergedFrom  *quorum.State
+	hintsDirty  bool
+	lastOwners  string // ownership gossiped in the last heartbeat
 	// lastClaims is the claim set of the last heartbeat sent; a change is
 	// announced at once rather than at the next interval.
 	lastClaims string
@@ -186,6 +199,7 @@ func NewNode(d Deps) (*Node, error) {
 		d: d, name: d.Name, timing: d.Timing, voters: d.Config.Voters(),
 		own: map[string]*ownState{}, vote: map[string]*voteState{}, peers: map[string]*peerState{},
 		pending: map[string]pending{}, whyLog: map[string]string{}, hints: map[string]cluster.Owner{},
+		healthSeen: map[string]bool{}, usableSince: map[string]map[string]time.Duration{}, annotated: map[string]uint64{},
 		log: d.Log,
 	}
 	n.isVoter = slices.Contains(n.voters, self.Name)
@@ -240,7 +254,8 @@ func (n *Node) view() *quorum.State {
 	}
 	merged := rv
 	for g, h := range n.hints {
-		if h.Epoch <= rv.Group(g).Epoch {
+		cur := rv.Group(g)
+		if h.Epoch < cur.Epoch || (h.Epoch == cur.Epoch && (h.HandoffTo == "" || cur.HandoffTo != "")) {
 			delete(n.hints, g) // the replica caught up
 			continue
 		}
@@ -251,7 +266,8 @@ func (n *Node) view() *quorum.State {
 				merged.Groups[k] = v
 			}
 		}
-		merged.Groups[g] = quorum.GroupState{Owner: h.Node, Epoch: h.Epoch}
+		merged.Groups[g] = quorum.GroupState{Owner: h.Node, Epoch: h.Epoch, Maintenance: cur.Maintenance,
+			HandoffTo: h.HandoffTo, HandoffReason: h.HandoffReason}
 	}
 	n.merged, n.mergedFrom, n.hintsDirty = merged, rv, false
 	return merged
@@ -265,7 +281,10 @@ func (n *Node) learn(owners []cluster.Owner) bool {
 		if n.vote[o.Group] == nil {
 			continue
 		}
-		if o.Epoch > v.Group(o.Group).Epoch && o.Epoch > n.hints[o.Group].Epoch {
+		cur, h := v.Group(o.Group), n.hints[o.Group]
+		newer := o.Epoch > cur.Epoch && o.Epoch > h.Epoch
+		handoff := o.Epoch == cur.Epoch && o.Node == cur.Owner && o.HandoffTo != "" && cur.HandoffTo == ""
+		if newer || handoff {
 			n.hints[o.Group] = o
 			n.hintsDirty, news = true, true
 		}
@@ -278,7 +297,7 @@ func (n *Node) ownersKey() string {
 	v := n.view()
 	for _, g := range n.groups {
 		gs := v.Group(g.Name)
-		s += fmt.Sprintf("%s/%d,", gs.Owner, gs.Epoch)
+		s += fmt.Sprintf("%s/%d/%s,", gs.Owner, gs.Epoch, gs.HandoffTo)
 	}
 	return s
 }
@@ -303,6 +322,7 @@ func (n *Node) Tick(now time.Duration) {
 	n.lastTick = now
 	n.refreshView(now)
 	n.checkReleases(now)
+	n.selfChecks(now)
 	n.updateRoles(now)
 	if now >= n.nextHB {
 		n.sendHeartbeats(now)
@@ -354,7 +374,7 @@ func (n *Node) refreshView(now time.Duration) {
 			vs.viewEpoch, vs.viewOwner, vs.viewSince = gs.Epoch, gs.Owner, now
 		}
 		if os := n.own[g.Name]; os != nil && gs.Owner == n.name && os.epoch != gs.Epoch {
-			os.epoch, os.acks, os.expiry = gs.Epoch, map[string]time.Duration{}, 0
+			os.epoch, os.acks, os.expiry, os.learnedAt = gs.Epoch, map[string]time.Duration{}, 0, now
 		}
 	}
 }
@@ -385,7 +405,7 @@ func (n *Node) sendHeartbeats(now time.Duration) {
 	for _, g := range n.groups {
 		if gs := v.Group(g.Name); gs.Epoch > 0 {
 			m.Owners = append(m.Owners, cluster.Owner{Group: g.Name, Node: gs.Owner, Epoch: gs.Epoch,
-				Prev: n.previousOwner(v, g.Name, gs.Epoch)})
+				Prev: n.previousOwner(v, g.Name, gs.Epoch), HandoffTo: gs.HandoffTo, HandoffReason: gs.HandoffReason})
 		}
 		if vs := n.vote[g.Name]; vs.releasedMax > 0 {
 			m.Released = append(m.Released, cluster.Claim{Group: g.Name, Epoch: vs.releasedMax})
@@ -393,8 +413,11 @@ func (n *Node) sendHeartbeats(now time.Duration) {
 	}
 	for _, g := range n.members {
 		os := n.own[g.Name]
-		m.Groups = append(m.Groups, cluster.GroupStatus{Group: g.Name, Healthy: n.healthy(g.Name),
-			Eligible: !n.leaving, Role: os.role})
+		gst := cluster.GroupStatus{Group: g.Name, Healthy: n.healthy(g.Name), Eligible: n.eligible(now, g.Name), Role: os.role}
+		if os.takeoverEpoch > 0 && os.takeoverEpoch == v.Group(g.Name).Epoch {
+			gst.Epoch, gst.TakeoverMs = os.takeoverEpoch, os.takeoverMs
+		}
+		m.Groups = append(m.Groups, gst)
 		if os.relinquished > 0 {
 			m.Relinquished = append(m.Relinquished, cluster.Claim{Group: g.Name, Epoch: os.relinquished})
 			m.RelinquishReason = os.relReason
@@ -569,6 +592,9 @@ func (n *Node) updateRoles(now time.Duration) {
 		switch {
 		case acting && os.role != RoleActive:
 			os.role, os.activeSince = RoleActive, now
+			if os.takeoverEpoch != gs.Epoch {
+				os.takeoverEpoch, os.takeoverMs = gs.Epoch, max((now-os.learnedAt).Milliseconds(), 0)
+			}
 			prev := n.previousOwner(v, g.Name, gs.Epoch)
 			n.log.Info("active", "group", g.Name, "epoch", gs.Epoch, "previous_owner", prev)
 			n.d.OnRole(Transition{Group: g.Name, Role: RoleActive, Epoch: gs.Epoch, PreviousOwner: prev, Reason: "lease acquired"})
@@ -657,6 +683,76 @@ func (n *Node) relinquish(now time.Duration, group string, epoch uint64, reason 
 	}
 }
 
+// HookCooldown is how long a node whose active hook failed stays ineligible
+// for that group, so that the next candidate gets it.
+const HookCooldown = 30 * time.Second
+
+func (n *Node) eligible(now time.Duration, group string) bool {
+	os := n.own[group]
+	return !n.leaving && os != nil && now >= os.hookBlockUntil
+}
+
+func (n *Node) maintenance(group string) bool {
+	v := n.view()
+	return v.Maintenance || v.Group(group).Maintenance
+}
+
+// selfChecks runs the owner's own reasons to step down: a committed handoff
+// request (switchover, failback) and failing health checks while a healthy
+// member could take over. It also reports fault transitions of health.
+func (n *Node) selfChecks(now time.Duration) {
+	v := n.view()
+	for _, g := range n.members {
+		gs, os, healthy := v.Group(g.Name), n.own[g.Name], n.healthy(g.Name)
+		if prev, seen := n.healthSeen[g.Name]; !seen || prev != healthy {
+			n.healthSeen[g.Name] = healthy
+			if seen && !healthy {
+				n.log.Warn("fault: health checks fail", "group", g.Name)
+				n.d.OnRole(Transition{Group: g.Name, Role: RoleFault, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: "checks failing"})
+			} else if seen && os.role != RoleActive {
+				n.d.OnRole(Transition{Group: g.Name, Role: RoleStandby, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: "checks pass again"})
+			}
+		}
+		if gs.Owner != n.name || gs.Epoch != os.epoch || os.relinquished == gs.Epoch || n.leaving {
+			continue
+		}
+		switch {
+		case gs.HandoffTo != "":
+			n.log.Info("handing off on request", "group", g.Name, "to", gs.HandoffTo, "reason", gs.HandoffReason)
+			n.relinquish(now, g.Name, gs.Epoch, gs.HandoffReason)
+		case !healthy && !n.maintenance(g.Name) && n.otherUsable(now, g):
+			n.log.Warn("health checks fail and a healthy standby exists: stepping down", "group", g.Name)
+			n.relinquish(now, g.Name, gs.Epoch, quorum.ReasonCheck)
+		}
+	}
+}
+
+// otherUsable reports whether another member could take the group now.
+func (n *Node) otherUsable(now time.Duration, g *config.Group) bool {
+	for _, c := range n.candidates(now, g) {
+		if c.Node != n.name && c.Usable() {
+			return true
+		}
+	}
+	return false
+}
+
+// HookFailed is called when this node's active hook for (group, epoch)
+// failed: the node gives the group up and stays ineligible for HookCooldown,
+// so the leader tries the next candidate.
+func (n *Node) HookFailed(now time.Duration, group string, epoch uint64) {
+	os := n.own[group]
+	gs := n.view().Group(group)
+	if os == nil || gs.Owner != n.name || gs.Epoch != epoch {
+		return
+	}
+	os.hookBlockUntil = now + HookCooldown
+	n.log.Error("active hook failed: giving the group up", "group", group, "epoch", epoch, "ineligible_for", HookCooldown)
+	n.relinquish(now, group, epoch, quorum.ReasonHook)
+	n.updateRoles(now)
+	n.sendHeartbeats(now)
+}
+
 // HandedOff reports whether no group is owned by this node any more in the
 // replicated state (the successor is committed).
 func (n *Node) HandedOff() bool {
@@ -706,10 +802,17 @@ func (n *Node) lead(now time.Duration) {
 				relinquished, reason = true, p.relReason
 			}
 		}
+		cands := n.candidates(now, g)
+		maint := v.Maintenance || gs.Maintenance
+		n.trackUsable(now, g.Name, cands)
 		in := decide.Inputs{
 			Now: now, Owner: gs.Owner, Epoch: gs.Epoch, Majority: n.major,
 			Released: n.releasedCount(g.Name, gs.Epoch), Relinquish: relinquished,
-			GraceOver: graceOver, Candidates: n.candidates(now, g),
+			GraceOver: graceOver, Maintenance: maint, HandoffTo: gs.HandoffTo, Candidates: cands,
+		}
+		n.annotate(g.Name, gs)
+		if !maint && in.Released < n.major {
+			n.failback(now, g, gs, cands)
 		}
 		act := decide.Decide(in)
 		if !act.Assign {
@@ -742,6 +845,178 @@ func (n *Node) lead(now time.Duration) {
 	n.keepLeadershipOffOwners(now, v)
 }
 
+// trackUsable remembers since when each member has been usable (failback
+// waits for failback_delay of continuous health).
+func (n *Node) trackUsable(now time.Duration, group string, cands []decide.Candidate) {
+	m := n.usableSince[group]
+	if m == nil {
+		m = map[string]time.Duration{}
+		n.usableSince[group] = m
+	}
+	for _, c := range cands {
+		if !c.Usable() {
+			delete(m, c.Node)
+		} else if _, ok := m[c.Node]; !ok {
+			m[c.Node] = now
+		}
+	}
+}
+
+// failback asks the owner to hand the group back to a higher-priority member
+// that has been usable for failback_delay (failback: true only).
+func (n *Node) failback(now time.Duration, g *config.Group, gs quorum.GroupState, cands []decide.Candidate) {
+	if !g.Failback || gs.Owner == "" || gs.HandoffTo != "" {
+		return
+	}
+	owner, _ := g.Member(gs.Owner)
+	var best *decide.Candidate
+	for i, c := range cands {
+		if c.Usable() && c.Priority > owner.Priority && (best == nil || c.Priority > best.Priority) {
+			best = &cands[i]
+		}
+	}
+	if best == nil {
+		return
+	}
+	if since, ok := n.usableSince[g.Name][best.Node]; !ok || now-since < g.FailbackDelay.D() {
+		return
+	}
+	key := g.Name + "/handoff"
+	if p, ok := n.pending[key]; ok && p.epoch == gs.Epoch && now-p.at < n.proposalTimeout() {
+		return
+	}
+	cmd := quorum.Command{Op: quorum.OpHandoff, Group: g.Name, ExpectEpoch: gs.Epoch, ExpectOwner: gs.Owner,
+		Owner: best.Node, Reason: quorum.ReasonFailback, TimeUnixMs: n.d.WallNow().UnixMilli()}
+	if err := n.d.Quorum.Propose(cmd); err == nil {
+		n.pending[key] = pending{epoch: gs.Epoch, at: now}
+		n.log.Info("failback: asking the owner to hand back", "group", g.Name, "owner", gs.Owner, "to", best.Node)
+	}
+}
+
+// annotate records the new owner's measured takeover time in the history.
+func (n *Node) annotate(group string, gs quorum.GroupState) {
+	if gs.Owner == "" || n.annotated[group] == gs.Epoch {
+		return
+	}
+	var ms int64
+	if gs.Owner == n.name {
+		if os := n.own[group]; os != nil && os.takeoverEpoch == gs.Epoch {
+			ms = os.takeoverMs
+		}
+	} else if p := n.peers[gs.Owner]; p != nil {
+		if st := p.groups[group]; st.Epoch == gs.Epoch {
+			ms = st.TakeoverMs
+		}
+	}
+	if ms == 0 && !(gs.Owner == n.name && n.own[group] != nil && n.own[group].takeoverEpoch == gs.Epoch) {
+		return
+	}
+	cmd := quorum.Command{Op: quorum.OpAnnotate, Group: group, Epoch: gs.Epoch, TakeoverMs: ms}
+	if err := n.d.Quorum.Propose(cmd); err == nil {
+		n.annotated[group] = gs.Epoch
+	}
+}
+
+// RequestError is a refused operator request; Code is the HTTP status.
+type RequestError struct {
+	Code int
+	Msg  string
+}
+
+func (e *RequestError) Error() string { return e.Msg }
+
+func reqErr(code int, format string, args ...any) error {
+	return &RequestError{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// RequestHandoff validates and proposes a switchover of group to `to` (""
+// picks the best healthy standby). Only the quorum leader can do it; the
+// API forwards requests to it.
+func (n *Node) RequestHandoff(now time.Duration, group, to, reason string) (from string, target string, epoch uint64, err error) {
+	g := n.d.Config.GroupByName(group)
+	if g == nil {
+		return "", "", 0, reqErr(404, "unknown group %q", group)
+	}
+	if !n.d.Quorum.IsLeader() {
+		return "", "", 0, reqErr(503, "this node does not lead the quorum; retry")
+	}
+	gs := n.d.Quorum.View().Group(group)
+	switch {
+	case gs.Owner == "":
+		return "", "", 0, reqErr(409, "group %q has no owner to switch over from", group)
+	case gs.HandoffTo != "":
+		return "", "", 0, reqErr(409, "group %q is mid-change: a handoff to %s is already pending", group, gs.HandoffTo)
+	}
+	if p, ok := n.pending[group]; ok && p.epoch == gs.Epoch && now-p.at < n.proposalTimeout() {
+		return "", "", 0, reqErr(409, "group %q is mid-change: a new owner is being committed", group)
+	}
+	if n.releasedCount(group, gs.Epoch) > 0 && gs.Owner != n.name {
+		if p := n.peers[gs.Owner]; p == nil || !n.alive(now, p) {
+			return "", "", 0, reqErr(409, "group %q is mid-change: its owner %s is failing", group, gs.Owner)
+		}
+	}
+	cands := n.candidates(now, g)
+	if to == "" {
+		to = decide.Best(without(cands, gs.Owner))
+		if to == "" {
+			return "", "", 0, reqErr(409, "no healthy standby for group %q to switch over to", group)
+		}
+	}
+	if _, err := n.d.Config.NodeByName(to); err != nil {
+		return "", "", 0, reqErr(404, "unknown node %q", to)
+	}
+	var tc *decide.Candidate
+	for i := range cands {
+		if cands[i].Node == to {
+			tc = &cands[i]
+		}
+	}
+	switch {
+	case tc == nil:
+		return "", "", 0, reqErr(400, "node %q is not a member of group %q", to, group)
+	case to == gs.Owner:
+		return "", "", 0, reqErr(409, "node %q already owns group %q", to, group)
+	case !tc.Alive:
+		return "", "", 0, reqErr(409, "node %q is not alive: cannot switch group %q to it", to, group)
+	case !tc.Healthy:
+		return "", "", 0, reqErr(409, "node %q is unhealthy for group %q (its checks fail)", to, group)
+	case !tc.Eligible:
+		return "", "", 0, reqErr(409, "node %q is not eligible for group %q (leaving, or its active hook failed recently)", to, group)
+	}
+	cmd := quorum.Command{Op: quorum.OpHandoff, Group: group, ExpectEpoch: gs.Epoch, ExpectOwner: gs.Owner,
+		Owner: to, Reason: reason, TimeUnixMs: n.d.WallNow().UnixMilli()}
+	if err := n.d.Quorum.Propose(cmd); err != nil {
+		return "", "", 0, reqErr(503, "propose switchover: %v", err)
+	}
+	n.pending[group+"/handoff"] = pending{epoch: gs.Epoch, at: now}
+	return gs.Owner, to, gs.Epoch, nil
+}
+
+func without(cs []decide.Candidate, node string) []decide.Candidate {
+	out := make([]decide.Candidate, 0, len(cs))
+	for _, c := range cs {
+		if c.Node != node {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// SetMaintenance proposes maintenance on or off for a group ("" = the whole
+// cluster). Leader only.
+func (n *Node) SetMaintenance(group string, on bool) error {
+	if group != "" && n.d.Config.GroupByName(group) == nil {
+		return reqErr(404, "unknown group %q", group)
+	}
+	if !n.d.Quorum.IsLeader() {
+		return reqErr(503, "this node does not lead the quorum; retry")
+	}
+	if err := n.d.Quorum.Propose(quorum.Command{Op: quorum.OpMaintenance, Group: group, On: on}); err != nil {
+		return reqErr(503, "propose maintenance: %v", err)
+	}
+	return nil
+}
+
 func (n *Node) proposalTimeout() time.Duration {
 	return max(time.Second, 4*n.timing.RaftHeartbeatTimeout)
 }
@@ -771,10 +1046,7 @@ func (n *Node) candidates(now time.Duration, g *config.Group) []decide.Candidate
 	for _, m := range g.Members {
 		c := decide.Candidate{Node: m.Node, Priority: m.Priority}
 		if m.Node == n.name {
-			c.Alive, c.Healthy, c.Eligible = true, n.healthy(g.Name), !n.leaving
-			if os := n.own[g.Name]; os != nil && os.relinquished > 0 && os.relinquished == n.view().Group(g.Name).Epoch {
-				c.Eligible = false
-			}
+			c.Alive, c.Healthy, c.Eligible = true, n.healthy(g.Name), n.eligible(now, g.Name)
 		} else if p := n.peers[m.Node]; p != nil {
 			gs, ok := p.groups[g.Name]
 			c.Alive = n.alive(now, p)

@@ -60,6 +60,10 @@ type Owner struct {
 	Node  string `json:"n"`
 	Epoch uint64 `json:"e"`
 	Prev  string `json:"p,omitempty"`
+	// HandoffTo/HandoffReason: a committed request that the owner hand the
+	// group to that node (switchover, failback).
+	HandoffTo     string `json:"h,omitempty"`
+	HandoffReason string `json:"hr,omitempty"`
 }
 
 // GroupStatus is what a member says about itself for one group.
@@ -68,6 +72,10 @@ type GroupStatus struct {
 	Healthy  bool   `json:"h"` // local checks pass
 	Eligible bool   `json:"el"`
 	Role     string `json:"r,omitempty"` // standby | active
+	// Epoch and TakeoverMs: as owner of Epoch, the sender took TakeoverMs
+	// from learning of its election to acting (for the history).
+	Epoch      uint64 `json:"e,omitempty"`
+	TakeoverMs int64  `json:"tk,omitempty"`
 }
 
 // Message kinds.

@@ -103,6 +103,11 @@ type Inputs struct {
 	Majority   int  // voters needed
 	Relinquish bool // the owner gave the group up on purpose
 	GraceOver  bool // startup grace has passed (or every member is up)
+	// Maintenance pauses automatic failover: only an owner that handed the
+	// group off on purpose (switchover, shutdown) gets a successor.
+	Maintenance bool
+	// HandoffTo is the member a pending switchover or failback asked for.
+	HandoffTo  string
 	Candidates []Candidate
 }
 
@@ -120,6 +125,9 @@ type Action struct {
 // has certainly ended.
 func Decide(in Inputs) Action {
 	if in.Owner == "" {
+		if in.Maintenance {
+			return Action{Why: "maintenance: automatic failover paused"}
+		}
 		if !in.GraceOver {
 			return Action{Why: "startup grace: waiting for members to come up"}
 		}
@@ -129,16 +137,42 @@ func Decide(in Inputs) Action {
 		return Action{Why: "no healthy eligible member"}
 	}
 	if in.Released < in.Majority {
+		if in.HandoffTo != "" {
+			return Action{Why: "handoff to " + in.HandoffTo + " pending: waiting for the owner to step down"}
+		}
 		return Action{Why: "owner's lease held"}
 	}
-	cands, why := in.Candidates, "owner silent: its lease was released by a quorum of voters"
-	if in.Relinquish {
-		cands, why = without(cands, in.Owner), "owner handed the group off"
+	if !in.Relinquish {
+		if in.Maintenance {
+			return Action{Why: "maintenance: owner lost its lease but automatic failover is paused"}
+		}
+		if c := Best(in.Candidates); c != "" {
+			return Action{Assign: true, Owner: c, Why: "owner silent: its lease was released by a quorum of voters"}
+		}
+		return Action{Why: "owner's lease released but no healthy eligible member"}
 	}
-	if c := Best(cands); c != "" {
-		return Action{Assign: true, Owner: c, Why: why}
+	// The owner stepped down on purpose: the requested target if it is still
+	// usable, else the best other member, else (never worse than nothing) the
+	// old owner itself if it can still serve.
+	for _, c := range in.Candidates {
+		if c.Node == in.HandoffTo && c.Node != in.Owner && c.Usable() {
+			return Action{Assign: true, Owner: c.Node, Why: "owner handed the group off to " + c.Node}
+		}
 	}
-	return Action{Why: "owner's lease released but no healthy eligible member"}
+	if c := Best(without(in.Candidates, in.Owner)); c != "" {
+		return Action{Assign: true, Owner: c, Why: "owner handed the group off"}
+	}
+	if c := Best(in.Candidates); c != "" {
+		return Action{Assign: true, Owner: c, Why: "owner stepped down but no other member can serve; giving it back"}
+	}
+	// Nobody is healthy: an unhealthy owner that is still up and eligible
+	// serves better than no owner at all.
+	for _, c := range in.Candidates {
+		if c.Node == in.Owner && c.Alive && c.Eligible {
+			return Action{Assign: true, Owner: c.Node, Why: "no member is healthy; the owner keeps the group"}
+		}
+	}
+	return Action{Why: "owner stepped down and no healthy eligible member is left"}
 }
 
 func without(cs []Candidate, node string) []Candidate {

@@ -27,7 +27,9 @@ const (
 	ReasonCheck      = "check"      // previous owner's health checks failed
 	ReasonSwitchover = "switchover" // operator asked for it
 	ReasonFailback   = "failback"   // higher-priority member returned
-	ReasonRelinquish = "relinquish" // owner gave the group up (e.g. failing active hook)
+	ReasonRelinquish = "relinquish" // owner gave the group up
+	ReasonHook       = "hook"       // the new owner's active hook failed
+	ReasonManual     = "manual"     // forced by an operator (failover --to)
 )
 
 // GroupState is the replicated ownership record of one group.
@@ -36,6 +38,12 @@ type GroupState struct {
 	Epoch uint64 `json:"epoch"` // fencing token; grows with every change
 	// SinceUnixMs is the wall-clock time of the last change (informational).
 	SinceUnixMs int64 `json:"since_unix_ms"`
+	// Maintenance pauses automatic failover for this group.
+	Maintenance bool `json:"maintenance,omitempty"`
+	// HandoffTo asks the owner of this epoch to hand the group to that node
+	// (switchover, failback); "" when none is pending. Cleared by the next assign.
+	HandoffTo     string `json:"handoff_to,omitempty"`
+	HandoffReason string `json:"handoff_reason,omitempty"`
 }
 
 // Event is one ownership change, kept in the replicated history.
@@ -53,6 +61,9 @@ type Event struct {
 	DetectMs int64 `json:"detect_ms"`
 	// DecideMs is the time from a quorum of releases to the proposal.
 	DecideMs int64 `json:"decide_ms"`
+	// TakeoverMs is how long the new owner took from learning of its election
+	// to acting (lease acquired); reported by the new owner afterwards.
+	TakeoverMs int64 `json:"takeover_ms"`
 	// Detail is a human-readable note for operators.
 	Detail string `json:"detail,omitempty"`
 }
@@ -65,6 +76,8 @@ type State struct {
 	Groups map[string]GroupState `json:"groups"`
 	Events []Event               `json:"events"`
 	NextEv uint64                `json:"next_event"`
+	// Maintenance pauses automatic failover cluster-wide.
+	Maintenance bool `json:"maintenance,omitempty"`
 }
 
 // NewState returns an empty state.
@@ -74,7 +87,7 @@ func NewState() *State {
 
 // Clone returns a deep copy, safe to hand to readers while the original moves on.
 func (s *State) Clone() *State {
-	c := &State{Index: s.Index, NextEv: s.NextEv, Groups: make(map[string]GroupState, len(s.Groups))}
+	c := &State{Index: s.Index, NextEv: s.NextEv, Maintenance: s.Maintenance, Groups: make(map[string]GroupState, len(s.Groups))}
 	for k, v := range s.Groups {
 		c.Groups[k] = v
 	}
@@ -97,7 +110,10 @@ func (s *State) GroupNames() []string {
 
 // Command ops.
 const (
-	OpAssign = "assign" // compare-and-set ownership of a group to Owner at ExpectEpoch+1
+	OpAssign      = "assign"      // compare-and-set ownership of a group to Owner at ExpectEpoch+1
+	OpHandoff     = "handoff"     // ask the owner of ExpectEpoch to hand the group to Owner (Reason says why)
+	OpMaintenance = "maintenance" // set maintenance On for Group ("" = cluster-wide)
+	OpAnnotate    = "annotate"    // record TakeoverMs on the event of (Group, Epoch)
 )
 
 // Command is one replicated mutation.
@@ -112,7 +128,13 @@ type Command struct {
 	DetectMs    int64  `json:"detect_ms,omitempty"`
 	DecideMs    int64  `json:"decide_ms,omitempty"`
 	Detail      string `json:"detail,omitempty"`
+	On          bool   `json:"on,omitempty"`
+	Epoch       uint64 `json:"epoch,omitempty"`
+	TakeoverMs  int64  `json:"takeover_ms,omitempty"`
 }
+
+// ErrBusy is returned by Apply for a handoff while another is pending.
+var ErrBusy = errors.New("group is mid-change: a handoff is already pending")
 
 // ErrStale is returned by Apply when a compare-and-set command no longer
 // matches the state: someone else changed the group first. It is not a fault.
@@ -154,12 +176,40 @@ func (s *State) Apply(idx uint64, c Command) error {
 			From: g.Owner, To: c.Owner, Reason: c.Reason, DetectMs: c.DetectMs, DecideMs: c.DecideMs, Detail: c.Detail,
 		}
 		s.NextEv++
-		s.Groups[c.Group] = GroupState{Owner: c.Owner, Epoch: g.Epoch + 1, SinceUnixMs: c.TimeUnixMs}
+		s.Groups[c.Group] = GroupState{Owner: c.Owner, Epoch: g.Epoch + 1, SinceUnixMs: c.TimeUnixMs, Maintenance: g.Maintenance}
 		s.Events = append(s.Events, ev)
 		if len(s.Events) > MaxEvents {
 			s.Events = append([]Event(nil), s.Events[len(s.Events)-MaxEvents:]...)
 		}
 		return nil
+	case OpHandoff:
+		g := s.Groups[c.Group]
+		if g.Epoch != c.ExpectEpoch || g.Owner != c.ExpectOwner || g.Owner == "" {
+			return ErrStale
+		}
+		if g.HandoffTo != "" {
+			return ErrBusy
+		}
+		g.HandoffTo, g.HandoffReason = c.Owner, c.Reason
+		s.Groups[c.Group] = g
+		return nil
+	case OpMaintenance:
+		if c.Group == "" {
+			s.Maintenance = c.On
+			return nil
+		}
+		g := s.Groups[c.Group]
+		g.Maintenance = c.On
+		s.Groups[c.Group] = g
+		return nil
+	case OpAnnotate:
+		for i := len(s.Events) - 1; i >= 0; i-- {
+			if e := &s.Events[i]; e.Group == c.Group && e.Epoch == c.Epoch {
+				e.TakeoverMs = c.TakeoverMs
+				return nil
+			}
+		}
+		return ErrStale
 	default:
 		return fmt.Errorf("unknown command op %q", c.Op)
 	}

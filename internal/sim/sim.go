@@ -560,3 +560,31 @@ func (c *Cluster) Status(name string) agent.Status {
 	n := c.nodes[name]
 	return n.core.Status(c.Local(n))
 }
+
+// Switchover asks the quorum leader to hand group to `to` ("" = best standby).
+func (c *Cluster) Switchover(group, to string) error {
+	if c.leader == "" {
+		return fmt.Errorf("no quorum leader")
+	}
+	n := c.nodes[c.leader]
+	if !c.up(n) {
+		return fmt.Errorf("leader %s is down", c.leader)
+	}
+	_, _, _, err := n.core.RequestHandoff(c.Local(n), group, to, quorum.ReasonSwitchover)
+	return err
+}
+
+// SetMaintenance turns maintenance on or off ("" = cluster-wide) through the leader.
+func (c *Cluster) SetMaintenance(group string, on bool) error {
+	if c.leader == "" {
+		return fmt.Errorf("no quorum leader")
+	}
+	return c.nodes[c.leader].core.SetMaintenance(group, on)
+}
+
+// HookFailed reports a failed active hook on a node.
+func (c *Cluster) HookFailed(name, group string, epoch uint64) {
+	if n := c.nodes[name]; c.up(n) {
+		n.core.HookFailed(c.Local(n), group, epoch)
+	}
+}

@@ -255,7 +255,7 @@ func runSchedule(t *testing.T, seed int64, verbose bool) error {
 			return err
 		}
 		var what string
-		switch k := r.Intn(12); k {
+		switch k := r.Intn(13); k {
 		case 0:
 			what = "kill"
 			c.Kill(pick())
@@ -306,6 +306,13 @@ func runSchedule(t *testing.T, seed int64, verbose bool) error {
 			ok := r.Intn(2) == 0
 			what = fmt.Sprintf("health %s/%s=%v", n, g, ok)
 			c.SetHealthy(n, g, ok)
+		case 11:
+			g := c.Cfg.Groups[r.Intn(len(c.Cfg.Groups))].Name
+			to := ""
+			if r.Intn(2) == 0 {
+				to = pick()
+			}
+			what = fmt.Sprintf("switchover %s to %q: %v", g, to, c.Switchover(g, to))
 		default:
 			what = "heal"
 			c.Heal()

@@ -1,0 +1,218 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-ha/baton/internal/agent"
+)
+
+func waitFor(t *testing.T, c *Cluster, limit time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := c.Now
+	for !cond() {
+		if err := c.Advance(Step); err != nil {
+			t.Fatal(err)
+		}
+		if c.Now-start > limit {
+			t.Fatalf("%s: not within %v; events %+v", what, limit, c.Committed().Events)
+		}
+	}
+	return c.Now - start
+}
+
+func lastEvent(c *Cluster) string {
+	ev := c.Committed().Events
+	e := ev[len(ev)-1]
+	return fmt.Sprintf("%s→%s %s", e.From, e.To, e.Reason)
+}
+
+func TestSwitchover(t *testing.T) {
+	c := newCluster(t, "default", 21)
+	if err := c.Advance(3 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Switchover("web", "n2"); err != nil {
+		t.Fatal(err)
+	}
+	took := waitFor(t, c, c.Timing.FailureTimeout, "switchover without lease wait", func() bool { return c.Owner("web") == "n2" })
+	t.Logf("switchover took %v", took)
+	if e := lastEvent(c); e != "n1→n2 switchover" {
+		t.Fatalf("last event %s", e)
+	}
+	// And back, with the target picked automatically.
+	if err := c.Advance(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Switchover("web", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, c.Timing.FailureTimeout, "switchover back", func() bool { return c.Owner("web") == "n1" })
+}
+
+func TestSwitchoverRefusals(t *testing.T) {
+	c := newCluster(t, "default", 22)
+	if err := c.Advance(3 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.SetHealthy("n2", "web", false)
+	if err := c.Advance(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		group, to string
+		code      int
+		msg       string
+	}{
+		{"nope", "n2", 404, `unknown group "nope"`},
+		{"web", "n9", 404, `unknown node "n9"`},
+		{"web", "w1", 400, `node "w1" is not a member of group "web"`},
+		{"web", "n1", 409, `node "n1" already owns group "web"`},
+		{"web", "n2", 409, `node "n2" is unhealthy for group "web"`},
+		{"web", "", 409, `no healthy standby for group "web"`},
+	} {
+		err := c.Switchover(tc.group, tc.to)
+		var re *agent.RequestError
+		if !errors.As(err, &re) || re.Code != tc.code || !strings.Contains(re.Msg, tc.msg) {
+			t.Errorf("Switchover(%q, %q) = %v, want %d %q", tc.group, tc.to, err, tc.code, tc.msg)
+		}
+	}
+	if o := c.Owner("web"); o != "n1" {
+		t.Fatalf("owner %q after refused switchovers", o)
+	}
+}
+
+func TestFailingChecksMoveTheGroupOnlyToAHealthyMember(t *testing.T) {
+	c := newCluster(t, "default", 23)
+	if err := c.Advance(3 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Both unhealthy: the owner keeps the group (never fail over to something worse).
+	c.SetHealthy("n2", "web", false)
+	if err := c.Advance(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.SetHealthy("n1", "web", false)
+	if err := c.Advance(3 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if o := c.Owner("web"); o != "n1" {
+		t.Fatalf("owner %q, want n1 to keep the group while nobody is healthy", o)
+	}
+	// The standby recovers: the unhealthy owner steps down to it.
+	c.SetHealthy("n2", "web", true)
+	waitFor(t, c, 2*time.Second, "check failover", func() bool { return c.Owner("web") == "n2" })
+	if e := lastEvent(c); e != "n1→n2 check" {
+		t.Fatalf("last event %s", e)
+	}
+}
+
+func TestFailback(t *testing.T) {
+	text := strings.Replace(fmt.Sprintf(threeNodes, "default"), "members: [{node: n1, priority: 150}, {node: n2, priority: 100}]",
+		"members: [{node: n1, priority: 150}, {node: n2, priority: 100}]\n    failback: true\n    failback_delay: 2s", 1)
+	c := New(mustConfig(t, text), 24, nil)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, 5*time.Second, "initial owner", func() bool { return c.Owner("web") == "n1" })
+	c.Kill("n1")
+	waitFor(t, c, 2*time.Second, "failover", func() bool { return c.Owner("web") == "n2" })
+	if err := c.Restart("n1"); err != nil {
+		t.Fatal(err)
+	}
+	back := waitFor(t, c, 10*time.Second, "failback", func() bool { return c.Owner("web") == "n1" })
+	if back < 2*time.Second {
+		t.Fatalf("failback after %v, before failback_delay (2s)", back)
+	}
+	if e := lastEvent(c); e != "n2→n1 failback" {
+		t.Fatalf("last event %s", e)
+	}
+}
+
+func TestNoFailbackByDefault(t *testing.T) {
+	c := newCluster(t, "default", 25)
+	c.Kill("n1")
+	waitFor(t, c, 2*time.Second, "failover", func() bool { return c.Owner("web") == "n2" })
+	if err := c.Restart("n1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Advance(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if o := c.Owner("web"); o != "n2" {
+		t.Fatalf("owner %q: failback happened with failback: false", o)
+	}
+}
+
+func TestMaintenancePausesFailoverButNotSwitchover(t *testing.T) {
+	for _, scope := range []string{"", "web"} {
+		t.Run("scope="+scope, func(t *testing.T) {
+			c := newCluster(t, "default", 26)
+			if err := c.SetMaintenance(scope, true); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Advance(time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Switchover("web", "n2"); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, c, time.Second, "switchover in maintenance", func() bool { return c.Owner("web") == "n2" })
+			c.Kill("n2")
+			if err := c.Advance(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if o := c.Committed().Group("web").Owner; o != "n2" {
+				t.Fatalf("failover happened in maintenance: owner %q", o)
+			}
+			if err := c.SetMaintenance(scope, false); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, c, 3*time.Second, "failover after maintenance", func() bool { return c.Owner("web") == "n1" })
+		})
+	}
+}
+
+func TestFailingActiveHookTriesTheNextCandidate(t *testing.T) {
+	c := newCluster(t, "default", 27)
+	if err := c.Advance(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.HookFailed("n1", "web", 1)
+	waitFor(t, c, time.Second, "next candidate", func() bool { return c.Owner("web") == "n2" })
+	if e := lastEvent(c); e != "n1→n2 hook" {
+		t.Fatalf("last event %s", e)
+	}
+	// n1 stays out for the cooldown even though it has the higher priority.
+	c.Kill("n2")
+	if err := c.Advance(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if o := c.Owner("web"); o == "n1" {
+		t.Fatal("n1 got the group back inside its hook cooldown")
+	}
+	if err := c.Advance(agent.HookCooldown); err != nil {
+		t.Fatal(err)
+	}
+	if o := c.Owner("web"); o != "n1" {
+		t.Fatalf("owner %q after the cooldown, want n1", o)
+	}
+}
+
+func TestTakeoverTimeIsRecorded(t *testing.T) {
+	c := newCluster(t, "default", 28)
+	c.Kill("n1")
+	waitFor(t, c, 2*time.Second, "failover", func() bool { return c.Owner("web") == "n2" })
+	if err := c.Advance(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ev := c.Committed().Events
+	e := ev[len(ev)-1]
+	if e.Reason != "failure" || e.DetectMs < 300 || e.TakeoverMs < 0 {
+		t.Fatalf("event %+v: want failure with detect ≈ lease and a takeover time", e)
+	}
+	t.Logf("detect %d ms, takeover %d ms", e.DetectMs, e.TakeoverMs)
+}

@@ -61,13 +61,12 @@ func printRow(profile, lead string, d []time.Duration) {
 	fmt.Printf("| %s | %d | %s | %s | %s | %s | %s |\n", profile, len(d), lead, q(0.5), q(0.9), q(0.99), q(1))
 }
 
-const token = "bench-token-0123456789"
+const token = proctest.Token
 
 func run(bin, dir string, profile string, trials int) (all, leader, notLeader []time.Duration) {
 	check(os.MkdirAll(dir, 0o755))
-	check(os.WriteFile(filepath.Join(dir, "token"), []byte(token), 0o600))
 	c, err := proctest.New(bin, dir, proctest.Spec{Members: []string{"n1", "n2"}, Witness: "w1", Profile: profile,
-		Extra: "  keep_leader_off_owners: false\napi: {token_file: " + filepath.Join(dir, "token") + "}\n"})
+		Extra: "  keep_leader_off_owners: false\n"})
 	check(err)
 	defer c.Stop()
 	check(c.StartAll())

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -74,4 +76,46 @@ func (f *apiFlags) get(path string, v any) error {
 		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	return json.Unmarshal(body, v)
+}
+
+// post sends body as JSON to path with the API token and decodes the answer into v.
+func (f *apiFlags) post(path string, body, v any) error {
+	tok, err := f.token()
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	url := f.base() + path
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the agent at %s: %w (is `baton agent` running? use --api)", f.base(), err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct{ Error string }
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			if resp.StatusCode == http.StatusUnauthorized && tok == "" {
+				return fmt.Errorf("%s (set --token-file or BATON_API_TOKEN)", e.Error)
+			}
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return json.Unmarshal(data, v)
 }

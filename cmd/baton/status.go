@@ -38,8 +38,12 @@ func newStatusCmd() *cobra.Command {
 }
 
 func printStatus(out io.Writer, st agent.Status) {
-	fmt.Fprintf(out, "cluster %s — seen from %s — quorum leader %s — profile %s (heartbeat %dms, lease %dms)\n\n",
+	fmt.Fprintf(out, "cluster %s — seen from %s — quorum leader %s — profile %s (heartbeat %dms, lease %dms)\n",
 		st.Cluster, st.Node, orDash(st.Leader), st.Profile, st.HBMs, st.LeaseMs)
+	if st.Maintenance {
+		fmt.Fprintln(out, "MAINTENANCE: automatic failover is paused cluster-wide (baton maintenance off)")
+	}
+	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tADDRESS\tALIVE\tQUORUM ROLE\tLAST SEEN")
 	for _, n := range st.Nodes {
@@ -62,7 +66,7 @@ func printStatus(out io.Writer, st agent.Status) {
 	tw.Flush()
 	fmt.Fprintln(out)
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GROUP\tMODE\tOWNER\tEPOCH\tSTANDBY\tMEMBERS")
+	fmt.Fprintln(tw, "GROUP\tMODE\tOWNER\tEPOCH\tSTANDBY\tMAINTENANCE\tCHECKS HERE\tMEMBERS")
 	for _, g := range st.Groups {
 		members := ""
 		for i, m := range g.Members {
@@ -78,7 +82,21 @@ func printStatus(out io.Writer, st agent.Status) {
 			}
 			members += fmt.Sprintf("%s(%d,%s)", m.Node, m.Priority, state)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", g.Name, g.Mode, orDash(g.Owner), g.Epoch, g.Standby, members)
+		maint, checks := "no", "-"
+		if g.Maintenance {
+			maint = "YES"
+		}
+		if g.Role != "" {
+			checks = "pass"
+			if !g.Healthy {
+				checks = "FAIL"
+			}
+		}
+		owner := orDash(g.Owner)
+		if g.HandoffTo != "" {
+			owner += " → " + g.HandoffTo
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", g.Name, g.Mode, owner, g.Epoch, g.Standby, maint, checks, members)
 	}
 	tw.Flush()
 	for _, g := range st.Groups {

@@ -38,3 +38,69 @@ func (a *Agent) TransferLeadership(r *http.Request, to string) error {
 
 // Token returns the configured API token.
 func (a *Agent) Token() string { return a.cfg.APIToken }
+
+// LeaderAPI returns the quorum leader's API address and whether it is this node.
+func (a *Agent) LeaderAPI() (string, bool) {
+	if a.raft.IsLeader() {
+		return a.self.API, true
+	}
+	l := a.raft.Leader()
+	if n, err := a.cfg.NodeByName(l); err == nil && l != "" {
+		return n.API, false
+	}
+	return "", false
+}
+
+// SwitchoverResult is the answer to a completed switchover.
+type SwitchoverResult struct {
+	Group string `json:"group"`
+	From  string `json:"from"`
+	To    string `json:"to"`
+	Epoch uint64 `json:"epoch"`
+}
+
+// Switchover runs on the leader: validate and commit the handoff request,
+// then wait for the new owner to be committed.
+func (a *Agent) Switchover(r *http.Request, group, to string) (SwitchoverResult, error) {
+	var from, target string
+	var epoch uint64
+	var rerr error
+	if err := a.call(r.Context(), func(now time.Duration) {
+		from, target, epoch, rerr = a.node.RequestHandoff(now, group, to, quorum.ReasonSwitchover)
+	}); err != nil {
+		return SwitchoverResult{}, err
+	}
+	if rerr != nil {
+		return SwitchoverResult{}, rerr
+	}
+	a.log.Info("switchover requested", "group", group, "from", from, "to", target)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if gs := a.raft.View().Group(group); gs.Epoch > epoch {
+			return SwitchoverResult{Group: group, From: from, To: gs.Owner, Epoch: gs.Epoch}, nil
+		}
+		select {
+		case <-r.Context().Done():
+			return SwitchoverResult{}, r.Context().Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return SwitchoverResult{}, &RequestError{Code: http.StatusGatewayTimeout,
+		Msg: fmt.Sprintf("switchover of %q to %s requested but not completed within 10s; see baton status", group, target)}
+}
+
+// Maintenance runs on the leader: commit and wait until applied.
+func (a *Agent) Maintenance(r *http.Request, group string, on bool) error {
+	var rerr error
+	if err := a.call(r.Context(), func(time.Duration) { rerr = a.node.SetMaintenance(group, on) }); err != nil {
+		return err
+	}
+	if rerr != nil {
+		return rerr
+	}
+	a.log.Warn("maintenance changed", "group", group, "on", on)
+	if err := a.raft.Barrier(5 * time.Second); err != nil {
+		return &RequestError{Code: http.StatusServiceUnavailable, Msg: "maintenance change not confirmed: " + err.Error()}
+	}
+	return nil
+}

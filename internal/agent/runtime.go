@@ -45,6 +45,7 @@ type Agent struct {
 
 	changed chan struct{}
 	reqs    chan func(now time.Duration)
+	stopped chan struct{} // closed when the loop has ended
 }
 
 func (a *Agent) now() time.Duration { return time.Since(a.start) }
@@ -71,7 +72,7 @@ func open(opts Options) (_ *Agent, err error) {
 	}
 	log = log.With("node", self.Name)
 	a := &Agent{opts: opts, cfg: cfg, self: self, timing: cfg.Timing(), log: log, start: time.Now(),
-		changed: make(chan struct{}, 1), reqs: make(chan func(time.Duration))}
+		changed: make(chan struct{}, 1), reqs: make(chan func(time.Duration)), stopped: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			a.close()
@@ -156,25 +157,48 @@ func (a *Agent) onRole(t Transition) {
 	if g == nil {
 		return
 	}
+	env := service.Env{Cluster: a.cfg.Cluster.Name, Node: a.self.Name, Group: t.Group, Role: t.Role,
+		Epoch: t.Epoch, PreviousOwner: t.PreviousOwner, Reason: t.Reason}
 	var argv []string
 	switch t.Role {
 	case RoleActive:
 		argv = g.Hooks.Active
 	case RoleStandby:
 		argv = g.Hooks.Standby
+	case RoleFault:
+		argv = g.Hooks.Fault
 	}
-	if len(argv) == 0 {
-		return
+	if len(argv) > 0 {
+		job := service.HookJob{Argv: argv, Timeout: g.Hooks.Timeout.D(), Env: env}
+		if t.Role == RoleActive {
+			// A failing active hook means this node cannot serve: give the
+			// group up so that the next candidate is tried.
+			job.Done = func(r service.Result) {
+				if r.Err != nil {
+					a.post(func(now time.Duration) { a.node.HookFailed(now, t.Group, t.Epoch) })
+				}
+			}
+		}
+		a.hooks.Enqueue(t.Group, job)
 	}
-	a.hooks.Enqueue(t.Group, service.HookJob{
-		Argv: argv, Timeout: g.Hooks.Timeout.D(),
-		Env: service.Env{Cluster: a.cfg.Cluster.Name, Node: a.self.Name, Group: t.Group, Role: t.Role,
-			Epoch: t.Epoch, PreviousOwner: t.PreviousOwner, Reason: t.Reason},
-	})
+	if len(g.Hooks.Notify) > 0 {
+		a.hooks.Enqueue(t.Group, service.HookJob{Argv: g.Hooks.Notify, Timeout: g.Hooks.Timeout.D(), Env: env})
+	}
+}
+
+// post runs f on the agent loop without waiting; dropped once the loop ended.
+func (a *Agent) post(f func(now time.Duration)) {
+	go func() {
+		select {
+		case a.reqs <- f:
+		case <-a.stopped:
+		}
+	}()
 }
 
 func (a *Agent) loop(ctx context.Context) error {
 	defer a.close()
+	defer close(a.stopped)
 	if err := a.node.Start(a.now()); err != nil {
 		return err
 	}
@@ -241,6 +265,8 @@ func (a *Agent) call(ctx context.Context, f func(now time.Duration)) error {
 	case a.reqs <- func(now time.Duration) { f(now); close(done) }:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-a.stopped:
+		return errors.New("agent is shutting down")
 	}
 	select {
 	case <-done:

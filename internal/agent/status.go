@@ -9,19 +9,21 @@ import (
 // Status is the agent's view of the cluster, served as GET /v1/status and
 // printed by `baton status`. Field names are part of the stable --json output.
 type Status struct {
-	Cluster   string        `json:"cluster"`
-	Node      string        `json:"node"`
-	Leader    string        `json:"leader"`
-	RaftRole  string        `json:"raft_role"`
-	Applied   uint64        `json:"applied_index"`
-	Leaving   bool          `json:"leaving"`
-	Nodes     []NodeStatus  `json:"nodes"`
-	Groups    []GroupStatus `json:"groups"`
-	Profile   string        `json:"profile"`
-	HoldMs    int64         `json:"voter_hold_ms"`
-	LeaseMs   int64         `json:"lease_ms"`
-	HBMs      int64         `json:"heartbeat_interval_ms"`
-	Generated time.Time     `json:"generated"`
+	Cluster  string `json:"cluster"`
+	Node     string `json:"node"`
+	Leader   string `json:"leader"`
+	RaftRole string `json:"raft_role"`
+	Applied  uint64 `json:"applied_index"`
+	Leaving  bool   `json:"leaving"`
+	// Maintenance: automatic failover is paused cluster-wide.
+	Maintenance bool          `json:"maintenance"`
+	Nodes       []NodeStatus  `json:"nodes"`
+	Groups      []GroupStatus `json:"groups"`
+	Profile     string        `json:"profile"`
+	HoldMs      int64         `json:"voter_hold_ms"`
+	LeaseMs     int64         `json:"lease_ms"`
+	HBMs        int64         `json:"heartbeat_interval_ms"`
+	Generated   time.Time     `json:"generated"`
 	// RejectedPackets counts heartbeats dropped as unauthenticated, replayed
 	// or malformed; RejectedQuorumConns counts quorum connections that failed
 	// the pinned-key TLS handshake.
@@ -52,6 +54,14 @@ type GroupStatus struct {
 	LeaseMs int64          `json:"lease_remaining_ms,omitempty"`
 	Members []MemberStatus `json:"members"`
 	Note    string         `json:"note,omitempty"` // why the leader is not acting, if it is the leader
+	// Maintenance: automatic failover of this group is paused (here or cluster-wide).
+	Maintenance bool   `json:"maintenance"`
+	HandoffTo   string `json:"handoff_to,omitempty"`
+	Failback    bool   `json:"failback"`
+	// Healthy: this node's checks for the group pass (members only).
+	Healthy bool `json:"healthy"`
+	// Checks are this node's check states for the group (set by the runtime).
+	Checks any `json:"checks,omitempty"`
 }
 
 // MemberStatus is one member of a group.
@@ -70,7 +80,7 @@ func (n *Node) Status(now time.Duration) Status {
 		Cluster: n.d.Config.Cluster.Name, Node: n.name, Leader: n.d.Quorum.Leader(), Applied: v.Index,
 		Leaving: n.leaving, Profile: n.d.Config.Cluster.Profile, HoldMs: n.hold.Milliseconds(),
 		LeaseMs: n.timing.FailureTimeout.Milliseconds(), HBMs: n.timing.HeartbeatInterval.Milliseconds(),
-		Generated: n.d.WallNow(),
+		Generated: n.d.WallNow(), Maintenance: v.Maintenance,
 	}
 	if n.d.RaftRole != nil {
 		st.RaftRole = n.d.RaftRole()
@@ -87,7 +97,8 @@ func (n *Node) Status(now time.Duration) Status {
 	for _, g := range n.groups {
 		gs := v.Group(g.Name)
 		out := GroupStatus{Name: g.Name, Mode: g.Mode, Standby: g.Standby, Owner: gs.Owner, Epoch: gs.Epoch,
-			Role: n.Role(g.Name)}
+			Role: n.Role(g.Name), Maintenance: v.Maintenance || gs.Maintenance, HandoffTo: gs.HandoffTo,
+			Failback: g.Failback, Healthy: n.own[g.Name] != nil && n.healthy(g.Name)}
 		if os := n.own[g.Name]; os != nil && os.role == RoleActive {
 			out.LeaseMs = (os.expiry - now).Milliseconds()
 		}

@@ -4,11 +4,15 @@
 package api
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/baton-ha/baton/internal/agent"
 	"github.com/baton-ha/baton/internal/quorum"
@@ -25,6 +29,12 @@ type Backend interface {
 	TransferLeadership(r *http.Request, to string) error
 	// Token is the API token mutations must carry ("" refuses all mutations).
 	Token() string
+	// LeaderAPI returns the quorum leader's API address, and whether that is this node.
+	LeaderAPI() (addr string, self bool)
+	// Switchover hands group to `to` ("" = best standby) and waits for the new owner.
+	Switchover(r *http.Request, group, to string) (agent.SwitchoverResult, error)
+	// Maintenance turns maintenance on or off for a group ("" = cluster-wide).
+	Maintenance(r *http.Request, group string, on bool) error
 }
 
 // Server is the HTTP handler.
@@ -45,6 +55,8 @@ func New(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /v1/groups/{group}/standby", s.role(agent.RoleStandby))
 	s.mux.HandleFunc("HEAD /v1/groups/{group}/standby", s.role(agent.RoleStandby))
 	s.mux.HandleFunc("POST /v1/debug/transfer-leadership", s.mutation(s.transferLeadership))
+	s.mux.HandleFunc("POST /v1/groups/{group}/switchover", s.mutation(s.onLeader(s.switchover)))
+	s.mux.HandleFunc("POST /v1/maintenance", s.mutation(s.onLeader(s.maintenance)))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -141,6 +153,116 @@ func (s *Server) mutation(h http.HandlerFunc) http.HandlerFunc {
 			h(w, r)
 		}
 	}
+}
+
+// onLeader runs h on the quorum leader: other nodes forward the request
+// (same body and token) and relay the answer, so any agent's API can be used.
+func (s *Server) onLeader(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		addr, self := s.b.LeaderAPI()
+		if self {
+			h(w, r)
+			return
+		}
+		if addr == "" || r.Header.Get(forwardedHeader) != "" {
+			writeError(w, http.StatusServiceUnavailable, "no quorum leader reachable right now; retry in a moment")
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<16))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "request body too large")
+			return
+		}
+		req, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+addr+r.URL.RequestURI(), bytes.NewReader(body))
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		req.Header.Set("Authorization", r.Header.Get("Authorization"))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(forwardedHeader, "1")
+		resp, err := forwardClient.Do(req)
+		if err != nil {
+			writeError(w, http.StatusBadGateway, "forwarding to the quorum leader at "+addr+": "+err.Error())
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, io.LimitReader(resp.Body, 1<<20))
+	}
+}
+
+const forwardedHeader = "X-Baton-Forwarded"
+
+var forwardClient = &http.Client{Timeout: 30 * time.Second}
+
+// decodeBody decodes an optional JSON body strictly.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, required bool) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<16))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "request body too large")
+		return false
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if required {
+			writeError(w, http.StatusBadRequest, "missing JSON body")
+			return false
+		}
+		return true
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "malformed JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func writeRequestError(w http.ResponseWriter, err error) {
+	var re *agent.RequestError
+	if errors.As(err, &re) {
+		writeError(w, re.Code, re.Msg)
+		return
+	}
+	writeError(w, http.StatusInternalServerError, err.Error())
+}
+
+// switchover: POST /v1/groups/{g}/switchover [{"to": "n2"}]
+func (s *Server) switchover(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		To string `json:"to"`
+	}
+	if !decodeBody(w, r, &req, false) {
+		return
+	}
+	res, err := s.b.Switchover(r, r.PathValue("group"), req.To)
+	if err != nil {
+		writeRequestError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// maintenance: POST /v1/maintenance {"on": true, "group": "web"}
+func (s *Server) maintenance(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		On    *bool  `json:"on"`
+		Group string `json:"group"`
+	}
+	if !decodeBody(w, r, &req, true) {
+		return
+	}
+	if req.On == nil {
+		writeError(w, http.StatusBadRequest, `missing "on": want {"on": true|false, "group": "NAME"} (no group = whole cluster)`)
+		return
+	}
+	if err := s.b.Maintenance(r, req.Group, *req.On); err != nil {
+		writeRequestError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"maintenance": *req.On, "group": req.Group})
 }
 
 // transferLeadership moves quorum leadership (benchmarks use it to measure

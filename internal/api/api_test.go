@@ -23,6 +23,22 @@ func (f *fakeBackend) Status(*http.Request) (agent.Status, error)   { return f.s
 func (f *fakeBackend) Events(*http.Request) ([]quorum.Event, error) { return nil, nil }
 func (f *fakeBackend) Ready() bool                                  { return f.st.Leader != "" }
 func (f *fakeBackend) Token() string                                { return f.token }
+func (f *fakeBackend) LeaderAPI() (string, bool)                    { return "", true }
+func (f *fakeBackend) Switchover(_ *http.Request, group, to string) (agent.SwitchoverResult, error) {
+	switch {
+	case group != "web":
+		return agent.SwitchoverResult{}, &agent.RequestError{Code: 404, Msg: "unknown group " + quote(group)}
+	case to == "sick":
+		return agent.SwitchoverResult{}, &agent.RequestError{Code: 409, Msg: `node "sick" is unhealthy for group "web"`}
+	}
+	return agent.SwitchoverResult{Group: group, From: "n1", To: "n2", Epoch: 5}, nil
+}
+func (f *fakeBackend) Maintenance(_ *http.Request, group string, on bool) error {
+	if group != "" && group != "web" {
+		return &agent.RequestError{Code: 404, Msg: "unknown group " + quote(group)}
+	}
+	return nil
+}
 func (f *fakeBackend) TransferLeadership(_ *http.Request, to string) error {
 	if to == "nobody" {
 		return errors.New("unknown voter")
@@ -73,6 +89,21 @@ func TestEndpoints(t *testing.T) {
 		{"POST", "/v1/debug/transfer-leadership", "Bearer sekrit", `{"to":"n2","x":1}`, 400, "want a JSON body"},
 		{"POST", "/v1/debug/transfer-leadership", "Bearer sekrit", `{"to":"nobody"}`, 409, "unknown voter"},
 		{"POST", "/v1/debug/transfer-leadership", "Bearer sekrit", `{"to":"n2"}`, 200, ""},
+		{"POST", "/v1/groups/web/switchover", "", ``, 401, "missing API token"},
+		{"POST", "/v1/groups/web/switchover", "Bearer nope", ``, 403, "wrong API token"},
+		{"POST", "/v1/groups/web/switchover", "Bearer sekrit", ``, 200, ""},
+		{"POST", "/v1/groups/web/switchover", "Bearer sekrit", `{"to":"n2"}`, 200, ""},
+		{"POST", "/v1/groups/web/switchover", "Bearer sekrit", `{"to":`, 400, "malformed JSON body"},
+		{"POST", "/v1/groups/web/switchover", "Bearer sekrit", `{"target":"n2"}`, 400, "malformed JSON body"},
+		{"POST", "/v1/groups/nope/switchover", "Bearer sekrit", `{"to":"n2"}`, 404, `unknown group "nope"`},
+		{"POST", "/v1/groups/web/switchover", "Bearer sekrit", `{"to":"sick"}`, 409, "unhealthy"},
+		{"GET", "/v1/groups/web/switchover", "Bearer sekrit", ``, 404, "no such endpoint: GET"},
+		{"POST", "/v1/maintenance", "Bearer sekrit", `{"on":true}`, 200, ""},
+		{"POST", "/v1/maintenance", "Bearer sekrit", `{"on":false,"group":"web"}`, 200, ""},
+		{"POST", "/v1/maintenance", "Bearer sekrit", `{"group":"web"}`, 400, `missing "on"`},
+		{"POST", "/v1/maintenance", "Bearer sekrit", ``, 400, "missing JSON body"},
+		{"POST", "/v1/maintenance", "Bearer sekrit", `{"on":true,"group":"nope"}`, 404, "unknown group"},
+		{"POST", "/v1/maintenance", "", `{"on":true}`, 401, "missing API token"},
 	} {
 		code, body := do(t, h, tc.method, tc.path, tc.auth, tc.body)
 		if code != tc.code {

@@ -55,14 +55,19 @@ func moduleRoot() (string, error) {
 	}
 }
 
+// Token is the API token of every proctest cluster.
+const Token = "proctest-api-token-0123"
+
 // Spec describes a loopback cluster: members get 127.0.0.<base+i>.
 type Spec struct {
-	Members  []string // member node names, highest priority first
-	Witness  string   // "" for none
-	Profile  string
-	Secret   string
-	Extra    string // extra YAML appended under cluster: (indented two spaces)
-	HookWait string // optional: sleep this long in the hook (e.g. "0")
+	Members []string // member node names, highest priority first
+	Witness string   // "" for none
+	Profile string
+	Secret  string
+	Extra   string // extra YAML appended under cluster: (indented two spaces)
+	// GroupExtra is extra YAML for the group (indented four spaces).
+	GroupExtra string
+	HookWait   string // optional: sleep this long in the hook (e.g. "0")
 }
 
 // Cluster is a running (or startable) set of agent processes.
@@ -107,6 +112,7 @@ func New(bin, dir string, spec Spec) (*Cluster, error) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "version: 1\ncluster:\n  name: proctest\n  secret: %q\n  profile: %s\n  port: %d\n%s", spec.Secret, spec.Profile, c.Port, spec.Extra)
+	fmt.Fprintf(&b, "api: {token: %q}\n", Token)
 	b.WriteString("nodes:\n")
 	for _, n := range names {
 		fmt.Fprintf(&b, "  - {name: %s, address: %s, api: %q, data_dir: %q, witness: %v}\n",
@@ -116,7 +122,7 @@ func New(bin, dir string, spec Spec) (*Cluster, error) {
 	for i, n := range spec.Members {
 		fmt.Fprintf(&b, "      - {node: %s, priority: %d}\n", n, 200-i*10)
 	}
-	fmt.Fprintf(&b, "    hooks: {active: [%q], standby: [%q], timeout: 5s}\n", hook, hook)
+	fmt.Fprintf(&b, "    hooks: {active: [%q], standby: [%q], timeout: 5s}\n%s", hook, hook, spec.GroupExtra)
 	c.ConfigPath = filepath.Join(dir, "baton.yaml")
 	if err := os.WriteFile(c.ConfigPath, []byte(b.String()), 0o600); err != nil {
 		return nil, err
@@ -266,6 +272,15 @@ func (c *Cluster) WaitHook(d time.Duration, match func(HookEvent) bool) (HookEve
 		time.Sleep(5 * time.Millisecond)
 	}
 	return HookEvent{}, fmt.Errorf("no matching hook within %v; hooks so far: %+v", d, c.Hooks())
+}
+
+// Baton runs the baton CLI against a node's API with the cluster's token.
+func (c *Cluster) Baton(node string, args ...string) (string, error) {
+	args = append(args, "--api", c.APIs[node])
+	cmd := exec.Command(c.Bin, args...)
+	cmd.Env = append(os.Environ(), "BATON_API_TOKEN="+Token)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // Status fetches a node's /v1/status.

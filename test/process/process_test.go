@@ -6,6 +6,7 @@ package process
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -232,5 +233,67 @@ func TestWrongSecretCannotJoin(t *testing.T) {
 		if e.Node == "n2" && e.Role == "active" {
 			t.Fatalf("impostor became active: %+v", e)
 		}
+	}
+}
+
+func TestSwitchoverAndMaintenanceThroughTheCLI(t *testing.T) {
+	c := start(t, proctest.Spec{})
+	// Any node's API works: the request is forwarded to the quorum leader.
+	out, err := c.Baton("n2", "switchover", "web", "--to", "n2")
+	if err != nil {
+		t.Fatalf("switchover: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "n1 → n2 (epoch 2)") {
+		t.Fatalf("switchover output %q", out)
+	}
+	if _, err := c.WaitHook(liveness, func(e proctest.HookEvent) bool {
+		return e.Node == "n2" && e.Role == "active" && e.Epoch == 2
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Refusals carry the reason.
+	for args, want := range map[string]string{
+		"switchover web --to n9": `unknown node "n9"`,
+		"switchover web --to w1": `node "w1" is not a member of group "web"`,
+		"switchover web --to n2": `node "n2" already owns group "web"`,
+		"switchover nope":        `unknown group "nope"`,
+	} {
+		out, err := c.Baton("w1", strings.Fields(args)...)
+		if err == nil || !strings.Contains(out, want) {
+			t.Errorf("baton %s: err %v, output %q; want %q", args, err, out, want)
+		}
+	}
+	// Maintenance: a dead owner is not replaced until it is turned off.
+	if out, err := c.Baton("w1", "maintenance", "on"); err != nil {
+		t.Fatalf("maintenance on: %v\n%s", err, out)
+	}
+	shown := false
+	for deadline := time.Now().Add(liveness); time.Now().Before(deadline) && !shown; time.Sleep(20 * time.Millisecond) {
+		st, err := c.Status("n1")
+		shown = err == nil && st.Maintenance && st.Groups[0].Maintenance
+	}
+	if !shown {
+		t.Fatal("n1's status never showed maintenance")
+	}
+	if err := c.Kill("n2"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if st, _ := c.Status("w1"); st.Groups[0].Owner != "n2" {
+		t.Fatalf("failover during maintenance: %+v", st.Groups[0])
+	}
+	if out, err := c.Baton("w1", "maintenance", "off"); err != nil {
+		t.Fatalf("maintenance off: %v\n%s", err, out)
+	}
+	if _, err := c.WaitHook(liveness, func(e proctest.HookEvent) bool {
+		return e.Node == "n1" && e.Role == "active" && e.Epoch == 3
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Without the token, mutations are refused.
+	cmd := exec.Command(c.Bin, "maintenance", "on", "--api", c.APIs["w1"])
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "missing API token") {
+		t.Fatalf("maintenance without token: err %v, output %q", err, out)
 	}
 }

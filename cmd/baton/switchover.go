@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/baton-ha/baton/internal/agent"
+)
+
+func newSwitchoverCmd() *cobra.Command {
+	var f apiFlags
+	var to string
+	cmd := &cobra.Command{
+		Use:   "switchover GROUP [--to NODE]",
+		Short: "Hand a group to another member now, without waiting out a lease",
+		Long: `Coordinated handoff: the owner steps down (standby hook), then the target takes
+over (active hook). Without --to, the best healthy standby is chosen. Refused with
+a reason when the target is unknown, not a member, unhealthy, or the group is
+mid-change. Works during maintenance. Needs the API token.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var res agent.SwitchoverResult
+			body := map[string]string{}
+			if to != "" {
+				body["to"] = to
+			}
+			if err := f.post("/v1/groups/"+args[0]+"/switchover", body, &res); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "group %s: %s → %s (epoch %d)\n", res.Group, res.From, res.To, res.Epoch)
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&to, "to", "", "target member (default: best healthy standby)")
+	return cmd
+}
+
+func newMaintenanceCmd() *cobra.Command {
+	var f apiFlags
+	cmd := &cobra.Command{
+		Use:   "maintenance on|off [GROUP]",
+		Short: "Pause or resume automatic failover, cluster-wide or for one group",
+		Long: `While maintenance is on, no automatic failover, failback or check-driven handoff
+happens (a dead owner stays dead); switchover still works. Status shows it.
+Needs the API token.`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var on bool
+			switch args[0] {
+			case "on":
+				on = true
+			case "off":
+			default:
+				return fmt.Errorf("maintenance %q: want on or off", args[0])
+			}
+			group := ""
+			if len(args) == 2 {
+				group = args[1]
+			}
+			var res map[string]any
+			if err := f.post("/v1/maintenance", map[string]any{"on": on, "group": group}, &res); err != nil {
+				return err
+			}
+			scope := "the whole cluster"
+			if group != "" {
+				scope = "group " + group
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "maintenance %s for %s\n", args[0], scope)
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}

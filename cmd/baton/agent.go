@@ -51,7 +51,7 @@ off every group this node owns to a successor at once, then exits.`,
 			defer stop()
 			slog.SetDefault(log)
 			return agent.Run(ctx, agent.Options{
-				Config: cfg, Node: self.Name, Log: log,
+				Config: cfg, Node: self.Name, Log: log, Version: version,
 				Handler: func(a *agent.Agent) http.Handler { return api.New(a, log.With("component", "api")) },
 			})
 		},

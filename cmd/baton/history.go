@@ -29,14 +29,21 @@ func newHistoryCmd() *cobra.Command {
 				return enc.Encode(ev)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tGROUP\tEPOCH\tFROM\tTO\tREASON\tDETECT\tDETAIL")
+			fmt.Fprintln(tw, "TIME\tGROUP\tEPOCH\tFROM\tTO\tREASON\tDETECT\tDECIDE\tTAKEOVER\tDETAIL")
 			for _, e := range ev {
 				ts := time.UnixMilli(e.TimeUnixMs).Format("2006-01-02 15:04:05.000")
 				detect := "-"
 				if e.DetectMs > 0 {
 					detect = fmt.Sprintf("%dms", e.DetectMs)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", ts, e.Group, e.Epoch, orDash(e.From), orDash(e.To), e.Reason, detect, e.Detail)
+				decide, takeover := "-", "-"
+				if e.From != "" {
+					decide = fmt.Sprintf("%dms", e.DecideMs)
+				}
+				if e.TakeoverRecorded {
+					takeover = fmt.Sprintf("%dms", e.TakeoverMs)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ts, e.Group, e.Epoch, orDash(e.From), orDash(e.To), e.Reason, detect, decide, takeover, e.Detail)
 			}
 			return tw.Flush()
 		},

@@ -12,6 +12,11 @@ import (
 func (a *Agent) Status(r *http.Request) (Status, error) {
 	var st Status
 	err := a.call(r.Context(), func(now time.Duration) { st = a.node.Status(now) })
+	for i := range st.Groups {
+		if hg := a.checks[st.Groups[i].Name]; hg != nil {
+			st.Groups[i].Checks = hg.States()
+		}
+	}
 	st.RejectedPackets = a.udp.Stats.Rejected()
 	st.RejectedQuorumConns = a.raft.RejectedConns()
 	return st, err
@@ -103,4 +108,56 @@ func (a *Agent) Maintenance(r *http.Request, group string, on bool) error {
 		return &RequestError{Code: http.StatusServiceUnavailable, Msg: "maintenance change not confirmed: " + err.Error()}
 	}
 	return nil
+}
+
+// MetricsHandler serves /metrics: gauges are refreshed from the agent's
+// state at scrape time, so an idle agent spends nothing on them.
+func (a *Agent) MetricsHandler() http.Handler {
+	h := a.metrics.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var st Status
+		if err := a.call(r.Context(), func(now time.Duration) { st = a.node.Status(now) }); err == nil {
+			a.refreshMetrics(st)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (a *Agent) refreshMetrics(st Status) {
+	m := a.metrics
+	m.SetClusterMaintenance(st.Maintenance)
+	m.SetRaftState(a.raft.Role(), a.raft.IsLeader(), st.Applied)
+	for _, n := range st.Nodes {
+		if !n.Self {
+			m.SetPeerAlive(n.Name, n.Alive)
+		}
+	}
+	for _, g := range st.Groups {
+		var members []string
+		for _, mb := range g.Members {
+			members = append(members, mb.Node)
+		}
+		role := g.Role
+		if role == "" {
+			role = "none"
+		}
+		m.SetGroup(g.Name, g.Owner, g.Epoch, role, members, g.Maintenance, g.Healthy)
+		m.SetLeaseRemaining(g.Name, time.Duration(max(g.LeaseMs, 0))*time.Millisecond)
+	}
+	for _, e := range a.raft.View().Events {
+		if e.Seq > a.seenEvent {
+			a.seenEvent = e.Seq
+			m.Failover(e.Group, e.Reason)
+			if e.DetectMs > 0 {
+				m.ObserveDetection(e.Group, time.Duration(e.DetectMs)*time.Millisecond)
+			}
+			if e.From != "" {
+				m.ObserveDecision(e.Group, time.Duration(e.DecideMs)*time.Millisecond)
+			}
+		}
+		if e.TakeoverRecorded && !a.seenTakeover[e.Seq] {
+			a.seenTakeover[e.Seq] = true
+			m.ObserveTakeover(e.Group, time.Duration(e.TakeoverMs)*time.Millisecond)
+		}
+	}
 }

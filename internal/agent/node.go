@@ -81,9 +81,10 @@ type Deps struct {
 	Config   *config.Config
 	Timing   config.Timing
 	Quorum   quorum.Quorum
-	Send     func(to string, m *cluster.Message) // must not block
-	OnRole   func(t Transition)                  // must not block
-	Healthy  func(group string) bool             // nil: always healthy
+	Send     func(to string, m *cluster.Message)  // must not block
+	OnRole   func(t Transition)                   // must not block
+	OnRTT    func(peer string, rtt time.Duration) // heartbeat round trips (optional)
+	Healthy  func(group string) bool              // nil: always healthy
 	Releases ReleaseStore
 	WallNow  func() time.Time
 	RaftRole func() string
@@ -510,6 +511,9 @@ func (n *Node) Receive(now time.Duration, from string, m *cluster.Message) {
 		if !slices.Contains(n.voters, from) {
 			return
 		}
+		if n.d.OnRTT != nil && len(m.Acked) > 0 && time.Duration(m.Echo) <= now {
+			n.d.OnRTT(from, now-time.Duration(m.Echo))
+		}
 		for _, c := range m.Acked {
 			n.ackFrom(now, from, c, time.Duration(m.Echo))
 		}
@@ -899,16 +903,17 @@ func (n *Node) annotate(group string, gs quorum.GroupState) {
 		return
 	}
 	var ms int64
+	known := false
 	if gs.Owner == n.name {
 		if os := n.own[group]; os != nil && os.takeoverEpoch == gs.Epoch {
-			ms = os.takeoverMs
+			ms, known = os.takeoverMs, true
 		}
 	} else if p := n.peers[gs.Owner]; p != nil {
 		if st := p.groups[group]; st.Epoch == gs.Epoch {
-			ms = st.TakeoverMs
+			ms, known = st.TakeoverMs, true
 		}
 	}
-	if ms == 0 && !(gs.Owner == n.name && n.own[group] != nil && n.own[group].takeoverEpoch == gs.Epoch) {
+	if !known {
 		return
 	}
 	cmd := quorum.Command{Op: quorum.OpAnnotate, Group: group, Epoch: gs.Epoch, TakeoverMs: ms}

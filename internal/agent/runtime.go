@@ -13,6 +13,8 @@ import (
 
 	"github.com/baton-ha/baton/internal/cluster"
 	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/health"
+	"github.com/baton-ha/baton/internal/metrics"
 	"github.com/baton-ha/baton/internal/quorum"
 	"github.com/baton-ha/baton/internal/service"
 )
@@ -26,22 +28,29 @@ type Options struct {
 	Ready chan<- struct{}
 	// Handler builds the HTTP API handler (package api); nil serves nothing.
 	Handler func(a *Agent) http.Handler
+	// Version is reported as baton_build_info.
+	Version string
 }
 
 // Agent is a running agent process: the Node core driven by real time, UDP
 // heartbeats, Raft over TLS, hooks and the HTTP API.
 type Agent struct {
-	opts   Options
-	cfg    *config.Config
-	self   *config.Node
-	timing config.Timing
-	log    *slog.Logger
-	start  time.Time
-	node   *Node
-	udp    *cluster.UDP
-	raft   *quorum.Raft
-	hooks  *service.HookRunner
-	http   *http.Server
+	opts         Options
+	cfg          *config.Config
+	self         *config.Node
+	timing       config.Timing
+	log          *slog.Logger
+	start        time.Time
+	node         *Node
+	udp          *cluster.UDP
+	raft         *quorum.Raft
+	hooks        *service.HookRunner
+	http         *http.Server
+	checks       map[string]*health.Group // member groups only
+	metrics      *metrics.Metrics
+	seenEvent    uint64 // history already turned into metrics (event seq)
+	seenTakeover map[uint64]bool
+	stopChecks   context.CancelFunc
 
 	changed chan struct{}
 	reqs    chan func(now time.Duration)
@@ -78,6 +87,10 @@ func open(opts Options) (_ *Agent, err error) {
 			a.close()
 		}
 	}()
+	a.metrics = metrics.New(cfg.Cluster.Name, self.Name)
+	a.metrics.Log = log.With("component", "metrics")
+	a.metrics.SetBuildInfo(opts.Version)
+	a.seenTakeover = map[uint64]bool{}
 	if err := os.MkdirAll(self.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("nodes[%s].data_dir: %w", self.Name, err)
 	}
@@ -95,6 +108,11 @@ func open(opts Options) (_ *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
+	udp := a.udp
+	a.metrics.RegisterPacketCounters(udp.Stats.Sent.Load, udp.Stats.Received.Load, func() map[string]uint64 {
+		return map[string]uint64{"auth": udp.Stats.RejectedAuth.Load(), "replay": udp.Stats.RejectedReplay.Load(),
+			"malformed": udp.Stats.RejectedMalformed.Load(), "unknown_peer": udp.Stats.RejectedUnknownPeer.Load()}
+	})
 	a.raft, err = quorum.OpenRaft(quorum.RaftConfig{
 		NodeID: self.Name, Bind: bind, DataDir: self.DataDir, Peers: raftPeers,
 		Secret: cfg.Secret, Cluster: cfg.Cluster.Name,
@@ -106,6 +124,20 @@ func open(opts Options) (_ *Agent, err error) {
 		return nil, fmt.Errorf("quorum store in %s: %w", self.DataDir, err)
 	}
 	a.hooks = service.NewHookRunner(log.With("component", "hooks"))
+	a.metrics.RegisterQuorumRejected(a.raft.RejectedConns)
+	a.checks = map[string]*health.Group{}
+	for i := range cfg.Groups {
+		g := &cfg.Groups[i]
+		if _, member := g.Member(self.Name); !member {
+			continue
+		}
+		hg, err := health.NewGroup(g.Name, g.Checks, log.With("component", "health"), func(string, bool) { a.notify() })
+		if err != nil {
+			return nil, fmt.Errorf("groups[%d].checks: %w", i, err)
+		}
+		hg.SetObserver(func(group, check string, r health.Result) { a.metrics.CheckResult(group, check, r.OK, r.Took) })
+		a.checks[g.Name] = hg
+	}
 	a.node, err = NewNode(Deps{
 		Name: self.Name, Config: cfg, Timing: a.timing, Quorum: a.raft,
 		Send: func(to string, m *cluster.Message) {
@@ -113,7 +145,11 @@ func open(opts Options) (_ *Agent, err error) {
 				log.Debug("heartbeat send failed", "to", to, "err", err)
 			}
 		},
-		OnRole:             a.onRole,
+		OnRole: a.onRole,
+		Healthy: func(group string) bool {
+			hg := a.checks[group]
+			return hg == nil || hg.Healthy()
+		},
 		Releases:           &FileReleases{Path: self.DataDir + "/released.json"},
 		RaftRole:           a.raft.Role,
 		TransferLeadership: a.transferLeadershipFunc(),
@@ -170,19 +206,19 @@ func (a *Agent) onRole(t Transition) {
 	}
 	if len(argv) > 0 {
 		job := service.HookJob{Argv: argv, Timeout: g.Hooks.Timeout.D(), Env: env}
-		if t.Role == RoleActive {
-			// A failing active hook means this node cannot serve: give the
-			// group up so that the next candidate is tried.
-			job.Done = func(r service.Result) {
-				if r.Err != nil {
-					a.post(func(now time.Duration) { a.node.HookFailed(now, t.Group, t.Epoch) })
-				}
+		job.Done = func(r service.Result) {
+			a.metrics.HookRun(t.Group, t.Role, r.Err == nil, r.Took)
+			if r.Err != nil && t.Role == RoleActive {
+				// A failing active hook means this node cannot serve: give the
+				// group up so that the next candidate is tried.
+				a.post(func(now time.Duration) { a.node.HookFailed(now, t.Group, t.Epoch) })
 			}
 		}
 		a.hooks.Enqueue(t.Group, job)
 	}
 	if len(g.Hooks.Notify) > 0 {
-		a.hooks.Enqueue(t.Group, service.HookJob{Argv: g.Hooks.Notify, Timeout: g.Hooks.Timeout.D(), Env: env})
+		a.hooks.Enqueue(t.Group, service.HookJob{Argv: g.Hooks.Notify, Timeout: g.Hooks.Timeout.D(), Env: env,
+			Done: func(r service.Result) { a.metrics.HookRun(t.Group, "notify", r.Err == nil, r.Took) }})
 	}
 }
 
@@ -201,6 +237,11 @@ func (a *Agent) loop(ctx context.Context) error {
 	defer close(a.stopped)
 	if err := a.node.Start(a.now()); err != nil {
 		return err
+	}
+	checkCtx, stopChecks := context.WithCancel(context.Background())
+	a.stopChecks = stopChecks
+	for _, hg := range a.checks {
+		hg.Start(checkCtx)
 	}
 	a.log.Info("agent started", "cluster", a.cfg.Cluster.Name, "profile", a.cfg.Cluster.Profile,
 		"heartbeat", a.timing.HeartbeatInterval, "lease", a.timing.FailureTimeout, "api", a.self.API)
@@ -281,6 +322,12 @@ func (a *Agent) close() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = a.http.Shutdown(ctx)
 		cancel()
+	}
+	if a.stopChecks != nil {
+		a.stopChecks()
+	}
+	for _, hg := range a.checks {
+		hg.Stop()
 	}
 	if a.hooks != nil {
 		a.hooks.Close()

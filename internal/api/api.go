@@ -35,6 +35,8 @@ type Backend interface {
 	Switchover(r *http.Request, group, to string) (agent.SwitchoverResult, error)
 	// Maintenance turns maintenance on or off for a group ("" = cluster-wide).
 	Maintenance(r *http.Request, group string, on bool) error
+	// MetricsHandler serves Prometheus metrics.
+	MetricsHandler() http.Handler
 }
 
 // Server is the HTTP handler.
@@ -57,6 +59,7 @@ func New(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /v1/debug/transfer-leadership", s.mutation(s.transferLeadership))
 	s.mux.HandleFunc("POST /v1/groups/{group}/switchover", s.mutation(s.onLeader(s.switchover)))
 	s.mux.HandleFunc("POST /v1/maintenance", s.mutation(s.onLeader(s.maintenance)))
+	s.mux.Handle("GET /metrics", b.MetricsHandler())
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

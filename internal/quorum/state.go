@@ -64,6 +64,8 @@ type Event struct {
 	// TakeoverMs is how long the new owner took from learning of its election
 	// to acting (lease acquired); reported by the new owner afterwards.
 	TakeoverMs int64 `json:"takeover_ms"`
+	// TakeoverRecorded says TakeoverMs was measured (0 ms is a valid value).
+	TakeoverRecorded bool `json:"takeover_recorded"`
 	// Detail is a human-readable note for operators.
 	Detail string `json:"detail,omitempty"`
 }
@@ -205,7 +207,7 @@ func (s *State) Apply(idx uint64, c Command) error {
 	case OpAnnotate:
 		for i := len(s.Events) - 1; i >= 0; i-- {
 			if e := &s.Events[i]; e.Group == c.Group && e.Epoch == c.Epoch {
-				e.TakeoverMs = c.TakeoverMs
+				e.TakeoverMs, e.TakeoverRecorded = c.TakeoverMs, true
 				return nil
 			}
 		}

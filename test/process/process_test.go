@@ -5,6 +5,8 @@ package process
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -295,5 +297,37 @@ func TestSwitchoverAndMaintenanceThroughTheCLI(t *testing.T) {
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "missing API token") {
 		t.Fatalf("maintenance without token: err %v, output %q", err, out)
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	c := start(t, proctest.Spec{})
+	if err := c.Kill("n1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitHook(liveness, func(e proctest.HookEvent) bool { return e.Node == "n2" && e.Role == "active" }); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the takeover annotation is committed after the fact
+	resp, err := http.Get("http://" + c.APIs["w1"] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	body := string(b)
+	for _, want := range []string{
+		`baton_group_epoch{cluster="proctest",group="web",node="w1"} 2`,
+		`baton_group_owner{cluster="proctest",group="web",node="w1",owner="n2"} 1`,
+		`baton_failovers_total{cluster="proctest",group="web",node="w1",reason="failure"} 1`,
+		`baton_failovers_total{cluster="proctest",group="web",node="w1",reason="initial"} 1`,
+		`baton_failover_detection_seconds_count{cluster="proctest",group="web",node="w1"} 1`,
+		`baton_failover_takeover_seconds_count{cluster="proctest",group="web",node="w1"} 1`,
+		`baton_peer_up{cluster="proctest",node="w1",peer="n1"} 0`,
+		`baton_heartbeat_packets_received_total`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

@@ -162,6 +162,7 @@ type Node struct {
 	// leader-only bookkeeping
 	usableSince map[string]map[string]time.Duration // group → member → usable since
 	annotated   map[string]uint64                   // group → epoch whose takeover time was recorded
+	quorumAt    map[string]pending                  // group → when a quorum of releases was first seen
 	lastXfer    time.Duration
 	lastView    *quorum.State
 	hints       map[string]cluster.Owner
@@ -200,7 +201,7 @@ func NewNode(d Deps) (*Node, error) {
 		d: d, name: d.Name, timing: d.Timing, voters: d.Config.Voters(),
 		own: map[string]*ownState{}, vote: map[string]*voteState{}, peers: map[string]*peerState{},
 		pending: map[string]pending{}, whyLog: map[string]string{}, hints: map[string]cluster.Owner{},
-		healthSeen: map[string]bool{}, usableSince: map[string]map[string]time.Duration{}, annotated: map[string]uint64{},
+		healthSeen: map[string]bool{}, usableSince: map[string]map[string]time.Duration{}, annotated: map[string]uint64{}, quorumAt: map[string]pending{},
 		log: d.Log,
 	}
 	n.isVoter = slices.Contains(n.voters, self.Name)
@@ -818,6 +819,11 @@ func (n *Node) lead(now time.Duration) {
 		if !maint && in.Released < n.major {
 			n.failback(now, g, gs, cands)
 		}
+		if in.Released >= n.major && gs.Owner != "" {
+			if q, ok := n.quorumAt[g.Name]; !ok || q.epoch != gs.Epoch {
+				n.quorumAt[g.Name] = pending{epoch: gs.Epoch, at: now}
+			}
+		}
 		act := decide.Decide(in)
 		if !act.Assign {
 			if gs.Owner != "" && in.Released >= n.major && n.whyLog[g.Name] != act.Why {
@@ -834,9 +840,12 @@ func (n *Node) lead(now time.Duration) {
 			Op: quorum.OpAssign, Group: g.Name, ExpectEpoch: gs.Epoch, ExpectOwner: gs.Owner, Owner: act.Owner,
 			Reason: reason, TimeUnixMs: n.d.WallNow().UnixMilli(), Detail: act.Why,
 		}
-		if gs.Owner != "" && gs.Owner != n.name && !relinquished {
-			if p := n.peers[gs.Owner]; p != nil && p.heard {
-				cmd.DetectMs = (now - p.lastClaim[g.Name]).Milliseconds()
+		if q, ok := n.quorumAt[g.Name]; ok && q.epoch == gs.Epoch {
+			cmd.DecideMs = (now - q.at).Milliseconds()
+			if gs.Owner != n.name && !relinquished {
+				if p := n.peers[gs.Owner]; p != nil && p.heard {
+					cmd.DetectMs = (q.at - p.lastClaim[g.Name]).Milliseconds()
+				}
 			}
 		}
 		if err := n.d.Quorum.Propose(cmd); err != nil {

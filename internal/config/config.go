@@ -130,7 +130,7 @@ type Check struct {
 // ExpectStatusRange returns the inclusive range of HTTP status codes the check accepts. It assumes a validated
 // config and falls back to 200-399.
 func (c Check) ExpectStatusRange() (lo, hi int) {
-	if lo, hi, ok := parseStatusRange(c.ExpectStatus); ok {
+	if lo, hi, ok := ParseStatusRange(c.ExpectStatus); ok {
 		return lo, hi
 	}
 	return 200, 399

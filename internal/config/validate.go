@@ -441,7 +441,7 @@ func validateCheck(errs *Errors, ch Check, p string) {
 		unused("tls_skip_verify", ch.TLSSkipVerify, "http")
 	}
 	if ch.ExpectStatus != "" {
-		if _, _, ok := parseStatusRange(ch.ExpectStatus); !ok {
+		if _, _, ok := ParseStatusRange(ch.ExpectStatus); !ok {
 			errs.add(p+".expect_status", "%q is not a status or range (e.g. 200 or 200-399)", ch.ExpectStatus)
 		}
 	}
@@ -532,8 +532,8 @@ func validDomain(s string) bool {
 	return true
 }
 
-// parseStatusRange parses "200" or "200-399".
-func parseStatusRange(s string) (lo, hi int, ok bool) {
+// ParseStatusRange parses an expect_status value: "200" or "200-399" (100..599).
+func ParseStatusRange(s string) (lo, hi int, ok bool) {
 	a, b, isRange := strings.Cut(s, "-")
 	if !isRange {
 		b = a

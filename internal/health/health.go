@@ -118,7 +118,7 @@ func normalize(c config.Check) (config.Check, error) {
 		if c.ExpectStatus == "" {
 			c.ExpectStatus = config.DefaultExpectStatus
 		}
-		if _, _, ok := parseStatusRange(c.ExpectStatus); !ok {
+		if _, _, ok := config.ParseStatusRange(c.ExpectStatus); !ok {
 			return bad("expect_status", "%q is not a status or range (e.g. 200 or 200-399)", c.ExpectStatus)
 		}
 	case "exec":
@@ -194,22 +194,6 @@ func validHostPort(s string) bool {
 	}
 	n, err := strconv.Atoi(port)
 	return err == nil && n >= 1 && n <= 65535
-}
-
-// parseStatusRange parses "200" or "200-399" with config's rules. config.Check.ExpectStatusRange silently falls
-// back to the default for a bad value, which is right after Validate but would hide a mistake in a Check built in
-// code, so New checks the value itself.
-func parseStatusRange(s string) (lo, hi int, ok bool) {
-	a, b, isRange := strings.Cut(s, "-")
-	if !isRange {
-		b = a
-	}
-	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
-	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
-	if err1 != nil || err2 != nil || lo < 100 || hi > 599 || lo > hi {
-		return 0, 0, false
-	}
-	return lo, hi, true
 }
 
 // withTimeout bounds one probe by the check's own timeout and returns the time it has, for "timed out after" in

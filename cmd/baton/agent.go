@@ -47,6 +47,10 @@ off every group this node owns to a successor at once, then exits.`,
 				// Profiling for developers; never on by default.
 				go func() { log.Warn("pprof listener stopped", "err", http.ListenAndServe(addr, nil)) }()
 			}
+			// Exec checks and services inherit these, so one cluster-wide command
+			// can tell which node it runs on.
+			os.Setenv("BATON_CLUSTER", cfg.Cluster.Name)
+			os.Setenv("BATON_NODE", self.Name)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			slog.SetDefault(log)

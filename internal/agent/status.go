@@ -105,6 +105,7 @@ func (n *Node) Status(now time.Duration) Status {
 		if n.d.Quorum.IsLeader() {
 			out.Note = n.whyLog[g.Name]
 		}
+		anyHealthy := false
 		for _, m := range g.Members {
 			ms := MemberStatus{Node: m.Node, Priority: m.Priority, Role: RoleStandby}
 			if m.Node == gs.Owner {
@@ -117,6 +118,10 @@ func (n *Node) Status(now time.Duration) Status {
 				ms.Healthy = p.groups[g.Name].Healthy
 			}
 			out.Members = append(out.Members, ms)
+			anyHealthy = anyHealthy || (ms.Alive && ms.Healthy)
+		}
+		if !anyHealthy && gs.Owner != "" {
+			out.Note = "no member is healthy: the owner keeps the group (never fail over to something worse)"
 		}
 		st.Groups = append(st.Groups, out)
 	}

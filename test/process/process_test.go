@@ -331,3 +331,38 @@ func TestMetricsEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestFailingChecksHandOff: an exec check fails on the owner only (a file
+// named after the node appears); the group moves to the healthy standby, and
+// when every member fails, the owner keeps it and status says so.
+func TestFailingChecksHandOff(t *testing.T) {
+	dir := t.TempDir()
+	c := start(t, proctest.Spec{GroupExtra: fmt.Sprintf(
+		"    checks: [{type: exec, command: [\"/bin/sh\", \"-c\", \"test ! -e %s/down-$BATON_NODE\"], interval: 50ms, timeout: 1s, fall: 2, rise: 2}]\n", dir)})
+	if err := os.WriteFile(dir+"/down-n1", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.WaitHook(liveness, func(e proctest.HookEvent) bool { return e.Node == "n2" && e.Role == "active" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Epoch != 2 {
+		t.Fatalf("n2 active at epoch %d, want 2", e.Epoch)
+	}
+	out, err := c.Baton("w1", "history", "--json")
+	if err != nil || !strings.Contains(out, `"reason": "check"`) {
+		t.Fatalf("history lacks a check failover: %v\n%s", err, out)
+	}
+	// Now n2 fails too: nobody is healthy, n2 keeps the group.
+	if err := os.WriteFile(dir+"/down-n2", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	st, err := c.Status("n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := st.Groups[0]; g.Owner != "n2" || g.Healthy || !strings.Contains(g.Note, "no member is healthy") {
+		t.Fatalf("with every member unhealthy: %+v", g)
+	}
+}

@@ -60,6 +60,7 @@ const Token = "proctest-api-token-0123"
 
 // Spec describes a loopback cluster: members get 127.0.0.<base+i>.
 type Spec struct {
+	Cluster string   // cluster name (default "proctest")
 	Members []string // member node names, highest priority first
 	Witness string   // "" for none
 	Profile string
@@ -87,6 +88,9 @@ func New(bin, dir string, spec Spec) (*Cluster, error) {
 	if spec.Profile == "" {
 		spec.Profile = "default"
 	}
+	if spec.Cluster == "" {
+		spec.Cluster = "proctest"
+	}
 	if spec.Secret == "" {
 		spec.Secret = "proctest-secret-0123456789"
 	}
@@ -111,7 +115,7 @@ func New(bin, dir string, spec Spec) (*Cluster, error) {
 		return nil, err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "version: 1\ncluster:\n  name: proctest\n  secret: %q\n  profile: %s\n  port: %d\n%s", spec.Secret, spec.Profile, c.Port, spec.Extra)
+	fmt.Fprintf(&b, "version: 1\ncluster:\n  name: %s\n  secret: %q\n  profile: %s\n  port: %d\n%s", spec.Cluster, spec.Secret, spec.Profile, c.Port, spec.Extra)
 	fmt.Fprintf(&b, "api: {token: %q}\n", Token)
 	b.WriteString("nodes:\n")
 	for _, n := range names {

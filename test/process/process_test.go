@@ -366,3 +366,28 @@ func TestFailingChecksHandOff(t *testing.T) {
 		t.Fatalf("with every member unhealthy: %+v", g)
 	}
 }
+
+// TestDemoRunsToCompletion runs the README's demo command non-interactively.
+func TestDemoRunsToCompletion(t *testing.T) {
+	cmd := exec.Command(bin, "demo")
+	cmd.Stdin = nil
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(90 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("demo did not finish within 90 s:\n%s", out)
+	}
+	if err != nil {
+		t.Fatalf("demo failed: %v\n%s", err, out)
+	}
+	for _, want := range []string{"took over: its active hook ran", "the client saw an outage of", "rejoins as standby", "==> done"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -84,6 +84,11 @@ type Deps struct {
 	Send     func(to string, m *cluster.Message)  // must not block
 	OnRole   func(t Transition)                   // must not block
 	OnRTT    func(peer string, rtt time.Duration) // heartbeat round trips (optional)
+	// OnActing reports, for a group this node acts for, the time (on the
+	// node's clock) until which it may act; called whenever that moves. The
+	// runtime hands it to the fence that removes the VIPs at that moment if
+	// the agent itself cannot (killed, frozen).
+	OnActing func(group string, until time.Duration)
 	Healthy  func(group string) bool              // nil: always healthy
 	Releases ReleaseStore
 	WallNow  func() time.Time
@@ -536,6 +541,9 @@ func (n *Node) ackFrom(now time.Duration, voter string, c cluster.Claim, sentAt 
 	}
 	if exp, ok := decide.LeaseExpiry(times, n.major, n.timing.FailureTimeout); ok && exp > os.expiry {
 		os.expiry = exp
+		if os.role == RoleActive && n.d.OnActing != nil {
+			n.d.OnActing(c.Group, os.expiry-n.timing.LeaseGuard)
+		}
 	}
 }
 
@@ -602,6 +610,10 @@ func (n *Node) updateRoles(now time.Duration) {
 			}
 			prev := n.previousOwner(v, g.Name, gs.Epoch)
 			n.log.Info("active", "group", g.Name, "epoch", gs.Epoch, "previous_owner", prev)
+			if n.d.OnActing != nil {
+				// The fence learns the deadline before the front doors go up.
+				n.d.OnActing(g.Name, os.expiry-n.timing.LeaseGuard)
+			}
 			n.d.OnRole(Transition{Group: g.Name, Role: RoleActive, Epoch: gs.Epoch, PreviousOwner: prev, Reason: "lease acquired"})
 		case !acting && os.role == RoleActive:
 			os.role = RoleStandby
@@ -683,6 +695,8 @@ func (n *Node) relinquish(now time.Duration, group string, epoch uint64, reason 
 	}
 	os.relinquished, os.relReason = epoch, reason
 	os.expiry = 0
+	// Stop acting (front doors down) before anyone hears of the relinquish.
+	n.updateRoles(now)
 	if n.isVoter {
 		n.release(now, group, epoch, "relinquished by owner")
 	}

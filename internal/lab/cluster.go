@@ -1,0 +1,171 @@
+package lab
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ClusterSpec describes a Baton cluster on the lab's hosts: the first
+// len(Members) hosts are members (priority descending), then one witness.
+type ClusterSpec struct {
+	Bin      string // baton binary
+	Dir      string // config, data dirs and logs
+	Members  int    // default 2
+	Profile  string // default "default"
+	VIP      string // e.g. "10.77.0.100/24"; "" for none
+	Extra    string // extra YAML under cluster: (two-space indent)
+	Port     int    // service port each host's whoami listens on (default 8080)
+	APIPort  int    // default 7480
+	Failback bool
+}
+
+// Cluster is Baton running in a lab.
+type Cluster struct {
+	L       *Lab
+	Spec    ClusterSpec
+	Config  string
+	Members []string
+	Witness string
+	procs   map[string]*Proc
+}
+
+// StartCluster writes the config and starts an agent and a whoami server on
+// every host it uses.
+func (l *Lab) StartCluster(s ClusterSpec) (*Cluster, error) {
+	if s.Members == 0 {
+		s.Members = 2
+	}
+	if s.Profile == "" {
+		s.Profile = "default"
+	}
+	if s.Port == 0 {
+		s.Port = 8080
+	}
+	if s.APIPort == 0 {
+		s.APIPort = 7480
+	}
+	hosts := l.Hosts()
+	if len(hosts) < s.Members+1 {
+		return nil, fmt.Errorf("lab has %d hosts; need %d members + a witness", len(hosts), s.Members)
+	}
+	c := &Cluster{L: l, Spec: s, Members: hosts[:s.Members], Witness: hosts[s.Members], procs: map[string]*Proc{}}
+	var b strings.Builder
+	fmt.Fprintf(&b, "version: 1\ncluster:\n  name: lab\n  secret: \"lab-secret-0123456789abcdef\"\n  profile: %s\n%s", s.Profile, s.Extra)
+	b.WriteString("api: {token: \"lab-token-0123456789\"}\nnodes:\n")
+	for _, h := range append(append([]string{}, c.Members...), c.Witness) {
+		fmt.Fprintf(&b, "  - {name: %s, address: %s, api: \"%s:%d\", data_dir: %q, witness: %v}\n",
+			h, l.Addr(h), l.Addr(h), s.APIPort, filepath.Join(s.Dir, h), h == c.Witness)
+	}
+	b.WriteString("groups:\n  - name: web\n    members:\n")
+	for i, h := range c.Members {
+		fmt.Fprintf(&b, "      - {node: %s, priority: %d}\n", h, 200-10*i)
+	}
+	if s.VIP != "" {
+		fmt.Fprintf(&b, "    vips: [{address: %s, interface: %s}]\n", s.VIP, l.Iface())
+	}
+	if s.Failback {
+		b.WriteString("    failback: true\n")
+	}
+	c.Config = filepath.Join(s.Dir, "baton.yaml")
+	if err := os.WriteFile(c.Config, []byte(b.String()), 0o600); err != nil {
+		return nil, err
+	}
+	for _, h := range c.Members {
+		if err := l.StartWhoami(h, s.Port); err != nil {
+			return nil, err
+		}
+	}
+	for _, h := range append(append([]string{}, c.Members...), c.Witness) {
+		if err := c.StartAgent(h); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// StartAgent (re)starts the agent of one host.
+func (c *Cluster) StartAgent(host string) error {
+	p, err := c.L.Start(host, "agent", []string{c.Spec.Bin, "agent", "--config", c.Config, "--node", host}, nil,
+		filepath.Join(c.Spec.Dir, host+".log"))
+	if err != nil {
+		return err
+	}
+	c.procs[host] = p
+	return nil
+}
+
+// Agent returns a host's agent process (nil if never started).
+func (c *Cluster) Agent(host string) *Proc { return c.procs[host] }
+
+// KillAgent kill -9s a host's agent (not its VIP fence, which has its own
+// process group and must clean up after it).
+func (c *Cluster) KillAgent(host string) error {
+	p := c.procs[host]
+	if p == nil {
+		return fmt.Errorf("%s: no agent", host)
+	}
+	if err := p.Signal(syscall.SIGKILL); err != nil {
+		return err
+	}
+	return p.Wait(10 * time.Second)
+}
+
+// Status asks a host's agent for /v1/status (from inside the client
+// namespace) and decodes it into v.
+func (c *Cluster) Status(host string, v any) error {
+	return c.L.InNS(Client, func() error {
+		cl := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := cl.Get(fmt.Sprintf("http://%s:%d/v1/status", c.L.Addr(host), c.Spec.APIPort))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(v)
+	})
+}
+
+// Owner returns the group owner and epoch as a host's agent reports them.
+func (c *Cluster) Owner(host string) (string, uint64, error) {
+	var st struct {
+		Groups []struct {
+			Owner string
+			Epoch uint64
+		}
+	}
+	if err := c.Status(host, &st); err != nil {
+		return "", 0, err
+	}
+	if len(st.Groups) == 0 {
+		return "", 0, fmt.Errorf("no groups")
+	}
+	return st.Groups[0].Owner, st.Groups[0].Epoch, nil
+}
+
+// HoldersOf lists the hosts whose eth0 carries the address (without prefix).
+func (c *Cluster) HoldersOf(addr string) ([]string, error) {
+	var out []string
+	for _, h := range c.L.Hosts() {
+		b, err := c.L.Run(h, "ip", "-o", "addr", "show", "dev", c.L.Iface())
+		if err != nil {
+			return nil, err
+		}
+		if strings.Contains(string(b), " "+addr+"/") {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+// Stop kills every agent (SIGCONT first for stopped ones).
+func (c *Cluster) Stop() {
+	for _, p := range c.procs {
+		_ = p.Signal(syscall.SIGCONT)
+		_ = p.Kill()
+	}
+}

@@ -77,19 +77,19 @@ func (m *MemReleases) Save(g string, e uint64) error {
 
 // Deps are the node's seams to the outside world.
 type Deps struct {
-	Name     string
-	Config   *config.Config
-	Timing   config.Timing
-	Quorum   quorum.Quorum
-	Send     func(to string, m *cluster.Message)  // must not block
-	OnRole   func(t Transition)                   // must not block
-	OnRTT    func(peer string, rtt time.Duration) // heartbeat round trips (optional)
+	Name   string
+	Config *config.Config
+	Timing config.Timing
+	Quorum quorum.Quorum
+	Send   func(to string, m *cluster.Message)  // must not block
+	OnRole func(t Transition)                   // must not block
+	OnRTT  func(peer string, rtt time.Duration) // heartbeat round trips (optional)
 	// OnActing reports, for a group this node acts for, the time (on the
 	// node's clock) until which it may act; called whenever that moves. The
 	// runtime hands it to the fence that removes the VIPs at that moment if
 	// the agent itself cannot (killed, frozen).
 	OnActing func(group string, until time.Duration)
-	Healthy  func(group string) bool              // nil: always healthy
+	Healthy  func(group string) bool // nil: always healthy
 	Releases ReleaseStore
 	WallNow  func() time.Time
 	RaftRole func() string

@@ -50,6 +50,7 @@ type Agent struct {
 	metrics      *metrics.Metrics
 	seenEvent    uint64 // history already turned into metrics (event seq)
 	seenTakeover map[uint64]bool
+	vips         *vips // nil when this node holds no VIPs
 	stopChecks   context.CancelFunc
 
 	changed chan struct{}
@@ -146,6 +147,12 @@ func open(opts Options) (_ *Agent, err error) {
 			}
 		},
 		OnRole: a.onRole,
+		OnRTT:  a.metrics.ObserveHeartbeatRTT,
+		OnActing: func(group string, until time.Duration) {
+			if a.vips != nil {
+				a.vips.acting(a.now(), group, until)
+			}
+		},
 		Healthy: func(group string) bool {
 			hg := a.checks[group]
 			return hg == nil || hg.Healthy()
@@ -156,6 +163,9 @@ func open(opts Options) (_ *Agent, err error) {
 		Log:                log.With("component", "core"),
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := a.openVIPs(); err != nil {
 		return nil, err
 	}
 	if opts.Handler == nil {
@@ -192,6 +202,14 @@ func (a *Agent) onRole(t Transition) {
 	g := a.cfg.GroupByName(t.Group)
 	if g == nil {
 		return
+	}
+	if a.vips != nil {
+		switch t.Role {
+		case RoleActive:
+			a.vips.up(t.Group)
+		case RoleStandby:
+			a.vips.down(t.Group)
+		}
 	}
 	env := service.Env{Cluster: a.cfg.Cluster.Name, Node: a.self.Name, Group: t.Group, Role: t.Role,
 		Epoch: t.Epoch, PreviousOwner: t.PreviousOwner, Reason: t.Reason}
@@ -269,6 +287,9 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.node.StateChanged(a.now())
 		case <-tick.C:
 			a.node.Tick(a.now())
+			if a.vips != nil {
+				a.vips.renew(a.now())
+			}
 		case f := <-a.reqs:
 			f(a.now())
 		}
@@ -322,6 +343,9 @@ func (a *Agent) close() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = a.http.Shutdown(ctx)
 		cancel()
+	}
+	if a.vips != nil {
+		a.vips.close()
 	}
 	if a.stopChecks != nil {
 		a.stopChecks()

@@ -1,8 +1,11 @@
 package lab
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -113,19 +116,36 @@ func (c *Cluster) KillAgent(host string) error {
 	if err := p.Signal(syscall.SIGKILL); err != nil {
 		return err
 	}
-	return p.Wait(10 * time.Second)
+	if err := p.Wait(10 * time.Second); errors.Is(err, ErrTimeout) {
+		return err
+	}
+	return nil // "signal: killed" is what we asked for
 }
 
 // Status asks a host's agent for /v1/status (from inside the client
-// namespace) and decodes it into v.
+// namespace) and decodes it into v. The connection is dialled on the thread
+// that is inside the namespace (http.Transport would dial from another one).
 func (c *Cluster) Status(host string, v any) error {
 	return c.L.InNS(Client, func() error {
-		cl := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-		resp, err := cl.Get(fmt.Sprintf("http://%s:%d/v1/status", c.L.Addr(host), c.Spec.APIPort))
+		conn, err := net.DialTimeout("tcp", net.JoinHostPort(c.L.Addr(host), fmt.Sprint(c.Spec.APIPort)), time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+		req, _ := http.NewRequest(http.MethodGet, "http://"+c.L.Addr(host)+"/v1/status", nil)
+		req.Close = true
+		if err := req.Write(conn); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), req)
 		if err != nil {
 			return err
 		}
 		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: status %s", host, resp.Status)
+		}
 		return json.NewDecoder(resp.Body).Decode(v)
 	})
 }

@@ -1,0 +1,182 @@
+package agent
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/baton-ha/baton/internal/frontdoor/vip"
+)
+
+// vips manages this node's virtual IPs: added when the node starts acting
+// for a group, removed when it stops, and guarded by a fence process (`baton
+// fence`) that removes them at the acting deadline even if this agent is
+// killed or frozen. See internal/frontdoor/vip/README.md for the timing.
+type vips struct {
+	a         *Agent
+	byGroup   map[string][]vip.VIP
+	mgr       *vip.Manager
+	fence     *exec.Cmd
+	fenceIn   io.WriteCloser
+	w         *bufio.Writer
+	lastHold  map[string]time.Duration
+	held      map[string]bool
+	lifetime  time.Duration
+	nextRenew time.Duration
+}
+
+// KernelLifetime is the valid_lft given to a VIP: whole seconds, at least the
+// lease plus one second, renewed every second by the owner. It is the last
+// line of defence when agent and fence are both killed.
+func KernelLifetime(lease time.Duration) time.Duration {
+	return time.Duration(math.Ceil(lease.Seconds())+1) * time.Second
+}
+
+func (a *Agent) openVIPs() error {
+	v := &vips{a: a, byGroup: map[string][]vip.VIP{}, mgr: vip.NewManager(a.log.With("component", "vip")),
+		lastHold: map[string]time.Duration{}, held: map[string]bool{}, lifetime: KernelLifetime(a.timing.FailureTimeout)}
+	var all []vip.VIP
+	for gi := range a.cfg.Groups {
+		g := &a.cfg.Groups[gi]
+		if _, member := g.Member(a.self.Name); !member {
+			continue
+		}
+		for i, c := range g.VIPs {
+			p, err := vip.Parse(c.Address, c.Interface)
+			if err != nil {
+				return fmt.Errorf("groups[%d].vips[%d]: %w", gi, i, err)
+			}
+			v.byGroup[g.Name] = append(v.byGroup[g.Name], p)
+			all = append(all, p)
+		}
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	// Nothing is owned at start: a VIP still on an interface is a leftover
+	// of an earlier run (the fence normally removes it) and must go.
+	removed, err := vip.RemoveStale(all, func(vip.VIP) bool { return false })
+	if err != nil {
+		return fmt.Errorf("removing stale VIPs: %w", err)
+	}
+	for _, r := range removed {
+		a.log.Warn("removed a VIP left over from an earlier run", "vip", r.Prefix, "interface", r.Interface)
+	}
+	if err := v.startFence(); err != nil {
+		return err
+	}
+	a.vips = v
+	return nil
+}
+
+func (v *vips) startFence() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, "fence", "--config", v.a.cfg.Path, "--node", v.a.self.Name)
+	// Its own process group and no death signal: it must outlive the agent.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the VIP fence: %w", err)
+	}
+	v.fence, v.fenceIn, v.w = cmd, in, bufio.NewWriter(in)
+	go func() { _ = cmd.Wait() }()
+	return nil
+}
+
+func (v *vips) sendLine(line string) {
+	_, _ = v.w.WriteString(line)
+	if err := v.w.Flush(); err != nil {
+		v.a.log.Error("VIP fence pipe broken; dropping VIPs", "err", err)
+		for g := range v.held {
+			v.down(g)
+		}
+	}
+}
+
+// acting is the node's OnActing: forward the deadline to the fence, at most
+// once per half heartbeat of progress (the fence's deadline then trails the
+// real one by less than that, which only makes it drop earlier).
+func (v *vips) acting(now time.Duration, group string, until time.Duration) {
+	if len(v.byGroup[group]) == 0 {
+		return
+	}
+	if until-v.lastHold[group] < v.a.timing.HeartbeatInterval/2 && v.held[group] {
+		return
+	}
+	v.lastHold[group] = until
+	v.sendLine(vip.HoldLine(group, max(until-now, 0)))
+}
+
+// up adds the group's VIPs (the fence already holds the deadline: the node
+// reports it before the role change) and announces them (gratuitous ARP /
+// unsolicited NA, inside Add).
+func (v *vips) up(group string) {
+	for _, p := range v.byGroup[group] {
+		if err := v.mgr.Add(p, v.lifetime); err != nil {
+			v.a.log.Error("adding VIP failed", "group", group, "vip", p.Prefix, "interface", p.Interface, "err", err)
+			continue
+		}
+		v.held[group] = true
+		v.a.log.Info("VIP up", "group", group, "vip", p.Prefix, "interface", p.Interface)
+	}
+}
+
+func (v *vips) down(group string) {
+	if len(v.byGroup[group]) == 0 {
+		return
+	}
+	for _, p := range v.byGroup[group] {
+		if err := v.mgr.Remove(p); err != nil {
+			v.a.log.Error("removing VIP failed", "group", group, "vip", p.Prefix, "err", err)
+		}
+	}
+	if v.held[group] {
+		v.a.log.Info("VIP down", "group", group)
+	}
+	delete(v.held, group)
+	delete(v.lastHold, group)
+	v.sendLine(vip.DropLine(group))
+}
+
+// renew refreshes the kernel lifetime of held VIPs about once a second.
+func (v *vips) renew(now time.Duration) {
+	if now < v.nextRenew {
+		return
+	}
+	v.nextRenew = now + time.Second
+	for g := range v.held {
+		for _, p := range v.byGroup[g] {
+			err := v.mgr.Renew(p, v.lifetime)
+			if errors.Is(err, vip.ErrNotPresent) {
+				// Someone removed it while we still hold the lease: put it back.
+				v.a.log.Warn("VIP vanished while owned; adding it again", "vip", p.Prefix)
+				err = v.mgr.Add(p, v.lifetime)
+			}
+			if err != nil {
+				v.a.log.Warn("renewing VIP lifetime failed", "vip", p.Prefix, "err", err)
+			}
+		}
+	}
+}
+
+func (v *vips) close() {
+	for g := range v.held {
+		v.down(g)
+	}
+	if v.fenceIn != nil {
+		v.fenceIn.Close() // EOF: the fence removes whatever is left and exits
+	}
+}

@@ -1,0 +1,140 @@
+// Command vipover measures the client-visible outage of a VIP failover in
+// the network-namespace lab (root): two members and a witness on a bridge, a
+// client connecting to VIP:8080 every 5 ms from its own namespace, and the
+// owner's link pulled or its agent killed with kill -9.
+//
+//	go run ./bench/vipover -trials 20 -profiles default,fast
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/baton-ha/baton/internal/lab"
+	"github.com/baton-ha/baton/internal/proctest"
+)
+
+const vip = "10.77.0.100"
+
+func main() {
+	trials := flag.Int("trials", 20, "trials per fault and profile")
+	profiles := flag.String("profiles", "default,fast", "timing profiles")
+	faults := flag.String("faults", "linkdown,kill9", "faults: linkdown, kill9")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "vipover: needs root (network namespaces)")
+		os.Exit(2)
+	}
+	dir, err := os.MkdirTemp("", "baton-vipover-")
+	check(err)
+	defer os.RemoveAll(dir)
+	bin, err := proctest.Build(dir)
+	check(err)
+	fmt.Printf("# VIP failover, client-visible outage (last answer before → first answer after), %s\n\n", time.Now().UTC().Format("2006-01-02"))
+	fmt.Println("| profile | fault | trials | p50 | p90 | p99 | max | ARP rounds with two MACs |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	for _, p := range strings.Split(*profiles, ",") {
+		for _, f := range strings.Split(*faults, ",") {
+			d, dual := run(bin, filepath.Join(dir, p+"-"+f), p, f, *trials)
+			row(p, f, d, dual)
+		}
+	}
+}
+
+func run(bin, dir, profile, fault string, trials int) ([]time.Duration, int) {
+	check(os.MkdirAll(dir, 0o755))
+	l, err := lab.New(lab.Options{Hosts: 3})
+	check(err)
+	defer l.Close()
+	c, err := l.StartCluster(lab.ClusterSpec{Bin: bin, Dir: dir, Profile: profile, VIP: vip + "/24"})
+	check(err)
+	defer c.Stop()
+	holder := waitSingleHolder(c, "")
+	pr, err := l.StartProber(vip+":8080", 5*time.Millisecond)
+	check(err)
+	arp, err := l.StartARPWatch(vip, 20*time.Millisecond)
+	check(err)
+	var out []time.Duration
+	for i := 0; i < trials; i++ {
+		time.Sleep(1500 * time.Millisecond)
+		other := "h1"
+		if holder == "h1" {
+			other = "h2"
+		}
+		t0 := time.Now()
+		switch fault {
+		case "linkdown":
+			check(l.LinkDown(holder))
+		case "kill9":
+			check(c.KillAgent(holder))
+		default:
+			check(fmt.Errorf("unknown fault %q", fault))
+		}
+		served := waitServed(pr, other, t0)
+		var worst lab.Outage
+		for _, o := range lab.Outages(pr.Probes(), t0.Add(-time.Second)) {
+			if o.End.After(t0) && o.Duration > worst.Duration {
+				worst = o
+			}
+		}
+		if !served {
+			check(fmt.Errorf("%s %s trial %d: client not served by %s", profile, fault, i+1, other))
+		}
+		out = append(out, worst.Duration)
+		fmt.Fprintf(os.Stderr, "%s %s trial %d: %s → %s, outage %v\n", profile, fault, i+1, holder, other, worst.Duration.Round(time.Millisecond))
+		switch fault {
+		case "linkdown":
+			check(l.Heal())
+		case "kill9":
+			check(c.StartAgent(holder))
+		}
+		holder = waitSingleHolder(c, other)
+	}
+	pr.Stop()
+	rep := arp.Stop()
+	return out, rep.DualRounds
+}
+
+func waitServed(pr *lab.Prober, who string, t0 time.Time) bool {
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for _, p := range pr.Probes() {
+			if p.At.After(t0) && p.Who == who {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func waitSingleHolder(c *lab.Cluster, want string) string {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		h, err := c.HoldersOf(vip)
+		if err == nil && len(h) == 1 && (want == "" || h[0] == want) {
+			return h[0]
+		}
+	}
+	check(fmt.Errorf("VIP not held by exactly one host (want %q)", want))
+	return ""
+}
+
+func row(profile, fault string, d []time.Duration, dual int) {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	q := func(p float64) string {
+		i := int(math.Ceil(p*float64(len(d)))) - 1
+		return fmt.Sprintf("%d ms", d[max(i, 0)].Milliseconds())
+	}
+	fmt.Printf("| %s | %s | %d | %s | %s | %s | %s | %d |\n", profile, fault, len(d), q(0.5), q(0.9), q(0.99), q(1), dual)
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vipover:", err)
+		os.Exit(1)
+	}
+}

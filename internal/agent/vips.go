@@ -29,6 +29,8 @@ type vips struct {
 	held      map[string]bool
 	lifetime  time.Duration
 	nextRenew time.Duration
+	refresh   map[vip.VIP]time.Duration // VIP → announce period while owned
+	announced map[vip.VIP]time.Duration // VIP → last announce
 }
 
 // KernelLifetime is the valid_lft given to a VIP: whole seconds, at least the
@@ -40,7 +42,8 @@ func KernelLifetime(lease time.Duration) time.Duration {
 
 func (a *Agent) openVIPs() error {
 	v := &vips{a: a, byGroup: map[string][]vip.VIP{}, mgr: vip.NewManager(a.log.With("component", "vip")),
-		lastHold: map[string]time.Duration{}, held: map[string]bool{}, lifetime: KernelLifetime(a.timing.FailureTimeout)}
+		lastHold: map[string]time.Duration{}, held: map[string]bool{}, lifetime: KernelLifetime(a.timing.FailureTimeout),
+		refresh: map[vip.VIP]time.Duration{}, announced: map[vip.VIP]time.Duration{}}
 	var all []vip.VIP
 	for gi := range a.cfg.Groups {
 		g := &a.cfg.Groups[gi]
@@ -54,6 +57,9 @@ func (a *Agent) openVIPs() error {
 			}
 			v.byGroup[g.Name] = append(v.byGroup[g.Name], p)
 			all = append(all, p)
+			if r := c.Refresh.D(); r > 0 {
+				v.refresh[p] = r
+			}
 		}
 	}
 	if len(all) == 0 {
@@ -67,6 +73,15 @@ func (a *Agent) openVIPs() error {
 	}
 	for _, r := range removed {
 		a.log.Warn("removed a VIP left over from an earlier run", "vip", r.Prefix, "interface", r.Interface)
+	}
+	// Someone answering for a VIP we do not hold is either the group's
+	// current owner (normal on a restart) or a host outside the group
+	// (a conflict an operator must fix): say which MAC it is.
+	for _, p := range all {
+		if err := vip.Preflight(p, false); err != nil {
+			a.log.Warn("VIP preflight", "vip", p.Prefix, "interface", p.Interface, "err", err,
+				"hint", "fine if that MAC is the group's current owner; otherwise another host uses this address")
+		}
 	}
 	if err := v.startFence(); err != nil {
 		return err
@@ -130,6 +145,7 @@ func (v *vips) up(group string) {
 			continue
 		}
 		v.held[group] = true
+		v.announced[p] = v.a.now()
 		v.a.log.Info("VIP up", "group", group, "vip", p.Prefix, "interface", p.Interface)
 	}
 }
@@ -151,10 +167,19 @@ func (v *vips) down(group string) {
 	v.sendLine(vip.DropLine(group))
 }
 
-// renew refreshes the kernel lifetime of held VIPs about once a second.
+// renew refreshes the kernel lifetime of held VIPs about once a second, and
+// repeats announcements for VIPs with a refresh period.
 func (v *vips) renew(now time.Duration) {
 	if now < v.nextRenew {
 		return
+	}
+	for g := range v.held {
+		for _, p := range v.byGroup[g] {
+			if r := v.refresh[p]; r > 0 && now-v.announced[p] >= r {
+				v.announced[p] = now
+				go func() { _ = v.mgr.Announce(p, 1, 0) }()
+			}
+		}
 	}
 	v.nextRenew = now + time.Second
 	for g := range v.held {

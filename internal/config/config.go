@@ -140,6 +140,9 @@ func (c Check) ExpectStatusRange() (lo, hi int) {
 type VIP struct {
 	Address   string `yaml:"address,omitempty"` // prefix, e.g. 10.0.0.100/24
 	Interface string `yaml:"interface,omitempty"`
+	// Refresh, when set, repeats the gratuitous ARP / unsolicited NA that often while this node owns the VIP, for
+	// routers and switches that forget or ignore the burst sent at takeover (0 = only at takeover).
+	Refresh Duration `yaml:"refresh,omitempty"`
 }
 
 // GroupDNS publishes the group's owner(s) under Name in the built-in DNS zone.

@@ -228,7 +228,7 @@ nodes: [{name: n1, address: 127.0.0.1}]
   - name: web
     members: [{node: n1}]
     vips:
-      - {address: 10.0.0.100/24, interface: eth0}
+      - {address: 10.0.0.100/24, interface: eth0, refresh: 100ms}
       - {address: 10.0.0.300/24, interface: eth0}
       - {address: 10.0.0.101}
       - {address: 10.0.0.12/24, interface: "a very long interface name"}
@@ -236,6 +236,7 @@ nodes: [{name: n1, address: 127.0.0.1}]
     members: [{node: n2}]
     vips: [{address: 10.0.0.100/24, interface: eth1}]
 `, []string{
+			"groups[0].vips[0].refresh: 100ms is too often; use 0 (takeover only) or at least 1s",
 			`groups[0].vips[1].address: "10.0.0.300/24" is not an IP prefix (want e.g. 10.0.0.100/24)`,
 			`groups[0].vips[2].address: "10.0.0.101" is not an IP prefix (want e.g. 10.0.0.100/24)`,
 			"groups[0].vips[2].interface: missing (the network interface to add the address to, e.g. eth0)",

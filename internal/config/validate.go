@@ -289,6 +289,9 @@ func (c *Config) validateGroups(errs *Errors) {
 			case len(v.Interface) > 15 || strings.ContainsAny(v.Interface, "/ \t\n"):
 				errs.add(vp+".interface", "%q is not an interface name (at most 15 characters, no '/' or spaces)", v.Interface)
 			}
+			if r := v.Refresh.D(); r != 0 && r < time.Second {
+				errs.add(vp+".refresh", "%v is too often; use 0 (takeover only) or at least 1s", r)
+			}
 		}
 
 		if g.DNS != nil {

@@ -45,7 +45,8 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newAgentCmd(), newCheckConfigCmd(), newStatusCmd(), newHistoryCmd(), newVersionCmd(), newDemoCmd(),
-		newSwitchoverCmd(), newMaintenanceCmd(), newFenceCmd())
+		newSwitchoverCmd(), newMaintenanceCmd(), newFenceCmd(),
+		newDemoServiceCmd())
 	return root
 }
 

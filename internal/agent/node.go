@@ -760,14 +760,22 @@ func (n *Node) otherUsable(now time.Duration, g *config.Group) bool {
 // failed: the node gives the group up and stays ineligible for HookCooldown,
 // so the leader tries the next candidate.
 func (n *Node) HookFailed(now time.Duration, group string, epoch uint64) {
+	n.GiveUp(now, group, epoch, quorum.ReasonHook, "active hook failed")
+}
+
+// GiveUp makes this node step down from (group, epoch) because it cannot
+// serve it (failed active hook, service not healthy within start_timeout);
+// it stays ineligible for the group for HookCooldown so that the next
+// candidate is tried, and the history records reason.
+func (n *Node) GiveUp(now time.Duration, group string, epoch uint64, reason, why string) {
 	os := n.own[group]
 	gs := n.view().Group(group)
 	if os == nil || gs.Owner != n.name || gs.Epoch != epoch {
 		return
 	}
 	os.hookBlockUntil = now + HookCooldown
-	n.log.Error("active hook failed: giving the group up", "group", group, "epoch", epoch, "ineligible_for", HookCooldown)
-	n.relinquish(now, group, epoch, quorum.ReasonHook)
+	n.log.Error("cannot serve the group: giving it up", "group", group, "epoch", epoch, "why", why, "ineligible_for", HookCooldown)
+	n.relinquish(now, group, epoch, reason)
 	n.updateRoles(now)
 	n.sendHeartbeats(now)
 }

@@ -51,6 +51,7 @@ type Agent struct {
 	seenEvent    uint64 // history already turned into metrics (event seq)
 	seenTakeover map[uint64]bool
 	vips         *vips // nil when this node holds no VIPs
+	svcs         map[string]*groupSvc
 	stopChecks   context.CancelFunc
 
 	changed chan struct{}
@@ -153,10 +154,7 @@ func open(opts Options) (_ *Agent, err error) {
 				a.vips.acting(a.now(), group, until)
 			}
 		},
-		Healthy: func(group string) bool {
-			hg := a.checks[group]
-			return hg == nil || hg.Healthy()
-		},
+		Healthy:            a.healthy,
 		Releases:           &FileReleases{Path: self.DataDir + "/released.json"},
 		RaftRole:           a.raft.Role,
 		TransferLeadership: a.transferLeadershipFunc(),
@@ -166,6 +164,9 @@ func open(opts Options) (_ *Agent, err error) {
 		return nil, err
 	}
 	if err := a.openVIPs(); err != nil {
+		return nil, err
+	}
+	if err := a.openServices(); err != nil {
 		return nil, err
 	}
 	if opts.Handler == nil {
@@ -198,19 +199,28 @@ func (a *Agent) notify() {
 	}
 }
 
+// onRole turns the core's role changes into effects. Becoming active starts
+// the takeover (service, checks, then front doors and the active hook: see
+// services.go); becoming standby takes the front doors down first, then the
+// service, then runs the standby hook.
 func (a *Agent) onRole(t Transition) {
-	g := a.cfg.GroupByName(t.Group)
-	if g == nil {
+	if a.cfg.GroupByName(t.Group) == nil {
 		return
 	}
-	if a.vips != nil {
-		switch t.Role {
-		case RoleActive:
-			a.vips.up(t.Group)
-		case RoleStandby:
-			a.vips.down(t.Group)
-		}
+	switch t.Role {
+	case RoleActive:
+		a.promote(t)
+	case RoleStandby:
+		a.demote(t)
+		a.runHook(t)
+	default:
+		a.runHook(t)
 	}
+}
+
+// runHook runs the group's hook for t.Role (and notify).
+func (a *Agent) runHook(t Transition) {
+	g := a.cfg.GroupByName(t.Group)
 	env := service.Env{Cluster: a.cfg.Cluster.Name, Node: a.self.Name, Group: t.Group, Role: t.Role,
 		Epoch: t.Epoch, PreviousOwner: t.PreviousOwner, Reason: t.Reason}
 	var argv []string
@@ -261,6 +271,7 @@ func (a *Agent) loop(ctx context.Context) error {
 	for _, hg := range a.checks {
 		hg.Start(checkCtx)
 	}
+	a.startServices()
 	a.log.Info("agent started", "cluster", a.cfg.Cluster.Name, "profile", a.cfg.Cluster.Profile,
 		"heartbeat", a.timing.HeartbeatInterval, "lease", a.timing.FailureTimeout, "api", a.self.API)
 	if a.opts.Ready != nil {
@@ -347,6 +358,7 @@ func (a *Agent) close() {
 	if a.vips != nil {
 		a.vips.close()
 	}
+	a.closeServices()
 	if a.stopChecks != nil {
 		a.stopChecks()
 	}

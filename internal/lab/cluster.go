@@ -26,6 +26,10 @@ type ClusterSpec struct {
 	Port     int    // service port each host's whoami listens on (default 8080)
 	APIPort  int    // default 7480
 	Failback bool
+	// GroupExtra is extra YAML for the group (four-space indent), e.g. a
+	// service and checks; NoWhoami then leaves the service port to it.
+	GroupExtra string
+	NoWhoami   bool
 }
 
 // Cluster is Baton running in a lab.
@@ -75,11 +79,15 @@ func (l *Lab) StartCluster(s ClusterSpec) (*Cluster, error) {
 	if s.Failback {
 		b.WriteString("    failback: true\n")
 	}
+	b.WriteString(s.GroupExtra)
 	c.Config = filepath.Join(s.Dir, "baton.yaml")
 	if err := os.WriteFile(c.Config, []byte(b.String()), 0o600); err != nil {
 		return nil, err
 	}
 	for _, h := range c.Members {
+		if s.NoWhoami {
+			break
+		}
 		if err := l.StartWhoami(h, s.Port); err != nil {
 			return nil, err
 		}

@@ -29,6 +29,7 @@ const (
 	ReasonFailback   = "failback"   // higher-priority member returned
 	ReasonRelinquish = "relinquish" // owner gave the group up
 	ReasonHook       = "hook"       // the new owner's active hook failed
+	ReasonStart      = "start"      // the new owner's service did not become healthy within start_timeout
 	ReasonManual     = "manual"     // forced by an operator (failover --to)
 )
 

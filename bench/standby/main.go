@@ -1,0 +1,157 @@
+// Command standby measures the client-visible outage of a failover (kill -9
+// of the owner's agent) in the network-namespace lab (root) for each standby
+// mode — hot, warm, cold — with a demo service whose start-up takes 0, 1 or
+// 5 seconds. The service is Baton's own `demo-service`, supervised by the
+// agent; the group's tcp check gates the takeover.
+//
+//	go run ./bench/standby -trials 10
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/baton-ha/baton/internal/lab"
+	"github.com/baton-ha/baton/internal/proctest"
+)
+
+const vip = "10.77.0.100"
+
+func main() {
+	trials := flag.Int("trials", 10, "trials per mode and delay")
+	modes := flag.String("modes", "hot,warm,cold", "standby modes")
+	delays := flag.String("delays", "0s,1s,5s", "service start-up delays")
+	profile := flag.String("profile", "default", "timing profile")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "standby: needs root (network namespaces)")
+		os.Exit(2)
+	}
+	dir, err := os.MkdirTemp("", "baton-standby-")
+	check(err)
+	defer os.RemoveAll(dir)
+	bin, err := proctest.Build(dir)
+	check(err)
+	fmt.Printf("# kill -9 of the owner's agent → client served again, by standby mode and service start-up time; profile %s, %s\n\n",
+		*profile, time.Now().UTC().Format("2006-01-02"))
+	fmt.Println("| mode | start-up | trials | p50 | p90 | max |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, m := range strings.Split(*modes, ",") {
+		for _, ds := range strings.Split(*delays, ",") {
+			d, err := time.ParseDuration(ds)
+			check(err)
+			out := run(bin, filepath.Join(dir, m+"-"+ds), *profile, m, d, *trials)
+			row(m, ds, out)
+		}
+	}
+}
+
+func run(bin, dir, profile, mode string, delay time.Duration, trials int) []time.Duration {
+	check(os.MkdirAll(dir, 0o755))
+	l, err := lab.New(lab.Options{Hosts: 3})
+	check(err)
+	defer l.Close()
+	promote := ""
+	if mode == "warm" {
+		promote = `, promote: ["/bin/true"], demote: ["/bin/true"]`
+	}
+	extra := fmt.Sprintf(`    standby: %s
+    service: {run: [%q, "demo-service", "--listen", ":8080", "--delay", %q], start_timeout: 30s, stop_timeout: 2s%s}
+    checks: [{type: tcp, address: "127.0.0.1:8080", interval: 20ms, timeout: 100ms, fall: 2, rise: 1}]
+`, mode, bin, delay.String(), promote)
+	c, err := l.StartCluster(lab.ClusterSpec{Bin: bin, Dir: dir, Profile: profile, VIP: vip + "/24", GroupExtra: extra, NoWhoami: true})
+	check(err)
+	defer c.Stop()
+	holder := waitReady(c, "", mode, delay)
+	pr, err := l.StartProber(vip+":8080", 5*time.Millisecond)
+	check(err)
+	var out []time.Duration
+	for i := 0; i < trials; i++ {
+		other := "h1"
+		if holder == "h1" {
+			other = "h2"
+		}
+		t0 := time.Now()
+		check(c.KillAgent(holder))
+		if !waitServed(pr, other, t0) {
+			check(fmt.Errorf("%s/%v trial %d: client not served by %s", mode, delay, i+1, other))
+		}
+		var worst lab.Outage
+		for _, o := range lab.Outages(pr.Probes(), t0.Add(-time.Second)) {
+			if o.End.After(t0) && o.Duration > worst.Duration {
+				worst = o
+			}
+		}
+		out = append(out, worst.Duration)
+		fmt.Fprintf(os.Stderr, "%s start-up %v trial %d: %s → %s, outage %v\n", mode, delay, i+1, holder, other, worst.Duration.Round(time.Millisecond))
+		check(c.StartAgent(holder))
+		holder = waitReady(c, other, mode, delay)
+	}
+	pr.Stop()
+	return out
+}
+
+// waitReady waits until exactly one host holds the VIP and, for hot and warm,
+// the standby's service is up again (healthy), so the next trial has a
+// standby in the mode being measured.
+func waitReady(c *lab.Cluster, want, mode string, delay time.Duration) string {
+	var holder string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		h, err := c.HoldersOf(vip)
+		if err == nil && len(h) == 1 && (want == "" || h[0] == want) {
+			holder = h[0]
+			break
+		}
+	}
+	if holder == "" {
+		check(fmt.Errorf("VIP not held by exactly one host (want %q)", want))
+	}
+	standby := "h1"
+	if holder == "h1" {
+		standby = "h2"
+	}
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var st struct {
+			Groups []struct{ Healthy bool }
+		}
+		if err := c.Status(standby, &st); err == nil && len(st.Groups) > 0 && st.Groups[0].Healthy {
+			time.Sleep(time.Second)
+			return holder
+		}
+	}
+	check(fmt.Errorf("standby %s never became ready (%s)", standby, mode))
+	return ""
+}
+
+func waitServed(pr *lab.Prober, who string, t0 time.Time) bool {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for _, p := range pr.Probes() {
+			if p.At.After(t0) && p.Who == who {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func row(mode, delay string, d []time.Duration) {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	q := func(p float64) string {
+		i := int(math.Ceil(p*float64(len(d)))) - 1
+		return fmt.Sprintf("%d ms", d[max(i, 0)].Milliseconds())
+	}
+	fmt.Printf("| %s | %s | %d | %s | %s | %s |\n", mode, delay, len(d), q(0.5), q(0.9), q(1))
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "standby:", err)
+		os.Exit(1)
+	}
+}

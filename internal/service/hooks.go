@@ -1,7 +1,8 @@
 // Package service runs the commands Baton starts on behalf of a group: hooks
-// on role changes now, supervised services later. Commands are argv lists run
-// directly (never through a shell), in their own process group so a timeout
-// kills the whole tree, with the BATON_* environment and their output logged.
+// on role changes (hooks.go) and the group's supervised service
+// (supervisor.go). Commands are argv lists run directly (never through a
+// shell), in their own process group so a timeout kills the whole tree, with
+// the BATON_* environment and their output logged.
 package service
 
 import (

@@ -38,27 +38,11 @@ func TestMain(m *testing.M) {
 // this is a correctness test on a shared machine, not a benchmark.
 const liveness = 15 * time.Second
 
+// start starts two members and a witness and waits for n1 (highest
+// priority) to own the group at epoch 1.
 func start(t *testing.T, spec proctest.Spec) *proctest.Cluster {
 	t.Helper()
-	if spec.Members == nil {
-		spec.Members, spec.Witness = []string{"n1", "n2"}, "w1"
-	}
-	c, err := proctest.New(bin, t.TempDir(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Stop()
-		if t.Failed() {
-			for n := range c.Addrs {
-				b, _ := os.ReadFile(c.Dir + "/" + n + ".log")
-				t.Logf("=== %s.log (tail) ===\n%s", n, tail(string(b), 3000))
-			}
-		}
-	})
-	if err := c.StartAll(); err != nil {
-		t.Fatal(err)
-	}
+	c := start2(t, spec)
 	owner, epoch, err := c.WaitOwner("w1", liveness)
 	if err != nil {
 		t.Fatal(err)

@@ -159,11 +159,13 @@ func TestCrashLoopingServiceMakesItsNodeUnhealthy(t *testing.T) {
 	}
 }
 
-// start2 starts a cluster without asserting the initial owner (the tests
-// that use it make n1 unable to serve).
+// start2 starts two members and a witness without asserting the initial
+// owner (some tests make n1 unable to serve); logs are printed on failure.
 func start2(t *testing.T, spec proctest.Spec) *proctest.Cluster {
 	t.Helper()
-	spec.Members, spec.Witness = []string{"n1", "n2"}, "w1"
+	if spec.Members == nil {
+		spec.Members, spec.Witness = []string{"n1", "n2"}, "w1"
+	}
 	c, err := proctest.New(bin, t.TempDir(), spec)
 	if err != nil {
 		t.Fatal(err)

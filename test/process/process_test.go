@@ -162,12 +162,14 @@ func TestSIGTERMHandsOffWithoutLeaseWait(t *testing.T) {
 	if !sawStandby {
 		t.Fatalf("n1 did not run its standby hook before n2 became active: %+v", c.Hooks())
 	}
-	st, err := c.Status("w1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if g := st.Groups[0]; g.Owner != "n2" || g.Epoch != 2 {
-		t.Fatalf("w1 sees %+v; want n2@2", g)
+	for deadline := time.Now().Add(liveness); ; time.Sleep(50 * time.Millisecond) {
+		st, err := c.Status("w1")
+		if err == nil && st.Groups[0].Owner == "n2" && st.Groups[0].Epoch == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("w1 sees %+v (%v); want n2@2", st.Groups, err)
+		}
 	}
 }
 
@@ -345,9 +347,16 @@ func TestFailingChecksHandOff(t *testing.T) {
 	if e.Epoch != 2 {
 		t.Fatalf("n2 active at epoch %d, want 2", e.Epoch)
 	}
-	out, err := c.Baton("w1", "history", "--json")
-	if err != nil || !strings.Contains(out, `"reason": "check"`) {
-		t.Fatalf("history lacks a check failover: %v\n%s", err, out)
+	// w1's replica applies the change a little later: poll.
+	var out string
+	for deadline := time.Now().Add(liveness); ; time.Sleep(50 * time.Millisecond) {
+		out, err = c.Baton("w1", "history", "--json")
+		if err == nil && strings.Contains(out, `"reason": "check"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("history lacks a check failover: %v\n%s", err, out)
+		}
 	}
 	// Now n2 fails too: nobody is healthy, n2 keeps the group.
 	if err := os.WriteFile(dir+"/down-n2", nil, 0o644); err != nil {

@@ -112,9 +112,14 @@ func TestServiceThatNeverGetsHealthyPassesTheGroupOn(t *testing.T) {
 			t.Fatalf("n1 ran its active hook although its service never became healthy: %+v", h)
 		}
 	}
-	out, err := c.Baton("w1", "history", "--json")
-	if err != nil || !strings.Contains(out, `"reason": "start"`) {
-		t.Fatalf("history does not say why: %v\n%s", err, out)
+	for deadline := time.Now().Add(liveness); ; time.Sleep(50 * time.Millisecond) {
+		out, err := c.Baton("w1", "history", "--json")
+		if err == nil && strings.Contains(out, `"reason": "start"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("history does not say why: %v\n%s", err, out)
+		}
 	}
 	// n1 stopped its service when it gave the group up (cold).
 	for _, pid := range starts(dir)["n1"] {

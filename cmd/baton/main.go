@@ -46,7 +46,7 @@ func newRoot() *cobra.Command {
 	}
 	root.AddCommand(newAgentCmd(), newCheckConfigCmd(), newStatusCmd(), newHistoryCmd(), newVersionCmd(), newDemoCmd(),
 		newSwitchoverCmd(), newMaintenanceCmd(), newFenceCmd(),
-		newDemoServiceCmd())
+		newDemoServiceCmd(), newDrillCmd())
 	return root
 }
 

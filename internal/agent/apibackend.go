@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/baton-ha/baton/internal/quorum"
@@ -160,4 +161,13 @@ func (a *Agent) refreshMetrics(st Status) {
 			m.ObserveTakeover(e.Group, time.Duration(e.TakeoverMs)*time.Millisecond)
 		}
 	}
+}
+
+// Crash exits the process at once, without handing off: a failure drill.
+// The VIP fence sees its pipe close and removes the VIPs; the cluster
+// detects the failure through the lease, as for a real crash.
+func (a *Agent) Crash() {
+	a.log.Warn("failure drill: exiting now without handing off")
+	time.Sleep(50 * time.Millisecond) // let the HTTP answer go out
+	os.Exit(3)
 }

@@ -35,6 +35,7 @@ type Status struct {
 type NodeStatus struct {
 	Name       string `json:"name"`
 	Address    string `json:"address"`
+	API        string `json:"api"`
 	Witness    bool   `json:"witness"`
 	Self       bool   `json:"self"`
 	Alive      bool   `json:"alive"`
@@ -86,7 +87,7 @@ func (n *Node) Status(now time.Duration) Status {
 		st.RaftRole = n.d.RaftRole()
 	}
 	for _, nd := range n.d.Config.Nodes {
-		ns := NodeStatus{Name: nd.Name, Address: nd.Address, Witness: nd.Witness, LastSeenMs: -1}
+		ns := NodeStatus{Name: nd.Name, Address: nd.Address, API: nd.API, Witness: nd.Witness, LastSeenMs: -1}
 		if nd.Name == n.name {
 			ns.Self, ns.Alive, ns.RaftRole, ns.LastSeenMs, ns.Leaving = true, true, st.RaftRole, 0, n.leaving
 		} else if p := n.peers[nd.Name]; p != nil && p.heard {

@@ -37,6 +37,9 @@ type Backend interface {
 	Maintenance(r *http.Request, group string, on bool) error
 	// MetricsHandler serves Prometheus metrics.
 	MetricsHandler() http.Handler
+	// Crash makes the agent exit at once without handing off, as a crash
+	// would (failure drills); its VIP fence still removes the VIPs.
+	Crash()
 }
 
 // Server is the HTTP handler.
@@ -57,6 +60,13 @@ func New(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /v1/groups/{group}/standby", s.role(agent.RoleStandby))
 	s.mux.HandleFunc("HEAD /v1/groups/{group}/standby", s.role(agent.RoleStandby))
 	s.mux.HandleFunc("POST /v1/debug/transfer-leadership", s.mutation(s.transferLeadership))
+	s.mux.HandleFunc("POST /v1/debug/crash", s.mutation(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusAccepted, map[string]string{"status": "crashing: exiting without handing off"})
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		go s.b.Crash()
+	}))
 	s.mux.HandleFunc("POST /v1/groups/{group}/switchover", s.mutation(s.onLeader(s.switchover)))
 	s.mux.HandleFunc("POST /v1/maintenance", s.mutation(s.onLeader(s.maintenance)))
 	s.mux.Handle("GET /metrics", b.MetricsHandler())

@@ -24,6 +24,7 @@ func (f *fakeBackend) Events(*http.Request) ([]quorum.Event, error) { return nil
 func (f *fakeBackend) Ready() bool                                  { return f.st.Leader != "" }
 func (f *fakeBackend) Token() string                                { return f.token }
 func (f *fakeBackend) LeaderAPI() (string, bool)                    { return "", true }
+func (f *fakeBackend) Crash()                                       {}
 func (f *fakeBackend) MetricsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("baton_up 1\n")) })
 }

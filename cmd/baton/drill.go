@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/baton-ha/baton/internal/agent"
+	"github.com/baton-ha/baton/internal/quorum"
+)
+
+// DrillReport is what `baton drill` measured (stable --json).
+type DrillReport struct {
+	Kind        string         `json:"kind"` // switchover | failure
+	Group       string         `json:"group"`
+	Target      string         `json:"target"`
+	FromOwner   string         `json:"from_owner"`
+	ToOwner     string         `json:"to_owner"`
+	FromEpoch   uint64         `json:"from_epoch"`
+	ToEpoch     uint64         `json:"to_epoch"`
+	Probes      int            `json:"probes"`
+	Failed      int            `json:"failed_probes"`
+	OutageMs    float64        `json:"outage_ms"`     // longest run of failed probes (last success → next success)
+	AnsweredBy  []string       `json:"answered_by"`   // distinct answers seen, in order
+	NewEvents   []quorum.Event `json:"history"`       // history entries the drill produced
+	DurationMs  float64        `json:"duration_ms"`   // whole drill
+	ServedAgain bool           `json:"served_again"`  // the target answered after the change
+	StillFailed bool           `json:"still_failing"` // the target was not answering at the end
+}
+
+func newDrillCmd() *cobra.Command {
+	var f apiFlags
+	var target, url, group string
+	var every, settle time.Duration
+	var disrupt, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "drill --target HOST:PORT|--url URL [--group G] [--allow-disruption]",
+		Short: "Rehearse a failover on a live cluster and measure what a client sees",
+		Long: `Probes the service the way a client does (a TCP connect to --target, or an HTTP
+GET of --url) every --every, then makes the group change owner and reports the
+longest outage the probe saw, the ownership change and the history entries.
+
+By default the drill is a planned switchover (coordinated, no lease wait).
+With --allow-disruption it is a failure drill: the owner's agent exits at once
+without handing off, as a crash would (its VIP fence still drops the VIP), and
+the cluster must detect it; restart that agent afterwards (systemd does).
+Needs the API token.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if (target == "") == (url == "") {
+				return fmt.Errorf("give exactly one of --target HOST:PORT or --url URL: the service the drill probes")
+			}
+			var st agent.Status
+			if err := f.get("/v1/status", &st); err != nil {
+				return err
+			}
+			var g *agent.GroupStatus
+			for i := range st.Groups {
+				if group == "" || st.Groups[i].Name == group {
+					g = &st.Groups[i]
+					break
+				}
+			}
+			if g == nil {
+				return fmt.Errorf("unknown group %q", group)
+			}
+			if g.Owner == "" {
+				return fmt.Errorf("group %s has no owner: nothing to drill", g.Name)
+			}
+			var before []quorum.Event
+			if err := f.get("/v1/events", &before); err != nil {
+				return err
+			}
+			rep := DrillReport{Kind: "switchover", Group: g.Name, Target: target + url, FromOwner: g.Owner, FromEpoch: g.Epoch}
+			if disrupt {
+				rep.Kind = "failure"
+			}
+			p := startDrillProbe(target, url, every)
+			time.Sleep(500 * time.Millisecond) // a baseline of answers
+			start := time.Now()
+			if disrupt {
+				owner := findNode(st, g.Owner)
+				var res map[string]any
+				crash := f
+				crash.url = owner
+				if err := crash.post("/v1/debug/crash", map[string]any{}, &res); err != nil {
+					p.stop()
+					return fmt.Errorf("asking %s's agent to exit: %w", g.Owner, err)
+				}
+			} else {
+				var res agent.SwitchoverResult
+				if err := f.post("/v1/groups/"+g.Name+"/switchover", map[string]string{}, &res); err != nil {
+					p.stop()
+					return err
+				}
+			}
+			// Wait for the new owner (asked of any agent that answers), then settle.
+			other := otherAPIs(st, g.Owner)
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if o, e, ok := ownerVia(other, g.Name); ok && e > g.Epoch {
+					rep.ToOwner, rep.ToEpoch = o, e
+					break
+				}
+			}
+			time.Sleep(settle)
+			probes := p.stop()
+			rep.DurationMs = float64(time.Since(start).Microseconds()) / 1000
+			rep.Probes = len(probes)
+			var last time.Time
+			seen := map[string]bool{}
+			for _, pr := range probes {
+				if !pr.ok {
+					rep.Failed++
+					continue
+				}
+				if !seen[pr.who] {
+					seen[pr.who] = true
+					rep.AnsweredBy = append(rep.AnsweredBy, pr.who)
+				}
+				if !last.IsZero() && pr.at.After(start) {
+					if gap := pr.at.Sub(last); float64(gap.Microseconds())/1000 > rep.OutageMs && gap > every*2 {
+						rep.OutageMs = float64(gap.Microseconds()) / 1000
+					}
+				}
+				if pr.at.After(start) {
+					rep.ServedAgain = true
+				}
+				last = pr.at
+			}
+			rep.StillFailed = len(probes) > 0 && !probes[len(probes)-1].ok
+			var after []quorum.Event
+			for _, api := range other {
+				g2 := f
+				g2.url = api
+				if g2.get("/v1/events", &after) == nil {
+					break
+				}
+			}
+			for _, e := range after {
+				if e.Seq > maxSeq(before) && e.Group == g.Name {
+					rep.NewEvents = append(rep.NewEvents, e)
+				}
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			fmt.Fprintf(out, "%s drill of group %s, probing %s every %v\n", rep.Kind, rep.Group, rep.Target, every)
+			fmt.Fprintf(out, "  owner:   %s (epoch %d) → %s (epoch %d)\n", rep.FromOwner, rep.FromEpoch, orDash(rep.ToOwner), rep.ToEpoch)
+			fmt.Fprintf(out, "  outage:  %.1f ms (longest run of failed probes; %d of %d probes failed)\n", rep.OutageMs, rep.Failed, rep.Probes)
+			fmt.Fprintf(out, "  answers: %s\n", strings.Join(rep.AnsweredBy, ", "))
+			for _, e := range rep.NewEvents {
+				fmt.Fprintf(out, "  history: epoch %d %s → %s (%s) detect %d ms, decide %d ms, takeover %d ms\n",
+					e.Epoch, orDash(e.From), e.To, e.Reason, e.DetectMs, e.DecideMs, e.TakeoverMs)
+			}
+			if !rep.ServedAgain || rep.StillFailed {
+				return &exitError{code: 4, msg: "the target did not answer again after the change"}
+			}
+			if disrupt {
+				fmt.Fprintf(out, "  note: restart %s's agent now (systemd does it for you)\n", rep.FromOwner)
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&target, "target", "", "HOST:PORT to probe with TCP connects (e.g. the VIP and service port)")
+	cmd.Flags().StringVar(&url, "url", "", "URL to probe with HTTP GETs (2xx = up)")
+	cmd.Flags().StringVar(&group, "group", "", "group to drill (default: the first)")
+	cmd.Flags().DurationVar(&every, "every", 10*time.Millisecond, "probe interval")
+	cmd.Flags().DurationVar(&settle, "settle", 2*time.Second, "keep probing this long after the new owner is known")
+	cmd.Flags().BoolVar(&disrupt, "allow-disruption", false, "failure drill: make the owner's agent exit without handing off")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
+}
+
+// findNode returns a node's API address from a status.
+func findNode(st agent.Status, name string) string {
+	for _, n := range st.Nodes {
+		if n.Name == name {
+			return n.API
+		}
+	}
+	return ""
+}
+
+// otherAPIs lists the API addresses of every node but `but`.
+func otherAPIs(st agent.Status, but string) []string {
+	var out []string
+	for _, n := range st.Nodes {
+		if n.Name != but && n.API != "" {
+			out = append(out, n.API)
+		}
+	}
+	return out
+}
+
+// ownerVia asks the agents in turn for the group's owner and epoch.
+func ownerVia(apis []string, group string) (string, uint64, bool) {
+	for _, api := range apis {
+		f := apiFlags{url: api}
+		var st agent.Status
+		if f.get("/v1/status", &st) != nil {
+			continue
+		}
+		for _, g := range st.Groups {
+			if g.Name == group {
+				return g.Owner, g.Epoch, true
+			}
+		}
+	}
+	return "", 0, false
+}
+
+type drillProbe struct {
+	at  time.Time
+	ok  bool
+	who string
+}
+
+type prober struct {
+	mu     sync.Mutex
+	probes []drillProbe
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func startDrillProbe(target, url string, every time.Duration) *prober {
+	p := &prober{done: make(chan struct{})}
+	client := &http.Client{Timeout: 200 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.done:
+				return
+			case <-t.C:
+			}
+			at := time.Now()
+			pr := drillProbe{at: at}
+			if url != "" {
+				if resp, err := client.Get(url); err == nil {
+					b, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+					resp.Body.Close()
+					pr.ok = resp.StatusCode/100 == 2
+					pr.who = strings.TrimSpace(string(b))
+				}
+			} else if c, err := net.DialTimeout("tcp", target, 200*time.Millisecond); err == nil {
+				_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
+				if tc, ok := c.(*net.TCPConn); ok {
+					_ = tc.CloseWrite()
+				}
+				line, _ := bufio.NewReader(c).ReadString('\n')
+				c.Close()
+				pr.ok, pr.who = true, strings.TrimSpace(line)
+			}
+			p.mu.Lock()
+			p.probes = append(p.probes, pr)
+			p.mu.Unlock()
+		}
+	}()
+	return p
+}
+
+func (p *prober) stop() []drillProbe {
+	close(p.done)
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]drillProbe(nil), p.probes...)
+}
+
+func maxSeq(ev []quorum.Event) uint64 {
+	var m uint64
+	for _, e := range ev {
+		m = max(m, e.Seq)
+	}
+	return m
+}

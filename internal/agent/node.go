@@ -1143,10 +1143,3 @@ func TickPeriod(t config.Timing) time.Duration {
 	p := min(t.HeartbeatInterval/2, t.LeaseGuard/2)
 	return max(p, time.Millisecond)
 }
-
-// DebugVote describes the voter state of a group (for harness diagnostics).
-func (n *Node) DebugVote(group string, now time.Duration) string {
-	vs := n.vote[group]
-	return fmt.Sprintf("view=%s/%d since=-%v grant=%s/%d lastGrant=-%v released=%d floor=-%v",
-		vs.viewOwner, vs.viewEpoch, now-vs.viewSince, vs.grantOwner, vs.grantEpoch, now-vs.lastGrant, vs.releasedMax, now-n.floor)
-}

@@ -10,13 +10,12 @@ package main
 import (
 	"flag"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/baton-ha/baton/internal/drill"
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/proctest"
 )
@@ -79,7 +78,7 @@ func run(bin, dir, profile, mode string, delay time.Duration, trials int) []time
 		}
 		t0 := time.Now()
 		check(c.KillAgent(holder))
-		if !waitServed(pr, other, t0) {
+		if !pr.WaitServed(other, t0, 60*time.Second) {
 			check(fmt.Errorf("%s/%v trial %d: client not served by %s", mode, delay, i+1, other))
 		}
 		var worst lab.Outage
@@ -101,17 +100,8 @@ func run(bin, dir, profile, mode string, delay time.Duration, trials int) []time
 // the standby's service is up again (healthy), so the next trial has a
 // standby in the mode being measured.
 func waitReady(c *lab.Cluster, want, mode string, delay time.Duration) string {
-	var holder string
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		h, err := c.HoldersOf(vip)
-		if err == nil && len(h) == 1 && (want == "" || h[0] == want) {
-			holder = h[0]
-			break
-		}
-	}
-	if holder == "" {
-		check(fmt.Errorf("VIP not held by exactly one host (want %q)", want))
-	}
+	holder, err := c.WaitHolder(vip, want, 60*time.Second)
+	check(err)
 	standby := "h1"
 	if holder == "h1" {
 		standby = "h2"
@@ -129,23 +119,8 @@ func waitReady(c *lab.Cluster, want, mode string, delay time.Duration) string {
 	return ""
 }
 
-func waitServed(pr *lab.Prober, who string, t0 time.Time) bool {
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		for _, p := range pr.Probes() {
-			if p.At.After(t0) && p.Who == who {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 func row(mode, delay string, d []time.Duration) {
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	q := func(p float64) string {
-		i := int(math.Ceil(p*float64(len(d)))) - 1
-		return fmt.Sprintf("%d ms", d[max(i, 0)].Milliseconds())
-	}
+	q := func(p float64) string { return fmt.Sprintf("%d ms", drill.Quantile(d, p).Milliseconds()) }
 	fmt.Printf("| %s | %s | %d | %s | %s | %s |\n", mode, delay, len(d), q(0.5), q(0.9), q(1))
 }
 

@@ -9,13 +9,12 @@ package main
 import (
 	"flag"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/baton-ha/baton/internal/drill"
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/proctest"
 )
@@ -76,7 +75,7 @@ func run(bin, dir, profile, fault string, trials int) ([]time.Duration, int) {
 		default:
 			check(fmt.Errorf("unknown fault %q", fault))
 		}
-		served := waitServed(pr, other, t0)
+		served := pr.WaitServed(other, t0, 60*time.Second)
 		var worst lab.Outage
 		for _, o := range lab.Outages(pr.Probes(), t0.Add(-time.Second)) {
 			if o.End.After(t0) && o.Duration > worst.Duration {
@@ -101,34 +100,14 @@ func run(bin, dir, profile, fault string, trials int) ([]time.Duration, int) {
 	return out, rep.DualRounds
 }
 
-func waitServed(pr *lab.Prober, who string, t0 time.Time) bool {
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		for _, p := range pr.Probes() {
-			if p.At.After(t0) && p.Who == who {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 func waitSingleHolder(c *lab.Cluster, want string) string {
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		h, err := c.HoldersOf(vip)
-		if err == nil && len(h) == 1 && (want == "" || h[0] == want) {
-			return h[0]
-		}
-	}
-	check(fmt.Errorf("VIP not held by exactly one host (want %q)", want))
-	return ""
+	h, err := c.WaitHolder(vip, want, 30*time.Second)
+	check(err)
+	return h
 }
 
 func row(profile, fault string, d []time.Duration, dual int) {
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	q := func(p float64) string {
-		i := int(math.Ceil(p*float64(len(d)))) - 1
-		return fmt.Sprintf("%d ms", d[max(i, 0)].Milliseconds())
-	}
+	q := func(p float64) string { return fmt.Sprintf("%d ms", drill.Quantile(d, p).Milliseconds()) }
 	fmt.Printf("| %s | %s | %d | %s | %s | %s | %s | %d |\n", profile, fault, len(d), q(0.5), q(0.9), q(0.99), q(1), dual)
 }
 

@@ -197,3 +197,16 @@ func (c *Cluster) Stop() {
 		_ = p.Kill()
 	}
 }
+
+// WaitHolder waits until exactly one host carries addr (and, if want is not
+// "", that it is want) and returns it.
+func (c *Cluster) WaitHolder(addr, want string, limit time.Duration) (string, error) {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		h, err := c.HoldersOf(addr)
+		if err == nil && len(h) == 1 && (want == "" || h[0] == want) {
+			return h[0], nil
+		}
+	}
+	h, _ := c.HoldersOf(addr)
+	return "", fmt.Errorf("%s is on %v after %v, want exactly one host (%q)", addr, h, limit, want)
+}

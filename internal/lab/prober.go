@@ -262,3 +262,15 @@ func Outages(probes []Probe, after time.Time) []Outage {
 	}
 	return out
 }
+
+// WaitServed polls until a probe after `after` was answered by who, up to limit.
+func (p *Prober) WaitServed(who string, after time.Time, limit time.Duration) bool {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for _, pr := range p.Probes() {
+			if pr.At.After(after) && pr.Who == who {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -2,8 +2,6 @@ package process
 
 import (
 	"encoding/json"
-	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -15,20 +13,7 @@ import (
 // the owner, first a planned switchover, then a failure drill.
 func TestDrillOnALiveCluster(t *testing.T) {
 	c := start(t, proctest.Spec{})
-	svcPort := c.Port + 2
-	for _, n := range []string{"n1", "n2"} {
-		stop, err := proctest.Whoami(net.JoinHostPort(c.Addrs[n], fmt.Sprint(svcPort)), n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(stop)
-	}
-	hp, err := c.StartHAProxy(net.JoinHostPort("127.0.0.1", fmt.Sprint(c.Port+3)), []string{"n1", "n2"}, svcPort, 20*time.Millisecond)
-	if err != nil {
-		t.Skip("SKIPPED LOUDLY: " + err.Error())
-	}
-	t.Cleanup(hp.Stop)
-	time.Sleep(time.Second)
+	hp := behindHAProxy(t, c, 20*time.Millisecond)
 
 	type report struct {
 		Kind        string

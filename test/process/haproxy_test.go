@@ -15,19 +15,7 @@ import (
 // traffic reaches only the owner, across a switchover and a failover.
 func TestHAProxyFollowsTheOwner(t *testing.T) {
 	c := start(t, proctest.Spec{})
-	svcPort := c.Port + 2
-	for _, n := range []string{"n1", "n2"} {
-		stop, err := proctest.Whoami(net.JoinHostPort(c.Addrs[n], fmt.Sprint(svcPort)), n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(stop)
-	}
-	hp, err := c.StartHAProxy(net.JoinHostPort("127.0.0.1", fmt.Sprint(c.Port+3)), []string{"n1", "n2"}, svcPort, 50*time.Millisecond)
-	if err != nil {
-		t.Skip("SKIPPED LOUDLY: " + err.Error() + " (scripts/test installs it as root)")
-	}
-	t.Cleanup(hp.Stop)
+	hp := behindHAProxy(t, c, 50*time.Millisecond)
 	client := &http.Client{Timeout: time.Second}
 	// onlyFrom waits until `want` answers, then requires every answer for 1 s to come from it.
 	onlyFrom := func(want string) {
@@ -45,7 +33,6 @@ func TestHAProxyFollowsTheOwner(t *testing.T) {
 			}
 		}
 	}
-	time.Sleep(500 * time.Millisecond) // HAProxy starts servers up until their first check
 	onlyFrom("n1")
 	if out, err := c.Baton("w1", "switchover", "web", "--to", "n2"); err != nil {
 		t.Fatalf("switchover: %v\n%s", err, out)
@@ -55,4 +42,25 @@ func TestHAProxyFollowsTheOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	onlyFrom("n1")
+}
+
+// behindHAProxy gives both members a "who am I" service and puts a real
+// HAProxy in front that checks /v1/groups/web/active every `inter`.
+func behindHAProxy(t *testing.T, c *proctest.Cluster, inter time.Duration) *proctest.HAProxy {
+	t.Helper()
+	svcPort := c.Port + 2
+	for _, n := range []string{"n1", "n2"} {
+		stop, err := proctest.Whoami(net.JoinHostPort(c.Addrs[n], fmt.Sprint(svcPort)), n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(stop)
+	}
+	hp, err := c.StartHAProxy(net.JoinHostPort("127.0.0.1", fmt.Sprint(c.Port+3)), []string{"n1", "n2"}, svcPort, inter)
+	if err != nil {
+		t.Skip("SKIPPED LOUDLY: " + err.Error() + " (scripts/test installs it as root)")
+	}
+	t.Cleanup(hp.Stop)
+	time.Sleep(500 * time.Millisecond) // HAProxy starts servers up until their first check
+	return hp
 }

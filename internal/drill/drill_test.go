@@ -20,18 +20,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "\n*** SKIPPING the drill suite: it needs root (namespace lab). Run it as root. ***")
 		os.Exit(m.Run()) // the pure tests still run; lab tests skip
 	}
-	dir, err := os.MkdirTemp("", "baton-drill-bin-")
-	if err != nil {
-		panic(err)
-	}
-	bin, err = proctest.Build(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(proctest.RunWithBinary(m, &bin))
 }
 
 func needRoot(t *testing.T) {

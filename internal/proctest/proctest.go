@@ -319,3 +319,20 @@ func (c *Cluster) WaitOwner(via string, d time.Duration) (string, uint64, error)
 	}
 	return "", 0, fmt.Errorf("no active owner seen via %s within %v", via, d)
 }
+
+// RunWithBinary is a TestMain body for packages that run the real binary:
+// it builds cmd/baton into a temporary directory, stores its path in *bin,
+// runs the tests and removes the directory. It returns the exit code.
+func RunWithBinary(m interface{ Run() int }, bin *string) int {
+	dir, err := os.MkdirTemp("", "baton-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if *bin, err = Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}

@@ -27,18 +27,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "\n*** SKIPPING the namespace lab suite: it needs root (ip netns, nftables). Run scripts/test as root. ***")
 		os.Exit(0)
 	}
-	dir, err := os.MkdirTemp("", "baton-lab-bin-")
-	if err != nil {
-		panic(err)
-	}
-	bin, err = proctest.Build(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(proctest.RunWithBinary(m, &bin))
 }
 
 type env struct {

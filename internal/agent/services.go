@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/baton-ha/baton/internal/config"
@@ -30,6 +31,27 @@ type groupSvc struct {
 	up        uint64
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+	// Service operations (start, promote, stop, demote) run in the
+	// background; opMu serialises them and gen makes a stale one (superseded
+	// by a later role change) a no-op, so a stop can never overtake the start
+	// that follows it.
+	opMu sync.Mutex
+	gen  atomic.Uint64
+}
+
+// serviceOp runs op in the background, after earlier operations, unless a
+// later role change superseded it by then.
+func (gs *groupSvc) serviceOp(op func()) {
+	g := gs.gen.Add(1)
+	gs.wg.Add(1)
+	go func() {
+		defer gs.wg.Done()
+		gs.opMu.Lock()
+		defer gs.opMu.Unlock()
+		if gs.gen.Load() == g {
+			op()
+		}
+	}()
 }
 
 func (a *Agent) openServices() error {
@@ -136,13 +158,8 @@ func (a *Agent) promote(t Transition) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	gs.cancel = cancel
-	a.log.Info("taking over: waiting for the service to be healthy", "group", t.Group, "epoch", t.Epoch,
-		"standby", gs.g.Standby, "start_timeout", timeout)
-	gs.wg.Add(1)
-	go func() {
-		defer gs.wg.Done()
-		defer cancel()
-		if gs.sup != nil {
+	if gs.sup != nil {
+		gs.serviceOp(func() {
 			var err error
 			switch gs.g.Standby {
 			case StandbyCold:
@@ -153,7 +170,14 @@ func (a *Agent) promote(t Transition) {
 			if err != nil {
 				a.log.Error("starting the service for takeover failed", "group", t.Group, "err", err)
 			}
-		}
+		})
+	}
+	a.log.Info("taking over: waiting for the service to be healthy", "group", t.Group, "epoch", t.Epoch,
+		"standby", gs.g.Standby, "start_timeout", timeout)
+	gs.wg.Add(1)
+	go func() {
+		defer gs.wg.Done()
+		defer cancel()
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -172,7 +196,7 @@ func (a *Agent) promote(t Transition) {
 				if ctx.Err() == context.DeadlineExceeded {
 					a.post(func(now time.Duration) {
 						if gs.promoting == t.Epoch {
-							gs.promoting = 0
+							// GiveUp demotes, which stops the service it started.
 							a.node.GiveUp(now, t.Group, t.Epoch, quorum.ReasonStart,
 								fmt.Sprintf("service not healthy within start_timeout %v", timeout))
 						}
@@ -208,26 +232,25 @@ func (a *Agent) demote(t Transition) {
 	if gs.cancel != nil {
 		gs.cancel()
 	}
+	// Only a node that took the group over has anything to stop or demote
+	// (not, e.g., the standby reported at start).
+	wasOwner := gs.promoting != 0 || gs.up != 0
 	gs.promoting, gs.up = 0, 0
-	if gs.sup == nil {
+	if gs.sup == nil || !wasOwner {
 		return
 	}
 	switch gs.g.Standby {
 	case StandbyCold:
-		gs.wg.Add(1)
-		go func() {
-			defer gs.wg.Done()
+		gs.serviceOp(func() {
 			if err := gs.sup.Stop(); err != nil {
 				a.log.Error("stopping the service", "group", t.Group, "err", err)
 			}
-		}()
+		})
 	case StandbyWarm:
-		gs.wg.Add(1)
-		go func() {
-			defer gs.wg.Done()
+		gs.serviceOp(func() {
 			if err := gs.sup.Demote(context.Background()); err != nil {
 				a.log.Error("demoting the service", "group", t.Group, "err", err)
 			}
-		}()
+		})
 	}
 }

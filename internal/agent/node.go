@@ -632,9 +632,14 @@ func (n *Node) updateRoles(now time.Duration) {
 
 // announceStart reports the initial standby role of every member group once
 // the node knows the replicated state (so hooks get the real epoch and
-// owner), or after the startup grace if the quorum is unreachable.
+// owner), or after the startup grace if the quorum is unreachable. A
+// restarted node's own replica is stale until it hears a peer, whose
+// heartbeat gossips the committed owners, so both are needed.
 func (n *Node) announceStart(now time.Duration, v *quorum.State) {
-	if n.announced || (v.Index == 0 && now < n.startAt+n.timing.StartupGrace) {
+	if n.announced {
+		return
+	}
+	if now < n.startAt+n.timing.StartupGrace && (v.Index == 0 || !n.heardAnyPeer()) {
 		return
 	}
 	n.announced = true
@@ -644,6 +649,15 @@ func (n *Node) announceStart(now time.Duration, v *quorum.State) {
 			n.d.OnRole(Transition{Group: g.Name, Role: RoleStandby, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: "start"})
 		}
 	}
+}
+
+func (n *Node) heardAnyPeer() bool {
+	for _, p := range n.peers {
+		if p.heard {
+			return true
+		}
+	}
+	return false
 }
 
 func (n *Node) previousOwner(v *quorum.State, group string, epoch uint64) string {

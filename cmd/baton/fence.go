@@ -34,7 +34,7 @@ func newFenceCmd() *cobra.Command {
 				return err
 			}
 			groups := map[string][]vip.VIP{}
-			for _, g := range cfg.Groups {
+			for _, g := range cfg.Units() {
 				if _, member := g.Member(node); !member {
 					continue
 				}

@@ -142,8 +142,20 @@ func (a *Agent) refreshMetrics(st Status) {
 		if role == "" {
 			role = "none"
 		}
-		m.SetGroup(g.Name, g.Owner, g.Epoch, role, members, g.Maintenance, g.Healthy)
-		m.SetLeaseRemaining(g.Name, time.Duration(max(g.LeaseMs, 0))*time.Millisecond)
+		if len(g.Units) == 0 {
+			m.SetGroup(g.Name, g.Owner, g.Epoch, role, members, g.Maintenance, g.Healthy)
+			m.SetLeaseRemaining(g.Name, time.Duration(max(g.LeaseMs, 0))*time.Millisecond)
+			continue
+		}
+		// Active-active: one series per unit (VIP), named like web[1].
+		for _, u := range g.Units {
+			role := u.Role
+			if role == "" {
+				role = "none"
+			}
+			m.SetGroup(u.Name, u.Owner, u.Epoch, role, members, g.Maintenance, g.Healthy)
+			m.SetLeaseRemaining(u.Name, time.Duration(max(u.LeaseMs, 0))*time.Millisecond)
+		}
 	}
 	for _, e := range a.raft.View().Events {
 		if e.Seq > a.seenEvent {

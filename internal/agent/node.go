@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/baton-ha/baton/internal/cluster"
@@ -141,6 +142,7 @@ type peerState struct {
 type pending struct {
 	epoch uint64
 	at    time.Duration
+	to    string // the proposed owner (assignments)
 }
 
 // Node is one agent's deterministic core. Not safe for concurrent use: the
@@ -153,8 +155,9 @@ type Node struct {
 	isVoter bool
 	major   int
 	hold    time.Duration
-	members []*config.Group // groups this node is a member of
-	groups  []*config.Group // every group (voter duty)
+	members []*config.Group // units this node is a member of (see config.Units)
+	groups  []*config.Group // every unit (voter duty)
+	spread  []*config.Group // active-active groups, whose units the leader spreads
 
 	started    bool
 	startAt    time.Duration
@@ -213,7 +216,11 @@ func NewNode(d Deps) (*Node, error) {
 	n.major = decide.Majority(len(n.voters))
 	n.hold = decide.VoterHold(n.timing.FailureTimeout, n.timing.ClockDrift)
 	for i := range d.Config.Groups {
-		g := &d.Config.Groups[i]
+		if g := &d.Config.Groups[i]; g.Mode == config.ModeActiveActive {
+			n.spread = append(n.spread, g)
+		}
+	}
+	for _, g := range d.Config.Units() {
 		n.groups = append(n.groups, g)
 		if _, ok := g.Member(n.name); ok {
 			n.members = append(n.members, g)
@@ -727,7 +734,8 @@ func (n *Node) eligible(now time.Duration, group string) bool {
 
 func (n *Node) maintenance(group string) bool {
 	v := n.view()
-	return v.Maintenance || v.Group(group).Maintenance
+	parent, _ := config.SplitUnit(group)
+	return v.Maintenance || v.Group(group).Maintenance || v.Group(parent).Maintenance
 }
 
 // selfChecks runs the owner's own reasons to step down: a committed handoff
@@ -827,9 +835,6 @@ func (n *Node) lead(now time.Duration) {
 	v := n.view()
 	graceOver := now >= n.startAt+n.timing.StartupGrace || n.allMembersUp(now)
 	for _, g := range n.groups {
-		if g.Mode == "active-active" {
-			continue // per-VIP ownership arrives with the active-active issue
-		}
 		gs := v.Group(g.Name)
 		if p, ok := n.pending[g.Name]; ok && p.epoch == gs.Epoch && now-p.at < n.proposalTimeout() {
 			continue
@@ -844,15 +849,16 @@ func (n *Node) lead(now time.Duration) {
 			}
 		}
 		cands := n.candidates(now, g)
-		maint := v.Maintenance || gs.Maintenance
+		maint := v.Maintenance || gs.Maintenance || v.Group(g.Parent).Maintenance
 		n.trackUsable(now, g.Name, cands)
+		n.spreadInputs(now, v, g, cands)
 		in := decide.Inputs{
 			Now: now, Owner: gs.Owner, Epoch: gs.Epoch, Majority: n.major,
 			Released: n.releasedCount(g.Name, gs.Epoch), Relinquish: relinquished,
 			GraceOver: graceOver, Maintenance: maint, HandoffTo: gs.HandoffTo, Candidates: cands,
 		}
 		n.annotate(g.Name, gs)
-		if !maint && in.Released < n.major {
+		if !maint && in.Released < n.major && g.Parent == "" {
 			n.failback(now, g, gs, cands)
 		}
 		if in.Released >= n.major && gs.Owner != "" {
@@ -888,8 +894,13 @@ func (n *Node) lead(now time.Duration) {
 			n.log.Debug("propose failed", "group", g.Name, "err", err)
 			continue
 		}
-		n.pending[g.Name] = pending{epoch: gs.Epoch, at: now}
+		n.pending[g.Name] = pending{epoch: gs.Epoch, at: now, to: act.Owner}
 		n.log.Info("assigning group", "group", g.Name, "from", gs.Owner, "to", act.Owner, "epoch", gs.Epoch+1, "reason", reason)
+	}
+	for _, g := range n.spread {
+		if !v.Maintenance && !v.Group(g.Name).Maintenance {
+			n.rebalance(now, v, g)
+		}
 	}
 	n.keepLeadershipOffOwners(now, v)
 }
@@ -983,8 +994,15 @@ func reqErr(code int, format string, args ...any) error {
 // picks the best healthy standby). Only the quorum leader can do it; the
 // API forwards requests to it.
 func (n *Node) RequestHandoff(now time.Duration, group, to, reason string) (from string, target string, epoch uint64, err error) {
-	g := n.d.Config.GroupByName(group)
+	g := n.d.Config.UnitByName(group)
 	if g == nil {
+		if pg := n.d.Config.GroupByName(group); pg != nil {
+			var names []string
+			for _, u := range n.d.Config.UnitsOf(group) {
+				names = append(names, u.Name)
+			}
+			return "", "", 0, reqErr(400, "group %q is active-active: switch one of its units over (%s)", group, strings.Join(names, ", "))
+		}
 		return "", "", 0, reqErr(404, "unknown group %q", group)
 	}
 	if !n.d.Quorum.IsLeader() {

@@ -204,7 +204,7 @@ func (a *Agent) notify() {
 // services.go); becoming standby takes the front doors down first, then the
 // service, then runs the standby hook.
 func (a *Agent) onRole(t Transition) {
-	if a.cfg.GroupByName(t.Group) == nil {
+	if a.cfg.UnitByName(t.Group) == nil {
 		return
 	}
 	switch t.Role {
@@ -220,9 +220,15 @@ func (a *Agent) onRole(t Transition) {
 
 // runHook runs the group's hook for t.Role (and notify).
 func (a *Agent) runHook(t Transition) {
-	g := a.cfg.GroupByName(t.Group)
-	env := service.Env{Cluster: a.cfg.Cluster.Name, Node: a.self.Name, Group: t.Group, Role: t.Role,
+	g := a.cfg.UnitByName(t.Group)
+	env := service.Env{Cluster: a.cfg.Cluster.Name, Node: a.self.Name, Group: g.GroupOf(), Role: t.Role,
 		Epoch: t.Epoch, PreviousOwner: t.PreviousOwner, Reason: t.Reason}
+	if g.Parent != "" {
+		env.Unit = g.Name
+		if len(g.VIPs) > 0 {
+			env.VIP = g.VIPs[0].Address
+		}
+	}
 	var argv []string
 	switch t.Role {
 	case RoleActive:

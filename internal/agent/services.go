@@ -69,6 +69,13 @@ func (a *Agent) openServices() error {
 		if _, member := g.Member(a.self.Name); !member {
 			continue
 		}
+		// An active-active group's service runs on every member (hot); its
+		// units only move front doors, so they get a groupSvc without one.
+		if g.Mode == config.ModeActiveActive {
+			for _, u := range a.cfg.UnitsOf(g.Name) {
+				a.svcs[u.Name] = &groupSvc{g: u}
+			}
+		}
 		gs := &groupSvc{g: g}
 		if g.Service != nil {
 			sup, err := service.NewSupervisor(service.SupervisorOptions{
@@ -117,6 +124,13 @@ func (a *Agent) closeServices() {
 // service to check, so it counts as healthy unless its service failed; an
 // owner still starting its service counts as healthy until start_timeout.
 func (a *Agent) healthy(group string) bool {
+	if parent, slot := config.SplitUnit(group); slot >= 0 {
+		// An active-active unit is as healthy as its group's hot service.
+		if ps := a.svcs[parent]; ps != nil && ps.sup != nil && ps.sup.Failed() {
+			return false
+		}
+		return a.checksPass(group)
+	}
 	gs := a.svcs[group]
 	if gs != nil && gs.sup != nil && gs.sup.Failed() {
 		return false
@@ -132,7 +146,8 @@ func (a *Agent) healthy(group string) bool {
 }
 
 func (a *Agent) checksPass(group string) bool {
-	hg := a.checks[group]
+	parent, _ := config.SplitUnit(group)
+	hg := a.checks[parent]
 	return hg == nil || hg.Healthy()
 }
 

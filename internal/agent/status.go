@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"slices"
 	"time"
 
+	"github.com/baton-ha/baton/internal/config"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
@@ -63,6 +65,23 @@ type GroupStatus struct {
 	Healthy bool `json:"healthy"`
 	// Checks are this node's check states for the group (set by the runtime).
 	Checks any `json:"checks,omitempty"`
+	// Units is the per-VIP (or per-slot) ownership of an active-active group,
+	// whose Epoch is then the sum of its units' epochs (it grows with every
+	// change) and whose Owners lists every node owning a unit.
+	Units  []UnitStatus `json:"units,omitempty"`
+	Owners []string     `json:"owners,omitempty"`
+}
+
+// UnitStatus is one unit of an active-active group: a VIP (or a slot when the
+// group has no VIPs) with its own owner, lease and epoch.
+type UnitStatus struct {
+	Name      string `json:"name"` // e.g. web[1]
+	VIP       string `json:"vip,omitempty"`
+	Owner     string `json:"owner"`
+	Epoch     uint64 `json:"epoch"`
+	Role      string `json:"role,omitempty"` // this node's role
+	LeaseMs   int64  `json:"lease_remaining_ms,omitempty"`
+	HandoffTo string `json:"handoff_to,omitempty"`
 }
 
 // MemberStatus is one member of a group.
@@ -126,7 +145,56 @@ func (n *Node) Status(now time.Duration) Status {
 		}
 		st.Groups = append(st.Groups, out)
 	}
+	st.Groups = foldUnits(n.d.Config, st.Groups)
 	return st
+}
+
+// foldUnits replaces the units of each active-active group by one entry for
+// the group that lists them.
+func foldUnits(cfg *config.Config, units []GroupStatus) []GroupStatus {
+	var out []GroupStatus
+	folded := map[string]int{} // group → index in out
+	for _, u := range units {
+		uc := cfg.UnitByName(u.Name)
+		if uc == nil || uc.Parent == "" {
+			out = append(out, u)
+			continue
+		}
+		i, ok := folded[uc.Parent]
+		if !ok {
+			g := u
+			g.Name, g.Owner, g.Epoch, g.Role, g.LeaseMs, g.HandoffTo, g.Note = uc.Parent, "", 0, "", 0, "", ""
+			g.Members = slices.Clone(u.Members)
+			for j := range g.Members {
+				g.Members[j].Role = RoleStandby
+			}
+			out = append(out, g)
+			i = len(out) - 1
+			folded[uc.Parent] = i
+		}
+		g := &out[i]
+		us := UnitStatus{Name: u.Name, Owner: u.Owner, Epoch: u.Epoch, Role: u.Role, LeaseMs: u.LeaseMs, HandoffTo: u.HandoffTo}
+		if len(uc.VIPs) > 0 {
+			us.VIP = uc.VIPs[0].Address
+		}
+		g.Units = append(g.Units, us)
+		g.Epoch += u.Epoch
+		if u.Role == RoleActive || g.Role == "" {
+			g.Role = u.Role
+		}
+		if u.Note != "" && g.Note == "" {
+			g.Note = u.Name + ": " + u.Note
+		}
+		if u.Owner != "" && !slices.Contains(g.Owners, u.Owner) {
+			g.Owners = append(g.Owners, u.Owner)
+		}
+		for j := range g.Members {
+			if g.Members[j].Node == u.Owner {
+				g.Members[j].Role = RoleActive
+			}
+		}
+	}
+	return out
 }
 
 // Events returns the replicated ownership history, oldest first.

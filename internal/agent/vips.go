@@ -45,15 +45,14 @@ func (a *Agent) openVIPs() error {
 		lastHold: map[string]time.Duration{}, held: map[string]bool{}, lifetime: KernelLifetime(a.timing.FailureTimeout),
 		refresh: map[vip.VIP]time.Duration{}, announced: map[vip.VIP]time.Duration{}}
 	var all []vip.VIP
-	for gi := range a.cfg.Groups {
-		g := &a.cfg.Groups[gi]
+	for _, g := range a.cfg.Units() {
 		if _, member := g.Member(a.self.Name); !member {
 			continue
 		}
-		for i, c := range g.VIPs {
+		for _, c := range g.VIPs {
 			p, err := vip.Parse(c.Address, c.Interface)
 			if err != nil {
-				return fmt.Errorf("groups[%d].vips[%d]: %w", gi, i, err)
+				return fmt.Errorf("group %s: vip %s: %w", g.GroupOf(), c.Address, err)
 			}
 			v.byGroup[g.Name] = append(v.byGroup[g.Name], p)
 			all = append(all, p)

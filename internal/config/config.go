@@ -42,6 +42,8 @@ type Config struct {
 	Secret []byte `yaml:"-" json:"-"`
 	// APIToken is the resolved API token (from api.token_file or api.token), "" if none is configured.
 	APIToken string `yaml:"-" json:"-"`
+
+	units []*Group // see Units
 }
 
 // Cluster holds what all nodes must agree on.
@@ -96,6 +98,9 @@ type Group struct {
 	Failback      bool     `yaml:"failback,omitempty"`
 	FailbackDelay Duration `yaml:"failback_delay,omitempty"`
 	Standby       string   `yaml:"standby,omitempty"` // hot | warm | cold
+	// Port is the service's port on each member, published by DNS SRV records, the proxy (unless proxy.port
+	// says otherwise) and the client's endpoints; defaults to proxy.port or driver.port.
+	Port int `yaml:"port,omitempty"`
 
 	Checks  []Check   `yaml:"checks,omitempty"`
 	VIPs    []VIP     `yaml:"vips,omitempty"`
@@ -104,6 +109,10 @@ type Group struct {
 	Service *Service  `yaml:"service,omitempty"`
 	Hooks   Hooks     `yaml:"hooks,omitempty"`
 	Driver  *Driver   `yaml:"driver,omitempty"`
+
+	// Parent and Slot are set on the units of an active-active group (see Units).
+	Parent string `yaml:"-" json:"-"`
+	Slot   int    `yaml:"-" json:"-"`
 }
 
 // Member is a node that may own a group. The healthy member with the highest priority is preferred.

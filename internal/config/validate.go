@@ -257,6 +257,11 @@ func (c *Config) validateGroups(errs *Errors) {
 		c.validateMembers(errs, g, p, nodes)
 		if !slices.Contains([]string{"hot", "warm", "cold"}, g.Standby) {
 			errs.add(p+".standby", "%q is not a standby mode; use hot, warm or cold", g.Standby)
+		} else if g.Mode == ModeActiveActive && g.Standby != "hot" {
+			errs.add(p+".standby", "%q does not fit active-active, where the service runs and serves on every member; use hot", g.Standby)
+		}
+		if g.Port < 0 || g.Port > 65535 {
+			errs.add(p+".port", "%d is out of range; use the service's port, 1 to 65535", g.Port)
 		}
 		switch {
 		case g.FailbackDelay < 0:

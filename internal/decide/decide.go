@@ -60,6 +60,11 @@ type Candidate struct {
 	Eligible bool // not leaving, not in maintenance, not relinquishing this group
 	// Position orders data-aware candidates (higher is more up to date); 0 when unused.
 	Position uint64
+	// Load and Home spread the units of an active-active group: fewer units
+	// owned already wins, then the member the unit is at home on. Both are
+	// zero for an active-passive group.
+	Load int
+	Home bool
 }
 
 // Usable reports whether a candidate may be given the group.
@@ -87,6 +92,12 @@ func Best(cands []Candidate) string {
 func better(a, b Candidate) bool {
 	if a.Position != b.Position {
 		return a.Position > b.Position
+	}
+	if a.Load != b.Load {
+		return a.Load < b.Load
+	}
+	if a.Home != b.Home {
+		return a.Home
 	}
 	if a.Priority != b.Priority {
 		return a.Priority > b.Priority

@@ -26,11 +26,14 @@ type Env struct {
 	Epoch                      uint64
 	PreviousOwner              string
 	Reason                     string
+	// Unit and VIP name the unit of an active-active group the change is
+	// about (e.g. "web[1]" and "10.0.0.101/24"); empty for active-passive.
+	Unit, VIP string
 }
 
 // Vars returns the BATON_* variables.
 func (e Env) Vars() []string {
-	return []string{
+	vars := []string{
 		"BATON_CLUSTER=" + e.Cluster,
 		"BATON_NODE=" + e.Node,
 		"BATON_GROUP=" + e.Group,
@@ -39,6 +42,10 @@ func (e Env) Vars() []string {
 		"BATON_PREVIOUS_OWNER=" + e.PreviousOwner,
 		"BATON_REASON=" + e.Reason,
 	}
+	if e.Unit != "" {
+		vars = append(vars, "BATON_UNIT="+e.Unit, "BATON_VIP="+e.VIP)
+	}
+	return vars
 }
 
 // Result of one command.

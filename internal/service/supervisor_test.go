@@ -95,6 +95,17 @@ func alive(pid int) bool {
 	return ok && st != 'Z'
 }
 
+// lingers reports whether pid is still alive 5 s from now (a SIGKILL is
+// delivered asynchronously, and a loaded machine may take a moment).
+func lingers(pid int) bool {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if !alive(pid) {
+			return false
+		}
+	}
+	return true
+}
+
 // groupAlive reports whether any live process is in process group pgid.
 func groupAlive(pgid int) bool {
 	ents, _ := os.ReadDir("/proc")
@@ -211,7 +222,7 @@ func TestSupervisorRestartsWithBackoffAndKillsLeftovers(t *testing.T) {
 	}
 	for _, k := range lines(t, children) {
 		pid, _ := strconv.Atoi(k)
-		if alive(pid) {
+		if lingers(pid) {
 			t.Errorf("child %d still alive after Stop", pid)
 		}
 	}

@@ -169,9 +169,13 @@ func (c *Cluster) boot(n *Node) error {
 	q := &nodeQuorum{c: c, n: n}
 	core, err := agent.NewNode(agent.Deps{
 		Name: n.Name, Config: c.Cfg, Timing: c.Timing, Quorum: q,
-		Send:     func(to string, m *cluster.Message) { c.send(n.Name, to, m) },
-		OnRole:   func(t agent.Transition) { c.observe(n.Name, t) },
-		Healthy:  func(g string) bool { h, ok := n.healthy[g]; return !ok || h },
+		Send:   func(to string, m *cluster.Message) { c.send(n.Name, to, m) },
+		OnRole: func(t agent.Transition) { c.observe(n.Name, t) },
+		Healthy: func(g string) bool {
+			group, _ := config.SplitUnit(g) // an active-active unit is as healthy as its group
+			h, ok := n.healthy[group]
+			return !ok || h
+		},
 		Releases: n.releases,
 		WallNow:  func() time.Time { return time.Unix(0, 0).Add(c.Now) },
 		RaftRole: func() string {
@@ -489,7 +493,7 @@ func (c *Cluster) deliver() {
 }
 
 func (c *Cluster) check() {
-	for _, g := range c.Cfg.Groups {
+	for _, g := range c.Cfg.Units() {
 		var holders []string
 		for _, name := range c.order {
 			n := c.nodes[name]
@@ -533,7 +537,7 @@ func (c *Cluster) WaitOwner(limit time.Duration) (time.Duration, error) {
 	start := c.Now
 	for c.Now-start <= limit {
 		ok := true
-		for _, g := range c.Cfg.Groups {
+		for _, g := range c.Cfg.Units() {
 			if c.Owner(g.Name) == "" {
 				ok = false
 			}
@@ -546,7 +550,7 @@ func (c *Cluster) WaitOwner(limit time.Duration) (time.Duration, error) {
 		}
 	}
 	var missing []string
-	for _, g := range c.Cfg.Groups {
+	for _, g := range c.Cfg.Units() {
 		if c.Owner(g.Name) == "" {
 			missing = append(missing, g.Name)
 		}

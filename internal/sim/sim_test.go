@@ -42,6 +42,15 @@ groups:
     members: [{node: n1, priority: 150}, {node: n2, priority: 100}, {node: n3}]
   - name: db
     members: [{node: n3, priority: 200}, {node: n4}, {node: n2}]
+  - name: edge
+    mode: active-active
+    failback: true
+    members: [{node: n1}, {node: n2}, {node: n4}]
+    vips:
+      - {address: 10.0.1.1/24, interface: eth0}
+      - {address: 10.0.1.2/24, interface: eth0}
+      - {address: 10.0.1.3/24, interface: eth0}
+      - {address: 10.0.1.4/24, interface: eth0}
 `
 
 func mustConfig(t testing.TB, text string) *config.Config {

@@ -183,3 +183,16 @@ func (a *Agent) Crash() {
 	time.Sleep(50 * time.Millisecond) // let the HTTP answer go out
 	os.Exit(3)
 }
+
+// Endpoints answers GET /v1/groups/{g}/endpoints from this node's view.
+func (a *Agent) Endpoints(r *http.Request, group string) (Endpoints, error) {
+	var e Endpoints
+	var ok bool
+	if err := a.call(r.Context(), func(time.Duration) { e, ok = a.node.Endpoints(group) }); err != nil {
+		return Endpoints{}, &RequestError{Code: http.StatusServiceUnavailable, Msg: err.Error()}
+	}
+	if !ok {
+		return Endpoints{}, &RequestError{Code: http.StatusNotFound, Msg: fmt.Sprintf("unknown group %q", group)}
+	}
+	return e, nil
+}

@@ -35,6 +35,9 @@ type Backend interface {
 	Switchover(r *http.Request, group, to string) (agent.SwitchoverResult, error)
 	// Maintenance turns maintenance on or off for a group ("" = cluster-wide).
 	Maintenance(r *http.Request, group string, on bool) error
+	// Endpoints returns where a group is served now (404 RequestError for an
+	// unknown group).
+	Endpoints(r *http.Request, group string) (agent.Endpoints, error)
 	// MetricsHandler serves Prometheus metrics.
 	MetricsHandler() http.Handler
 	// Crash makes the agent exit at once without handing off, as a crash
@@ -55,6 +58,7 @@ func New(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /v1/status", s.status)
 	s.mux.HandleFunc("GET /v1/events", s.events)
 	s.mux.HandleFunc("GET /v1/groups/{group}", s.group)
+	s.mux.HandleFunc("GET /v1/groups/{group}/endpoints", s.endpoints)
 	s.mux.HandleFunc("GET /v1/groups/{group}/active", s.role(agent.RoleActive))
 	s.mux.HandleFunc("HEAD /v1/groups/{group}/active", s.role(agent.RoleActive))
 	s.mux.HandleFunc("GET /v1/groups/{group}/standby", s.role(agent.RoleStandby))
@@ -120,9 +124,27 @@ func (s *Server) findGroup(w http.ResponseWriter, r *http.Request) (agent.GroupS
 		if g.Name == name {
 			return g, true
 		}
+		// A unit of an active-active group (e.g. web[1]) answers as a group
+		// of its own, so a load balancer can check one VIP's owner.
+		for _, u := range g.Units {
+			if u.Name == name {
+				return agent.GroupStatus{Name: u.Name, Mode: g.Mode, Standby: g.Standby, Owner: u.Owner, Epoch: u.Epoch,
+					Role: u.Role, LeaseMs: u.LeaseMs, HandoffTo: u.HandoffTo, Maintenance: g.Maintenance,
+					Failback: g.Failback, Healthy: g.Healthy, Members: g.Members}, true
+			}
+		}
 	}
 	writeError(w, http.StatusNotFound, "unknown group "+quote(name))
 	return agent.GroupStatus{}, false
+}
+
+func (s *Server) endpoints(w http.ResponseWriter, r *http.Request) {
+	e, err := s.b.Endpoints(r, r.PathValue("group"))
+	if err != nil {
+		writeRequestError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
 }
 
 func (s *Server) group(w http.ResponseWriter, r *http.Request) {

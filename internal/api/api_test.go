@@ -25,6 +25,18 @@ func (f *fakeBackend) Ready() bool                                  { return f.s
 func (f *fakeBackend) Token() string                                { return f.token }
 func (f *fakeBackend) LeaderAPI() (string, bool)                    { return "", true }
 func (f *fakeBackend) Crash()                                       {}
+func (f *fakeBackend) Endpoints(r *http.Request, group string) (agent.Endpoints, error) {
+	for _, g := range f.st.Groups {
+		if g.Name == group {
+			e := agent.Endpoints{Group: g.Name, Mode: g.Mode, Generation: g.Epoch, Endpoints: []agent.Endpoint{}}
+			if g.Owner != "" {
+				e.Endpoints = append(e.Endpoints, agent.Endpoint{Node: g.Owner, Address: "10.0.0.1", Port: 8080, Epoch: g.Epoch})
+			}
+			return e, nil
+		}
+	}
+	return agent.Endpoints{}, &agent.RequestError{Code: http.StatusNotFound, Msg: "unknown group " + group}
+}
 func (f *fakeBackend) MetricsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("baton_up 1\n")) })
 }
@@ -68,7 +80,9 @@ func do(t *testing.T, h http.Handler, method, path, auth, body string) (int, map
 
 func TestEndpoints(t *testing.T) {
 	b := &fakeBackend{token: "sekrit", st: agent.Status{Node: "n1", Leader: "w1",
-		Groups: []agent.GroupStatus{{Name: "web", Owner: "n1", Epoch: 4, Role: "active"}, {Name: "db", Owner: "n2", Epoch: 1, Role: "standby"}}}}
+		Groups: []agent.GroupStatus{{Name: "web", Owner: "n1", Epoch: 4, Role: "active"}, {Name: "db", Owner: "n2", Epoch: 1, Role: "standby"},
+			{Name: "edge", Mode: "active-active", Epoch: 3, Role: "active", Units: []agent.UnitStatus{
+				{Name: "edge[0]", Owner: "n1", Epoch: 2, Role: "active"}, {Name: "edge[1]", Owner: "n2", Epoch: 1, Role: "standby"}}}}}}
 	h := New(b, slog.New(slog.DiscardHandler))
 	for _, tc := range []struct {
 		method, path, auth, body string
@@ -84,6 +98,12 @@ func TestEndpoints(t *testing.T) {
 		{"HEAD", "/v1/groups/db/active", "", "", 503, ""},
 		{"GET", "/v1/groups/db/standby", "", "", 200, ""},
 		{"GET", "/v1/groups/web/standby", "", "", 503, ""},
+		{"GET", "/v1/groups/edge[0]/active", "", "", 200, ""},
+		{"GET", "/v1/groups/edge[1]/active", "", "", 503, ""},
+		{"GET", "/v1/groups/edge[1]/standby", "", "", 200, ""},
+		{"GET", "/v1/groups/edge[2]/standby", "", "", 404, `unknown group "edge[2]"`},
+		{"GET", "/v1/groups/web/endpoints", "", "", 200, ""},
+		{"GET", "/v1/groups/nope/endpoints", "", "", 404, `unknown group nope`},
 		{"GET", "/healthz", "", "", 200, ""},
 		{"GET", "/readyz", "", "", 200, ""},
 		{"GET", "/v1/nothing", "", "", 404, "no such endpoint"},

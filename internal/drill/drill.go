@@ -130,7 +130,7 @@ func (s Scenario) Validate() error {
 
 // Run builds a lab, starts the system, runs s.Trials trials and tears it all
 // down again.
-func Run(ctx context.Context, s Scenario, log *slog.Logger) (Report, error) {
+func Run(ctx context.Context, s Scenario, log *slog.Logger) (rep Report, err error) {
 	if s.Profile == "" {
 		s.Profile = "default"
 	}
@@ -140,7 +140,7 @@ func Run(ctx context.Context, s Scenario, log *slog.Logger) (Report, error) {
 	if s.LossFor == 0 {
 		s.LossFor = 10 * time.Second
 	}
-	rep := Report{System: string(s.System), Fault: string(s.Fault), Profile: s.Profile}
+	rep = Report{System: string(s.System), Fault: string(s.Fault), Profile: s.Profile}
 	if err := s.Validate(); err != nil {
 		return rep, err
 	}
@@ -181,8 +181,8 @@ func Run(ctx context.Context, s Scenario, log *slog.Logger) (Report, error) {
 		return rep, err
 	}
 	defer d.arp.Stop()
-	// The trials done before an error are summarised too: a long benchmark
-	// run keeps what it measured.
+	// The trials done before an error are summarised too (rep is the named
+	// result): a long benchmark run keeps what it measured.
 	defer rep.summarise()
 	for i := range s.Trials {
 		t, err := d.trial(ctx)

@@ -25,7 +25,7 @@ var faultTitles = []struct {
 }{
 	{LinkDown, "owner's link down"},
 	{Kill9, "kill -9 of the owner's agent / keepalived"},
-	{SigStop, "SIGSTOP of it for 3 s, then SIGCONT"},
+	{SigStop, "SIGSTOP of the owner's agent / keepalived for 3 s"},
 	{Loss, "packet loss on every host (nothing should fail over)"},
 }
 
@@ -45,8 +45,22 @@ var systemColors = map[string]color.Color{
 // false failovers. header, if not empty, is printed above the panels
 // (e.g. the date and the machine).
 func PlotSVG(w io.Writer, rs []Report, header string) error {
+	c, err := plotOn(func(w, h vg.Length) vg.CanvasWriterTo { return vgsvg.New(w, h) }, rs, header)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if _, err := c.WriteTo(&buf); err != nil {
+		return err
+	}
+	_, err = w.Write(buf.Bytes())
+	return err
+}
+
+// plotOn draws the panels on a canvas of the size they need.
+func plotOn(canvas func(w, h vg.Length) vg.CanvasWriterTo, rs []Report, header string) (vg.CanvasWriterTo, error) {
 	if len(rs) == 0 {
-		return errors.New("drill: PlotSVG: no reports")
+		return nil, errors.New("drill: PlotSVG: no reports")
 	}
 	var panels []*plot.Plot
 	for _, ft := range faultTitles {
@@ -61,12 +75,12 @@ func PlotSVG(w io.Writer, rs []Report, header string) error {
 		}
 		p, err := panel(ft.title, cell)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		panels = append(panels, p)
 	}
 	if len(panels) == 0 {
-		return errors.New("drill: PlotSVG: no trials")
+		return nil, errors.New("drill: PlotSVG: no trials")
 	}
 	const cols = 2
 	rows := (len(panels) + cols - 1) / cols
@@ -84,7 +98,7 @@ func PlotSVG(w io.Writer, rs []Report, header string) error {
 		headH = 28
 	}
 	width, height := 26*vg.Centimeter, vg.Length(rows)*9.5*vg.Centimeter+headH
-	c := vgsvg.New(width, height)
+	c := canvas(width, height)
 	dc := draw.New(c)
 	tiles := draw.Tiles{Rows: rows, Cols: cols, PadTop: headH + 4, PadBottom: 4, PadLeft: 4, PadRight: 8, PadX: 18, PadY: 14}
 	canvases := plot.Align(grid, tiles, dc)
@@ -100,12 +114,7 @@ func PlotSVG(w io.Writer, rs []Report, header string) error {
 			XAlign: draw.XCenter, YAlign: draw.YTop}
 		dc.FillText(sty, vg.Point{X: width / 2, Y: height - 6}, header)
 	}
-	var buf bytes.Buffer
-	if _, err := c.WriteTo(&buf); err != nil {
-		return err
-	}
-	_, err := w.Write(buf.Bytes())
-	return err
+	return c, nil
 }
 
 // panel draws one fault: a box and its dots per system × profile, ordered by
@@ -162,7 +171,7 @@ func panel(title string, rs []Report) (*plot.Plot, error) {
 func label(r Report) string {
 	s := fmt.Sprintf("%s\n%s, %d trials", r.System, r.Profile, len(r.Trials))
 	if r.DualMs > 0 {
-		s += fmt.Sprintf("\ntwo MACs %d ms", r.DualMs.Milliseconds())
+		s += fmt.Sprintf("\ntwo MACs: %.1f s in all", r.DualMs.Seconds())
 	}
 	if Fault(r.Fault) == Loss {
 		s += fmt.Sprintf("\nfalse failovers %d", r.FalseFailovers)

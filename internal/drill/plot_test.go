@@ -70,7 +70,7 @@ func TestPlotSVG(t *testing.T) {
 	if root != "svg" {
 		t.Fatalf("root element %q, want svg", root)
 	}
-	for _, want := range []string{"owner&#39;s link down", "kill -9", "SIGSTOP", "false failovers 1", "two MACs 18900 ms", "keepalived", "measured 2026-11-26"} {
+	for _, want := range []string{"owner&#39;s link down", "kill -9", "SIGSTOP", "false failovers 1", "two MACs: 18.9 s in all", "keepalived", "measured 2026-11-26"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("SVG lacks %q", want)
 		}

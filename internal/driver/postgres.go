@@ -1,0 +1,718 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/baton-ha/baton/internal/config"
+)
+
+// Postgres drives a PostgreSQL server (13 or later; tested with 15) on the local node: pg_ctl, initdb,
+// pg_basebackup and pg_rewind from bin_dir run as os_user; SQL goes over TCP to the local server as the superuser.
+//
+// Every setting the driver manages lives in postgresql.baton.conf in the data dir (included from
+// postgresql.conf) and is rewritten whole on each change: port and listen addresses, wal_log_hints (for pg_rewind),
+// synchronous_standby_names, the fence, and on a standby primary_conninfo (application_name = node name) and
+// primary_slot_name (baton_<node>). Everything else in postgresql.conf stays the operator's.
+//
+// Close releases the driver's connections; the server keeps running.
+type Postgres struct {
+	binDir, dataDir, logFile string
+	socketDir, listen        string
+	localHost                string // where the agent connects to its own server
+	port, major              int
+	super, repl              credential
+	opts                     Options
+	user                     osUser
+	log                      *slog.Logger
+
+	mu sync.Mutex // serialises Bootstrap, Promote, Follow, SetSync and Stop
+
+	smu sync.Mutex // guards set and the managed settings file
+	set settings
+
+	stateConn, adminConn, fenceConn connSlot
+}
+
+var _ Driver = (*Postgres)(nil)
+
+// credential is a database user and where its password is.
+type credential struct {
+	user, passwordFile, field string // field: the config path, for errors
+}
+
+func (c credential) password() (string, error) {
+	b, err := os.ReadFile(c.passwordFile)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s.password_file: %v; create it holding %s's password (mode 0600)", ErrConfig, c.field, err, c.user)
+	}
+	pw := strings.TrimRight(string(b), "\r\n")
+	if pw == "" {
+		return "", fmt.Errorf("%w: %s.password_file %s is empty; write %s's password into it", ErrConfig, c.field, c.passwordFile, c.user)
+	}
+	return pw, nil
+}
+
+// pgTools are the programs the driver runs; bin_dir must hold them all.
+var pgTools = []string{"pg_ctl", "initdb", "postgres", "pg_basebackup", "pg_rewind", "pg_controldata"}
+
+// NewPostgres checks the configuration (binaries, os user, credentials) and builds the driver. It does not touch
+// the data dir or the server.
+func NewPostgres(cfg *config.Driver, opts Options) (*Postgres, error) {
+	if opts.Node == "" {
+		return nil, fmt.Errorf("%w: no node name; standbys stream under it (application_name, slot)", ErrConfig)
+	}
+	p := &Postgres{binDir: cfg.BinDir, dataDir: cfg.DataDir, port: cfg.Port, opts: opts, log: discardLogger(opts.Logger)}
+	if p.port == 0 {
+		p.port = 5432
+	}
+	if p.dataDir == "" || !filepath.IsAbs(p.dataDir) {
+		return nil, fmt.Errorf("%w: driver.data_dir %q: need an absolute path, e.g. /var/lib/baton/pg", ErrConfig, p.dataDir)
+	}
+	p.dataDir = filepath.Clean(p.dataDir)
+	if err := p.findBinDir(); err != nil {
+		return nil, err
+	}
+	osUserName := cfg.OSUser
+	if osUserName == "" {
+		osUserName = "postgres"
+	}
+	var err error
+	if p.user, err = lookupOSUser(osUserName); err != nil {
+		return nil, err
+	}
+	if p.user.uid == 0 {
+		return nil, fmt.Errorf("%w: driver.os_user %s is root; PostgreSQL refuses to run as root: use the postgres account", ErrConfig, p.user.name)
+	}
+	for _, c := range []struct {
+		cfg   *config.Credential
+		dst   *credential
+		field string
+		eg    string
+	}{
+		{cfg.Superuser, &p.super, "driver.superuser", "{user: postgres, password_file: /etc/baton/pg.pass}"},
+		{cfg.Replication, &p.repl, "driver.replication", "{user: replicator, password_file: /etc/baton/repl.pass}"},
+	} {
+		if c.cfg == nil || c.cfg.User == "" || c.cfg.PasswordFile == "" {
+			return nil, fmt.Errorf("%w: %s: need a user and a password_file, e.g. %s", ErrConfig, c.field, c.eg)
+		}
+		*c.dst = credential{user: c.cfg.User, passwordFile: c.cfg.PasswordFile, field: c.field}
+		if _, err := c.dst.password(); err != nil {
+			return nil, err
+		}
+	}
+	p.listen = opts.ListenAddresses
+	if p.listen == "" {
+		p.listen = "*"
+	}
+	p.localHost = "127.0.0.1"
+	if first, _, _ := strings.Cut(p.listen, ","); !slices.Contains([]string{"*", "0.0.0.0", "127.0.0.1", "localhost", "::", "::1"}, strings.TrimSpace(first)) {
+		p.localHost = strings.TrimSpace(first)
+	}
+	p.socketDir = opts.SocketDir
+	if p.socketDir == "" {
+		p.socketDir = p.dataDir
+		if fi, err := os.Stat("/var/run/postgresql"); err == nil && fi.IsDir() {
+			p.socketDir = "/var/run/postgresql"
+		}
+	}
+	p.set = p.loadSettings()
+	// The generation only grows, also across agent restarts, so a reload is never confirmed by an older file.
+	p.set.generation = uint64(time.Now().UnixNano())
+	p.logFile = opts.LogFile
+	if p.logFile == "" {
+		p.logFile = p.dataDir + ".log"
+	}
+	return p, nil
+}
+
+var versionRE = regexp.MustCompile(`\(PostgreSQL\) (\d+)`)
+
+// findBinDir checks bin_dir (default: the newest /usr/lib/postgresql/*/bin) and the server's major version.
+func (p *Postgres) findBinDir() error {
+	if p.binDir == "" {
+		dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+		slices.SortFunc(dirs, func(a, b string) int {
+			va, _ := strconv.Atoi(filepath.Base(filepath.Dir(a)))
+			vb, _ := strconv.Atoi(filepath.Base(filepath.Dir(b)))
+			return va - vb
+		})
+		if len(dirs) == 0 {
+			return fmt.Errorf("%w: driver.bin_dir is not set and no /usr/lib/postgresql/*/bin exists; install PostgreSQL (Debian: apt-get install postgresql) or set bin_dir to the directory holding pg_ctl", ErrConfig)
+		}
+		p.binDir = dirs[len(dirs)-1]
+	}
+	if fi, err := os.Stat(p.binDir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%w: driver.bin_dir %s does not exist; install PostgreSQL (Debian: apt-get install postgresql-15) or set bin_dir to the directory holding pg_ctl, e.g. /usr/lib/postgresql/15/bin", ErrConfig, p.binDir)
+	}
+	for _, t := range pgTools {
+		if fi, err := os.Stat(p.bin(t)); err != nil || fi.Mode()&0o111 == 0 {
+			return fmt.Errorf("%w: driver.bin_dir %s has no %s; set bin_dir to the directory holding the PostgreSQL server binaries, e.g. /usr/lib/postgresql/15/bin", ErrConfig, p.binDir, t)
+		}
+	}
+	out, err := run(context.Background(), osUser{}, 10*time.Second, nil, p.bin("pg_ctl"), "--version")
+	if err != nil {
+		return fmt.Errorf("%w: %s --version: %v", ErrConfig, p.bin("pg_ctl"), err)
+	}
+	m := versionRE.FindSubmatch(out.stdout)
+	if m == nil {
+		return fmt.Errorf("%w: %s --version printed %q, not a PostgreSQL version", ErrConfig, p.bin("pg_ctl"), strings.TrimSpace(string(out.stdout)))
+	}
+	p.major, _ = strconv.Atoi(string(m[1]))
+	if p.major < 13 {
+		return fmt.Errorf("%w: driver.bin_dir %s is PostgreSQL %d; the driver needs 13 or later (reloadable primary_conninfo, pg_rewind that recovers a crashed target)", ErrConfig, p.binDir, p.major)
+	}
+	return nil
+}
+
+func (p *Postgres) bin(tool string) string { return filepath.Join(p.binDir, tool) }
+
+// pgRun runs a PostgreSQL tool as the os user.
+func (p *Postgres) pgRun(ctx context.Context, timeout time.Duration, env []string, tool string, args ...string) (cmdResult, error) {
+	res, err := run(ctx, p.user, timeout, append(baseEnv(p.user), env...), append([]string{p.bin(tool)}, args...)...)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", tool, err)
+	}
+	return res, nil
+}
+
+// update changes the desired settings and rewrites the managed file; it returns the new generation.
+func (p *Postgres) update(change func(*settings)) (uint64, error) {
+	p.smu.Lock()
+	defer p.smu.Unlock()
+	change(&p.set)
+	p.set.generation++
+	pw := ""
+	if p.set.primary != nil {
+		var err error
+		if pw, err = p.repl.password(); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := os.Stat(filepath.Join(p.dataDir, "PG_VERSION")); err != nil {
+		return p.set.generation, nil // no cluster yet: the file is written once there is one
+	}
+	if err := p.writeFileAs(filepath.Join(p.dataDir, batonConf), []byte(p.renderConf(p.set, pw))); err != nil {
+		return 0, fmt.Errorf("writing %s: %w", filepath.Join(p.dataDir, batonConf), err)
+	}
+	return p.set.generation, nil
+}
+
+// setStandbySignal creates or removes standby.signal (PostgreSQL deletes it itself on promotion).
+func (p *Postgres) setStandbySignal(on bool) error {
+	path := filepath.Join(p.dataDir, "standby.signal")
+	os.Remove(filepath.Join(p.dataDir, "recovery.signal"))
+	if !on {
+		if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		return nil
+	}
+	return p.writeFileAs(path, nil)
+}
+
+// start starts the server and waits until it accepts connections (a standby: until it is consistent).
+func (p *Postgres) start(ctx context.Context) error {
+	if p.running() {
+		return nil
+	}
+	f, err := os.OpenFile(p.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("server log %s: %w; set a writable log file", p.logFile, err)
+	}
+	f.Close()
+	if err := p.user.chown(p.logFile); err != nil {
+		return fmt.Errorf("server log %s: %w", p.logFile, err)
+	}
+	wait := 600
+	if dl, ok := ctx.Deadline(); ok {
+		wait = max(1, int(time.Until(dl).Seconds()))
+	}
+	t0 := time.Now()
+	if _, err := p.pgRun(ctx, 0, nil, "pg_ctl", "start", "-D", p.dataDir, "-l", p.logFile, "-w", "-t", strconv.Itoa(wait), "-s"); err != nil {
+		return fmt.Errorf("%w; server log %s ends: %s", err, p.logFile, p.logTail(4))
+	}
+	p.log.Info("postgres started", "data_dir", p.dataDir, "port", p.port, "took", time.Since(t0))
+	return nil
+}
+
+// stop shuts the server down: fast (clean, disconnects clients), immediate if that does not finish in time.
+func (p *Postgres) stop(ctx context.Context) error {
+	p.closeConns()
+	if !p.running() {
+		return nil
+	}
+	t0 := time.Now()
+	_, err := p.pgRun(ctx, timeoutFor(p.opts, OpStop), nil, "pg_ctl", "stop", "-D", p.dataDir, "-m", "fast", "-w", "-s",
+		"-t", strconv.Itoa(int(timeoutFor(p.opts, OpStop).Seconds())))
+	if err != nil && p.running() {
+		p.log.Warn("fast stop failed; stopping immediately", "err", err)
+		return p.kill(ctx)
+	}
+	p.log.Info("postgres stopped", "data_dir", p.dataDir, "took", time.Since(t0))
+	return nil
+}
+
+// kill stops the server immediately (SIGQUIT to the postmaster: no checkpoint; crash recovery on the next start).
+func (p *Postgres) kill(ctx context.Context) error {
+	pid := p.postmasterPID()
+	if pid == 0 {
+		return nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGQUIT); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("immediate stop of postmaster %d: %w", pid, err)
+	}
+	return waitExit(ctx, pid)
+}
+
+// Close releases the driver's database connections. The server keeps running.
+func (p *Postgres) Close() error {
+	p.closeConns()
+	return nil
+}
+
+func (p *Postgres) closeConns() {
+	for _, s := range []*connSlot{&p.stateConn, &p.adminConn, &p.fenceConn} {
+		s.close()
+	}
+}
+
+// State reports role and position: from the server when it runs, from pg_control when it does not.
+func (p *Postgres) State(ctx context.Context) (State, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeoutFor(p.opts, OpState))
+	defer cancel()
+	if !p.running() {
+		if ok, err := p.hasCluster(); err != nil || !ok {
+			return State{Role: RoleStopped}, err
+		}
+		pos, err := p.controlPosition(ctx)
+		return State{Role: RoleStopped, Pos: pos}, err
+	}
+	var st State
+	err := p.with(ctx, &p.stateConn, func(c *pgx.Conn) error {
+		var err error
+		st, err = p.queryState(ctx, c)
+		return err
+	})
+	if err != nil {
+		return State{Role: RoleUnknown}, err
+	}
+	return st, nil
+}
+
+// Bootstrap makes this node the first primary (primary == nil) or a standby of primary.
+func (p *Postgres) Bootstrap(ctx context.Context, primary *Peer) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.checkDataDir(); err != nil {
+		return err
+	}
+	if primary != nil {
+		return p.follow(ctx, *primary)
+	}
+	return p.bootstrapPrimary(ctx)
+}
+
+func (p *Postgres) bootstrapPrimary(ctx context.Context) error {
+	if _, err := p.super.password(); err != nil {
+		return err
+	}
+	ok, err := p.hasCluster()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if err := p.initdb(ctx); err != nil {
+			return err
+		}
+	}
+	if err := p.ensureInclude(); err != nil {
+		return err
+	}
+	gen, err := p.update(func(s *settings) { s.primary, s.fenced = nil, false })
+	if err != nil {
+		return err
+	}
+	if p.running() {
+		// An agent restart finds its server up: apply the settings, restarting for those that need it.
+		if err := p.reloadAndWait(ctx, &p.adminConn, gen); err != nil {
+			return err
+		}
+		if err := p.restartIfPending(ctx); err != nil {
+			return err
+		}
+		if err := p.promote(ctx, p.currentEpoch()); err != nil {
+			return err
+		}
+	} else {
+		if err := p.setStandbySignal(false); err != nil {
+			return err
+		}
+		if err := p.start(ctx); err != nil {
+			return err
+		}
+	}
+	if err := p.ensureReplicationRole(ctx); err != nil {
+		return err
+	}
+	return p.ensureSlots(ctx)
+}
+
+func (p *Postgres) currentEpoch() uint64 {
+	p.smu.Lock()
+	defer p.smu.Unlock()
+	return p.set.epoch
+}
+
+// initdb creates a cluster in the (empty) data dir with the superuser's password, scram authentication over TCP,
+// and pg_hba entries for the replication user and the superuser (pg_rewind) from any host.
+func (p *Postgres) initdb(ctx context.Context) error {
+	pw, err := p.super.password()
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp("", "baton-initdb-pw-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	_, err = f.WriteString(pw + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = p.user.chown(f.Name())
+	}
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if _, err := p.pgRun(ctx, 10*time.Minute, nil, "initdb", "-D", p.dataDir, "-U", p.super.user, "--pwfile="+f.Name(),
+		"--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions"); err != nil {
+		return fmt.Errorf("creating a cluster in %s: %w", p.dataDir, err)
+	}
+	hba := filepath.Join(p.dataDir, "pg_hba.conf")
+	b, err := os.ReadFile(hba)
+	if err != nil {
+		return err
+	}
+	b = fmt.Appendf(b, "\n# Added by baton: standbys stream as %[1]s; pg_rewind and the agent connect as %[2]s.\nhost\treplication\t%[1]s\tall\tscram-sha-256\nhost\tall\t%[2]s\tall\tscram-sha-256\n",
+		p.repl.user, p.super.user)
+	if err := p.writeFileAs(hba, b); err != nil {
+		return err
+	}
+	p.log.Info("initdb done", "data_dir", p.dataDir, "took", time.Since(t0))
+	return nil
+}
+
+// Promote makes this node the primary under epoch.
+func (p *Postgres) Promote(ctx context.Context, epoch uint64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, timeoutFor(p.opts, OpPromote))
+	defer cancel()
+	if ok, err := p.hasCluster(); err != nil {
+		return err
+	} else if !ok {
+		return fmt.Errorf("%w: promote: data dir %s holds no cluster; Bootstrap this node first", ErrNotRunning, p.dataDir)
+	}
+	if !p.running() {
+		if err := p.start(ctx); err != nil {
+			return err
+		}
+	}
+	return p.promote(ctx, epoch)
+}
+
+// promote ends recovery (when in recovery), lifts the fence and records epoch; it returns once new transactions
+// are writable.
+func (p *Postgres) promote(ctx context.Context, epoch uint64) error {
+	t0 := time.Now()
+	var inRecovery bool
+	err := p.with(ctx, &p.adminConn, func(c *pgx.Conn) error {
+		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+			return err
+		}
+		if !inRecovery {
+			return nil
+		}
+		// Not pg_promote(wait => true): that polls every 100 ms.
+		if _, err := c.Exec(ctx, "SELECT pg_promote(false)"); err != nil {
+			return err
+		}
+		for inRecovery {
+			if err := sleepCtx(ctx, 2*time.Millisecond); err != nil {
+				return fmt.Errorf("waiting for the end of recovery: %w", err)
+			}
+			if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("promote: %w", err)
+	}
+	gen, err := p.update(func(s *settings) { s.primary, s.fenced, s.epoch = nil, false, max(s.epoch, epoch) })
+	if err != nil {
+		return err
+	}
+	if err := p.reloadAndWait(ctx, &p.adminConn, gen); err != nil {
+		return fmt.Errorf("promote: %w", err)
+	}
+	p.log.Info("promoted", "epoch", epoch, "took", time.Since(t0))
+	// Not needed for writes; done after them so the outage does not include it.
+	if err := p.ensureSlots(ctx); err != nil {
+		return err
+	}
+	return p.with(ctx, &p.fenceConn, func(c *pgx.Conn) error { return c.Ping(ctx) }) // ready for a quick Fence
+}
+
+// Follow makes this node a streaming standby of primary.
+func (p *Postgres) Follow(ctx context.Context, primary Peer) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.checkDataDir(); err != nil {
+		return err
+	}
+	return p.follow(ctx, primary)
+}
+
+func (p *Postgres) follow(ctx context.Context, primary Peer) error {
+	if primary.Node == p.opts.Node {
+		return fmt.Errorf("%w: cannot follow %s: that is this node", ErrConfig, primary.Node)
+	}
+	ok, err := p.hasCluster()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return p.bootstrapStandby(ctx, primary)
+	}
+	if err := p.ensureInclude(); err != nil {
+		return err
+	}
+	if err := p.ensureOwnSlot(ctx, primary); err != nil {
+		return err
+	}
+	if p.running() {
+		local, inRecovery, err := p.localPosition(ctx)
+		if err != nil {
+			return err
+		}
+		if inRecovery {
+			diverged, err := p.diverged(ctx, primary, local)
+			if err != nil {
+				return err
+			}
+			if !diverged {
+				gen, err := p.update(func(s *settings) { s.primary, s.fenced = &primary, false })
+				if err != nil {
+					return err
+				}
+				if err := p.reloadAndWait(ctx, &p.adminConn, gen); err != nil {
+					return err
+				}
+				p.log.Info("following", "primary", primary.Node, "addr", primary.addr())
+				return nil
+			}
+			p.log.Info("standby diverged from the new primary; rewinding", "primary", primary.Node, "local", local)
+		}
+		if err := p.stop(ctx); err != nil {
+			return err
+		}
+	}
+	if err := p.rewind(ctx, primary); err != nil {
+		if !p.opts.AllowRebuild {
+			return fmt.Errorf("%w: %v; the data dir is unchanged apart from what pg_rewind did. Fix: allow a rebuild from a fresh base backup (driver option allow_rebuild), or empty %s and bootstrap this node again",
+				ErrRewind, err, p.dataDir)
+		}
+		p.log.Warn("pg_rewind failed; rebuilding from a fresh base backup", "err", err)
+		if err := p.emptyDataDir(); err != nil {
+			return err
+		}
+		return p.bootstrapStandby(ctx, primary)
+	}
+	return p.startStandby(ctx, primary)
+}
+
+func (p *Postgres) startStandby(ctx context.Context, primary Peer) error {
+	if err := p.ensureInclude(); err != nil {
+		return err
+	}
+	if _, err := p.update(func(s *settings) { s.primary, s.fenced = &primary, false }); err != nil {
+		return err
+	}
+	if err := p.setStandbySignal(true); err != nil {
+		return err
+	}
+	if err := p.start(ctx); err != nil {
+		return err
+	}
+	p.log.Info("following", "primary", primary.Node, "addr", primary.addr())
+	return nil
+}
+
+// bootstrapStandby fills the empty data dir with a base backup of primary and starts streaming.
+func (p *Postgres) bootstrapStandby(ctx context.Context, primary Peer) error {
+	if err := p.ensureOwnSlot(ctx, primary); err != nil {
+		return err
+	}
+	pw, err := p.repl.password()
+	if err != nil {
+		return err
+	}
+	passfile, cleanup, err := p.tempPassfile(p.repl, pw)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	t0 := time.Now()
+	_, err = p.pgRun(ctx, timeoutFor(p.opts, OpBootstrap), []string{"PGPASSFILE=" + passfile}, "pg_basebackup",
+		"-D", p.dataDir, "-X", "stream", "-c", "fast", "-S", slotName(p.opts.Node), "-w",
+		"-d", conninfo("host", primary.Host, "port", strconv.Itoa(primary.Port), "user", p.repl.user,
+			"application_name", p.opts.Node+"-basebackup", "connect_timeout", "5"))
+	if err != nil {
+		return p.explainConnError(err, primary, p.repl, "base backup")
+	}
+	p.log.Info("base backup done", "primary", primary.Node, "took", time.Since(t0))
+	return p.startStandby(ctx, primary)
+}
+
+// rewind runs pg_rewind against primary; it needs the server stopped.
+func (p *Postgres) rewind(ctx context.Context, primary Peer) error {
+	pw, err := p.super.password()
+	if err != nil {
+		return err
+	}
+	passfile, cleanup, err := p.tempPassfile(p.super, pw)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	t0 := time.Now()
+	res, err := p.pgRun(ctx, timeoutFor(p.opts, OpFollow), []string{"PGPASSFILE=" + passfile}, "pg_rewind",
+		"-D", p.dataDir, "--source-server="+conninfo("host", primary.Host, "port", strconv.Itoa(primary.Port),
+			"user", p.super.user, "dbname", "postgres", "connect_timeout", "5"))
+	if err != nil {
+		return p.explainConnError(err, primary, p.super, "pg_rewind")
+	}
+	p.log.Info("pg_rewind done", "primary", primary.Node, "took", time.Since(t0), "said", lastLine(append(res.stdout, res.stderr...)))
+	return nil
+}
+
+// explainConnError turns a tool's connection failure into an error naming the credential or the peer.
+func (p *Postgres) explainConnError(err error, primary Peer, c credential, what string) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "password authentication failed"):
+		return fmt.Errorf("%w: %s from %s at %s: %s rejected %s's password; make %s.password_file (%s) hold the password the primary has for %s: %v",
+			ErrCredentials, what, primary.Node, primary.addr(), primary.Node, c.user, c.field, c.passwordFile, c.user, err)
+	case strings.Contains(msg, "no pg_hba.conf entry"):
+		return fmt.Errorf("%w: %s from %s at %s: the primary's pg_hba.conf does not admit %s from this host; add e.g. \"host replication %s all scram-sha-256\" there: %v",
+			ErrCredentials, what, primary.Node, primary.addr(), c.user, c.user, err)
+	case strings.Contains(msg, "could not connect") || strings.Contains(msg, "Connection refused") || strings.Contains(msg, "timeout expired"):
+		return fmt.Errorf("%w: %s from %s at %s: %v; check that it runs and accepts connections there (listen_addresses, firewall)",
+			ErrPrimaryUnreachable, what, primary.Node, primary.addr(), err)
+	}
+	return fmt.Errorf("%s from %s at %s: %w", what, primary.Node, primary.addr(), err)
+}
+
+// SetSync sets synchronous_standby_names to ANY 1 (standbys...).
+func (p *Postgres) SetSync(ctx context.Context, standbys []string, strict bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, timeoutFor(p.opts, OpSetSync))
+	defer cancel()
+	names := slices.Clone(standbys)
+	slices.Sort(names)
+	names = slices.Compact(names)
+	gen, err := p.update(func(s *settings) { s.sync, s.strict = names, strict })
+	if err != nil {
+		return err
+	}
+	if !p.running() {
+		return nil
+	}
+	return p.reloadAndWait(ctx, &p.adminConn, gen)
+}
+
+// Fence stops the primary acknowledging writes: every commit waits for a standby that does not exist, new
+// transactions are read-only, and every client session is terminated (walsenders stay, so standbys still receive
+// what this node has). If the server cannot be reached it is stopped immediately. A standby is left as it is.
+func (p *Postgres) Fence(ctx context.Context) error {
+	t0 := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, timeoutFor(p.opts, OpFence))
+	defer cancel()
+	gen, err := p.update(func(s *settings) { s.fenced = true })
+	if err != nil {
+		return p.fenceByStop(ctx, err)
+	}
+	if !p.running() {
+		return nil
+	}
+	const terminate = `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`
+	err = p.with(ctx, &p.fenceConn, func(c *pgx.Conn) error {
+		var inRecovery bool
+		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil || inRecovery {
+			return err
+		}
+		if _, err := c.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+			return err
+		}
+		if _, err := c.Exec(ctx, terminate); err != nil {
+			return err
+		}
+		// Sessions forked before the postmaster re-read the file missed the first round.
+		if err := waitGeneration(ctx, c, gen); err != nil {
+			return err
+		}
+		_, err := c.Exec(ctx, terminate)
+		return err
+	})
+	if err != nil {
+		return p.fenceByStop(ctx, err)
+	}
+	p.log.Info("fenced", "took", time.Since(t0))
+	return nil
+}
+
+func (p *Postgres) fenceByStop(ctx context.Context, cause error) error {
+	p.log.Warn("fence through SQL failed; stopping the server immediately", "err", cause)
+	if err := p.kill(ctx); err != nil {
+		return fmt.Errorf("fence: %v, and the immediate stop failed too: %w", cause, err)
+	}
+	return nil
+}
+
+// Stop shuts the server down cleanly (fast mode: clients are disconnected, a checkpoint is written).
+func (p *Postgres) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stop(ctx)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

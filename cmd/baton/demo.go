@@ -1,11 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -13,31 +14,57 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/spf13/cobra"
 
 	"github.com/baton-ha/baton/internal/proctest"
 )
 
 func newDemoCmd() *cobra.Command {
-	var keep bool
+	var keep, vip bool
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a local 3-node cluster, kill the owner, and show the failover",
 		Long: `Starts three agents on 127.0.x.y (two members serving a tiny HTTP "who am I"
-service, and a witness), a client that follows the owner through the agents'
-/v1/groups/web/active endpoints, then kills the owner with kill -9 and prints the
-outage the client saw and the new owner, and restores the killed node.
-Needs no root. Ctrl-C stops everything and removes the temporary files.
-(The proxy, DNS and VIP front doors arrive with their issues.)`,
+service, and a witness). Every agent serves the group through a TCP proxy and
+answers web.baton. from its built-in DNS server. A client connects through the
+witness's proxy every 5 ms; the demo prints live status, kills the owner with
+kill -9, prints the outage the client saw, the new owner and the new DNS answer,
+then restores the killed node. Needs no root. Ctrl-C stops everything and
+removes the temporary files.
+
+With --vip (root) the same runs in a network-namespace lab with a real virtual
+IP: the client connects to the VIP, and an ARP watch checks that no two hosts
+ever answer for it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if vip {
+				return runVIPDemo(ctx, cmd.OutOrStdout(), keep)
+			}
 			return runDemo(ctx, cmd.OutOrStdout(), keep)
 		},
 	}
 	cmd.Flags().BoolVar(&keep, "keep-files", false, "keep the demo's config and logs")
+	cmd.Flags().BoolVar(&vip, "vip", false, "run in a network-namespace lab with a real VIP (needs root)")
 	return cmd
+}
+
+func demoStep(out io.Writer, format string, args ...any) {
+	fmt.Fprintf(out, "\n==> "+format+"\n", args...)
+}
+
+func demoDir(out io.Writer, keep bool) (dir string, cleanup func(), err error) {
+	dir, err = os.MkdirTemp("", "baton-demo-")
+	if err != nil {
+		return "", nil, err
+	}
+	if keep {
+		fmt.Fprintf(out, "demo files in %s\n", dir)
+		return dir, func() {}, nil
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
 }
 
 func runDemo(ctx context.Context, out io.Writer, keep bool) error {
@@ -45,30 +72,41 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "baton-demo-")
+	dir, cleanup, err := demoDir(out, keep)
 	if err != nil {
 		return err
 	}
-	if keep {
-		fmt.Fprintf(out, "demo files in %s\n", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
-	c, err := proctest.New(bin, dir, proctest.Spec{Cluster: "demo", Members: []string{"n1", "n2"}, Witness: "w1", Profile: "default"})
+	defer cleanup()
+	c, err := proctest.New(bin, dir, proctest.Spec{Cluster: "demo", Members: []string{"n1", "n2"}, Witness: "w1",
+		Profile:    "default",
+		Top:        "dns: {listen: \":$DNS\", ttl: 1s}\n",
+		GroupExtra: "    dns: {name: web}\n    proxy: {listen: \":$PROXY\", port: $SVC}\n"})
 	if err != nil {
 		return err
 	}
 	defer c.Stop()
-	svcPort := c.Port + 2
-	for _, n := range []string{"n1", "n2"} {
-		stopSvc, err := proctest.Whoami(net.JoinHostPort(c.Addrs[n], fmt.Sprint(svcPort)), n)
+	services := map[string]func(){}
+	startService := func(n string) error {
+		stop, err := proctest.Whoami(net.JoinHostPort(c.Addrs[n], fmt.Sprint(c.SvcPort)), n)
 		if err != nil {
 			return fmt.Errorf("demo service on %s: %w", c.Addrs[n], err)
 		}
-		defer stopSvc()
+		services[n] = stop
+		return nil
 	}
-	step := func(format string, args ...any) { fmt.Fprintf(out, "\n==> "+format+"\n", args...) }
-	step("starting 3 agents (n1 priority 200, n2 priority 190, witness w1) on %s, %s, %s",
+	defer func() {
+		for _, stop := range services {
+			stop()
+		}
+	}()
+	for _, n := range []string{"n1", "n2"} {
+		if err := startService(n); err != nil {
+			return err
+		}
+	}
+	front := net.JoinHostPort(c.Addrs["w1"], fmt.Sprint(c.ProxyPort))
+	dnsAt := net.JoinHostPort(c.Addrs["w1"], fmt.Sprint(c.DNSPort))
+	demoStep(out, "starting 3 agents (n1 priority 200, n2 priority 190, witness w1) on %s, %s, %s",
 		c.Addrs["n1"], c.Addrs["n2"], c.Addrs["w1"])
 	if err := c.StartAll(); err != nil {
 		return err
@@ -78,23 +116,45 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 		return fmt.Errorf("%w (logs in %s; rerun with --keep-files)", err, dir)
 	}
 	fmt.Fprintf(out, "group web is owned by %s (epoch %d)\n", owner, epoch)
+	fmt.Fprintf(out, "front doors on every agent: proxy :%d, DNS :%d — e.g.  curl http://%s/   dig @%s -p %d web.baton.\n",
+		c.ProxyPort, c.DNSPort, front, c.Addrs["w1"], c.DNSPort)
 	if err := printDemoStatus(out, c, "w1"); err != nil {
 		return err
 	}
 
-	cl := newDemoClient(c, []string{"n1", "n2"}, svcPort)
+	cl := &demoClient{target: front}
 	go cl.run(ctx)
-	if err := sleepCtx(ctx, 2*time.Second); err != nil {
-		return err
-	}
-	step("kill -9 the owner's agent (%s); the client keeps asking \"who am I\" every 5 ms", owner)
-	killed := time.Now()
-	if err := c.Kill(owner); err != nil {
+	if err := sleepCtx(ctx, time.Second); err != nil {
 		return err
 	}
 	other := "n1"
 	if owner == "n1" {
 		other = "n2"
+	}
+	demoStep(out, "%s crashes: kill -9 of its agent, and its service stops; a client asks \"who am I\" through w1's proxy every 5 ms", owner)
+	killed := time.Now()
+	if err := c.Kill(owner); err != nil {
+		return err
+	}
+	services[owner]()
+	delete(services, owner)
+	// Live status: owner, DNS answer and the client's last answer, until the
+	// new owner has served for a moment.
+	for i := 0; i < 40; i++ {
+		st, err := c.Status("w1")
+		line := fmt.Sprintf("  +%4dms  ", time.Since(killed).Milliseconds())
+		if err == nil && len(st.Groups) > 0 {
+			g := st.Groups[0]
+			line += fmt.Sprintf("owner %-3s epoch %d", nonEmpty(g.Owner, "—"), g.Epoch)
+		}
+		line += fmt.Sprintf("  DNS web.baton. → %-14s client ← %s", nonEmpty(demoLookup(dnsAt), "—"), nonEmpty(cl.last(), "(no answer)"))
+		fmt.Fprintln(out, line)
+		if i > 0 && cl.servedBy(other, killed) && time.Since(killed) > 800*time.Millisecond {
+			break
+		}
+		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
 	}
 	e, err := c.WaitHook(20*time.Second, func(e proctest.HookEvent) bool {
 		return e.Node == other && e.Role == "active" && e.At.After(killed)
@@ -102,7 +162,7 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 	if err != nil {
 		return err
 	}
-	if err := sleepCtx(ctx, time.Second); err != nil {
+	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
 		return err
 	}
 	gap, before, after := cl.outage(killed)
@@ -110,11 +170,15 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 		e.At.Sub(killed).Round(time.Millisecond), e.Epoch)
 	fmt.Fprintf(out, "the client saw an outage of %v (last answer \"%s\", next answer \"%s\")\n",
 		gap.Round(time.Millisecond), before, after)
+	fmt.Fprintf(out, "DNS web.baton. now answers %s (%s's address)\n", demoLookup(dnsAt), other)
 	if hist, err := c.Baton("w1", "history"); err == nil {
 		fmt.Fprintf(out, "\n%s", hist)
 	}
 
-	step("restarting %s: it rejoins as standby and does not take the group back (failback: false)", owner)
+	demoStep(out, "restarting %s: it rejoins as standby and does not take the group back (failback: false)", owner)
+	if err := startService(owner); err != nil {
+		return err
+	}
 	if err := c.Start(owner); err != nil {
 		return err
 	}
@@ -129,8 +193,32 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 	if err := printDemoStatus(out, c, owner); err != nil {
 		return err
 	}
-	step("done: failover in well under a second, no split brain, history recorded. Try it on real machines: see README.md")
+	demoStep(out, "done: failover in well under a second, no split brain, history recorded. Try it on real machines: see README.md")
 	return nil
+}
+
+func nonEmpty(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// demoLookup asks a Baton DNS server for web.baton. A.
+func demoLookup(server string) string {
+	m := new(dns.Msg)
+	m.SetQuestion("web.baton.", dns.TypeA)
+	r, _, err := (&dns.Client{Timeout: 300 * time.Millisecond}).Exchange(m, server)
+	if err != nil {
+		return ""
+	}
+	var addrs []string
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			addrs = append(addrs, a.A.String())
+		}
+	}
+	return strings.Join(addrs, ",")
 }
 
 func printDemoStatus(out io.Writer, c *proctest.Cluster, via string) error {
@@ -146,19 +234,16 @@ func printDemoStatus(out io.Writer, c *proctest.Cluster, via string) error {
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	select {
 	case <-ctx.Done():
-		return fmt.Errorf("interrupted")
+		return errors.New("interrupted")
 	case <-time.After(d):
 		return nil
 	}
 }
 
-// demoClient follows the owner the way a load balancer would: it asks the
-// members' role endpoints who is active, then calls that member's service.
+// demoClient asks "who am I" through a front door (the proxy) on a new
+// connection every 5 ms and records who answered.
 type demoClient struct {
-	c       *proctest.Cluster
-	members []string
-	port    int
-	http    *http.Client
+	target  string
 	mu      sync.Mutex
 	answers []demoAnswer
 }
@@ -168,36 +253,53 @@ type demoAnswer struct {
 	who string
 }
 
-func newDemoClient(c *proctest.Cluster, members []string, port int) *demoClient {
-	return &demoClient{c: c, members: members, port: port,
-		http: &http.Client{Timeout: 100 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}}
-}
-
 func (d *demoClient) run(ctx context.Context) {
 	for ctx.Err() == nil {
-		who := ""
-		for _, m := range d.members {
-			resp, err := d.http.Get("http://" + d.c.APIs[m] + "/v1/groups/web/active")
-			if err != nil {
-				continue
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				continue
-			}
-			r, err := d.http.Get(fmt.Sprintf("http://%s/", net.JoinHostPort(d.c.Addrs[m], fmt.Sprint(d.port))))
-			if err == nil {
-				b, _ := io.ReadAll(r.Body)
-				r.Body.Close()
-				who = strings.TrimSpace(string(b))
-			}
-			break
-		}
 		d.mu.Lock()
-		d.answers = append(d.answers, demoAnswer{time.Now(), who})
+		d.answers = append(d.answers, demoAnswer{time.Now(), whoAmI(d.target)})
 		d.mu.Unlock()
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// whoAmI makes one HTTP request to the demo service at addr ("" on failure).
+func whoAmI(addr string) string {
+	conn, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+	if err != nil {
+		return ""
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, err := io.WriteString(conn, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+		return ""
+	}
+	sc := bufio.NewScanner(conn)
+	for sc.Scan() {
+		if who, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "I am "); ok {
+			return "I am " + who
+		}
+	}
+	return ""
+}
+
+func (d *demoClient) last() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.answers) == 0 {
+		return ""
+	}
+	return d.answers[len(d.answers)-1].who
+}
+
+func (d *demoClient) servedBy(node string, after time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := len(d.answers) - 1; i >= 0 && d.answers[i].at.After(after); i-- {
+		if d.answers[i].who == "I am "+node {
+			return true
+		}
+	}
+	return false
 }
 
 // outage returns the longest run without an answer after t.

@@ -12,7 +12,9 @@ import (
 // Status answers the API's status request from the agent loop.
 func (a *Agent) Status(r *http.Request) (Status, error) {
 	var st Status
-	err := a.call(r.Context(), func(now time.Duration) { st = a.node.Status(now) })
+	// Publishing first means that once status shows an owner, the DNS
+	// zone and the proxies on this node already point at it.
+	err := a.call(r.Context(), func(now time.Duration) { a.publish(); st = a.node.Status(now) })
 	for i := range st.Groups {
 		if hg := a.checks[st.Groups[i].Name]; hg != nil {
 			st.Groups[i].Checks = hg.States()
@@ -188,7 +190,7 @@ func (a *Agent) Crash() {
 func (a *Agent) Endpoints(r *http.Request, group string) (Endpoints, error) {
 	var e Endpoints
 	var ok bool
-	if err := a.call(r.Context(), func(time.Duration) { e, ok = a.node.Endpoints(group) }); err != nil {
+	if err := a.call(r.Context(), func(time.Duration) { a.publish(); e, ok = a.node.Endpoints(group) }); err != nil {
 		return Endpoints{}, &RequestError{Code: http.StatusServiceUnavailable, Msg: err.Error()}
 	}
 	if !ok {

@@ -257,6 +257,16 @@ func (n *Node) Start(now time.Duration) error {
 	return nil
 }
 
+// View is the replicated state as this node knows it (see view); the result
+// is shared and must not be modified.
+func (n *Node) View() *quorum.State { return n.view() }
+
+// PeerLeaving reports whether a peer announced a planned shutdown.
+func (n *Node) PeerLeaving(name string) bool {
+	p := n.peers[name]
+	return p != nil && p.leaving
+}
+
 // view is the replicated state as far as this node knows it: its replica's
 // applied state, overlaid with newer ownership records gossiped by peers.
 // Both parts are committed data (peers only gossip what their replica

@@ -52,6 +52,7 @@ type Agent struct {
 	seenTakeover map[uint64]bool
 	vips         *vips // nil when this node holds no VIPs
 	svcs         map[string]*groupSvc
+	fd           *frontDoors
 	stopChecks   context.CancelFunc
 
 	changed chan struct{}
@@ -167,6 +168,9 @@ func open(opts Options) (_ *Agent, err error) {
 		return nil, err
 	}
 	if err := a.openServices(); err != nil {
+		return nil, err
+	}
+	if err := a.openFrontDoors(); err != nil {
 		return nil, err
 	}
 	if opts.Handler == nil {
@@ -310,6 +314,7 @@ func (a *Agent) loop(ctx context.Context) error {
 		case f := <-a.reqs:
 			f(a.now())
 		}
+		a.publish()
 		if done == nil && (a.node.HandedOff() || time.Now().After(leaveDeadline)) {
 			if !a.node.HandedOff() {
 				a.log.Warn("no successor committed before the shutdown deadline; leaving anyway")
@@ -365,6 +370,7 @@ func (a *Agent) close() {
 		a.vips.close()
 	}
 	a.closeServices()
+	a.fd.close()
 	if a.stopChecks != nil {
 		a.stopChecks()
 	}

@@ -85,8 +85,8 @@ type API struct {
 
 // DNS configures the built-in authoritative DNS server.
 type DNS struct {
-	Listen string   `yaml:"listen,omitempty"`
-	Zone   string   `yaml:"zone,omitempty"` // always ends in "." after Parse
+	Listen string   `yaml:"listen,omitempty"` // host:port; an empty host (":53") means each node's own address
+	Zone   string   `yaml:"zone,omitempty"`   // always ends in "." after Parse
 	TTL    Duration `yaml:"ttl,omitempty"`
 }
 
@@ -161,7 +161,7 @@ type GroupDNS struct {
 
 // Proxy is an L4 TCP listener forwarding to the group's owner.
 type Proxy struct {
-	Listen string `yaml:"listen,omitempty"` // host:port, host may be empty
+	Listen string `yaml:"listen,omitempty"` // host:port; an empty host (":9080") means the node's own address
 	Port   int    `yaml:"port,omitempty"`   // the service's port on the owner
 }
 

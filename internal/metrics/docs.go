@@ -68,6 +68,13 @@ var (
 	docHookDuration = Doc{"baton_hook_duration_seconds", "histogram", []string{"group", "hook"},
 		"Seconds one run of the hook took on this node, whatever its result."}
 
+	docDNSQueries = Doc{"baton_dns_queries_total", "counter", []string{"rcode"},
+		"Queries the built-in DNS server answered on this node, by response code (NOERROR, NXDOMAIN, REFUSED, ...)."}
+	docDNSDuration = Doc{"baton_dns_query_duration_seconds", "histogram", nil,
+		"Seconds from a parsed DNS query to its answer handed to the socket."}
+	docProxyConns = Doc{"baton_proxy_connections_total", "counter", []string{"group", "target"},
+		"Client connections the group's proxy on this node connected to the target node."}
+
 	docBuildInfo = Doc{"baton_build_info", "gauge", []string{"version"},
 		"Always 1; the version label names the Baton build this node runs."}
 )
@@ -78,6 +85,7 @@ var allDocs = []Doc{
 	docHeartbeatRTT, docPeerUp, docPacketsSent, docPacketsReceived, docPacketsRejected,
 	docQuorumLeader, docQuorumApplied, docQuorumRole, docQuorumRejected,
 	docCheckResults, docCheckDuration, docHookRuns, docHookDuration,
+	docDNSQueries, docDNSDuration, docProxyConns,
 	docBuildInfo,
 }
 

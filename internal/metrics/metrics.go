@@ -17,11 +17,13 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -73,6 +75,10 @@ type Metrics struct {
 	checkDuration *prometheus.HistogramVec
 	hookRuns      *prometheus.CounterVec
 	hookDuration  *prometheus.HistogramVec
+
+	dnsQueries  *prometheus.CounterVec
+	dnsDuration prometheus.Histogram
+	proxyConns  *prometheus.CounterVec
 
 	buildInfo *prometheus.GaugeVec
 
@@ -135,6 +141,10 @@ func New(cluster, node string) *Metrics {
 		hookRuns:      counterVec(r, docHookRuns),
 		hookDuration:  histogramVec(r, docHookDuration, execBuckets),
 
+		dnsQueries:  counterVec(r, docDNSQueries),
+		dnsDuration: histogram(r, docDNSDuration, rttBuckets),
+		proxyConns:  counterVec(r, docProxyConns),
+
 		buildInfo: gaugeVec(r, docBuildInfo),
 
 		funcs: newFuncCollector(),
@@ -159,6 +169,12 @@ func counterVec(r prometheus.Registerer, d Doc) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: d.Name, Help: d.Help}, d.Labels)
 	r.MustRegister(c)
 	return c
+}
+
+func histogram(r prometheus.Registerer, d Doc, buckets []float64) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: d.Name, Help: d.Help, Buckets: buckets})
+	r.MustRegister(h)
+	return h
 }
 
 func histogramVec(r prometheus.Registerer, d Doc, buckets []float64) *prometheus.HistogramVec {
@@ -222,7 +238,7 @@ func (m *Metrics) ForgetGroup(group string) {
 	l := prometheus.Labels{"group": group}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.failovers, m.detection, m.decision, m.takeover, m.leaseRemaining,
-		m.checkResults, m.checkDuration, m.hookRuns, m.hookDuration,
+		m.checkResults, m.checkDuration, m.hookRuns, m.hookDuration, m.proxyConns,
 	} {
 		v.DeletePartialMatch(l)
 	}
@@ -295,6 +311,19 @@ func (m *Metrics) HookRun(group, hook string, ok bool, took time.Duration) {
 	countResult(m.hookRuns, group, hook, hookResultNames, ok)
 	m.hookDuration.WithLabelValues(group, hook).Observe(seconds(took))
 }
+
+// DNSQuery records one query answered by the built-in DNS server.
+func (m *Metrics) DNSQuery(rcode int, took time.Duration) {
+	name, ok := dns.RcodeToString[rcode]
+	if !ok {
+		name = strconv.Itoa(rcode)
+	}
+	m.dnsQueries.WithLabelValues(name).Inc()
+	m.dnsDuration.Observe(seconds(took))
+}
+
+// ProxyConn records one client connection the group's proxy connected to target.
+func (m *Metrics) ProxyConn(group, target string) { m.proxyConns.WithLabelValues(group, target).Inc() }
 
 // countResult increments the series of the outcome and makes sure the other
 // outcome exists at 0, so that increase() catches its first occurrence.

@@ -46,6 +46,9 @@ func exercise(m *Metrics) {
 	m.RegisterQuorumRejected(func() uint64 { return 2 })
 	m.CheckResult("web", "http", true, 12*time.Millisecond)
 	m.HookRun("web", "active", false, 1500*time.Millisecond)
+	m.DNSQuery(0, 40*time.Microsecond)
+	m.DNSQuery(3, 30*time.Microsecond)
+	m.ProxyConn("web", "a")
 }
 
 func gather(t *testing.T, m *Metrics) []*dto.MetricFamily {

@@ -69,17 +69,24 @@ type Spec struct {
 	// GroupExtra is extra YAML for the group (indented four spaces).
 	GroupExtra string
 	HookWait   string // optional: sleep this long in the hook (e.g. "0")
+	// Top is extra top-level YAML (e.g. a dns: section). In Top and
+	// GroupExtra, $SVC, $PROXY and $DNS stand for the cluster's SvcPort,
+	// ProxyPort and DNSPort.
+	Top string
 }
 
 // Cluster is a running (or startable) set of agent processes.
 type Cluster struct {
 	Bin, Dir, ConfigPath string
 	Port                 int
-	Addrs                map[string]string // node → 127.0.0.x
-	APIs                 map[string]string // node → host:port
-	mu                   sync.Mutex
-	procs                map[string]*exec.Cmd
-	waits                map[string]chan error
+	// SvcPort, ProxyPort and DNSPort are free ports next to Port for a
+	// group's service, its proxy and the DNS server (see Spec.Top).
+	SvcPort, ProxyPort, DNSPort int
+	Addrs                       map[string]string // node → 127.0.0.x
+	APIs                        map[string]string // node → host:port
+	mu                          sync.Mutex
+	procs                       map[string]*exec.Cmd
+	waits                       map[string]chan error
 }
 
 // New writes the config for spec under dir. Loopback addresses and the port
@@ -98,6 +105,9 @@ func New(bin, dir string, spec Spec) (*Cluster, error) {
 	c := &Cluster{Bin: bin, Dir: dir, Addrs: map[string]string{}, APIs: map[string]string{},
 		procs: map[string]*exec.Cmd{}, waits: map[string]chan error{}}
 	c.Port = 20000 + r.Intn(20000)
+	c.SvcPort, c.ProxyPort, c.DNSPort = c.Port+2, c.Port+3, c.Port+4
+	ports := strings.NewReplacer("$SVC", strconv.Itoa(c.SvcPort), "$PROXY", strconv.Itoa(c.ProxyPort), "$DNS", strconv.Itoa(c.DNSPort))
+	spec.Top, spec.GroupExtra = ports.Replace(spec.Top), ports.Replace(spec.GroupExtra)
 	base := 2 + r.Intn(200)
 	third := 1 + r.Intn(250)
 	names := append([]string{}, spec.Members...)
@@ -117,6 +127,7 @@ func New(bin, dir string, spec Spec) (*Cluster, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "version: 1\ncluster:\n  name: %s\n  secret: %q\n  profile: %s\n  port: %d\n%s", spec.Cluster, spec.Secret, spec.Profile, c.Port, spec.Extra)
 	fmt.Fprintf(&b, "api: {token: %q}\n", Token)
+	b.WriteString(spec.Top)
 	b.WriteString("nodes:\n")
 	for _, n := range names {
 		fmt.Fprintf(&b, "  - {name: %s, address: %s, api: %q, data_dir: %q, witness: %v}\n",

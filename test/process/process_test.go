@@ -379,7 +379,7 @@ func TestDemoRunsToCompletion(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out)
 	}
-	for _, want := range []string{"took over: its active hook ran", "the client saw an outage of", "rejoins as standby", "==> done"} {
+	for _, want := range []string{"took over: its active hook ran", "the client saw an outage of", "DNS web.baton. now answers", "rejoins as standby", "==> done"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}

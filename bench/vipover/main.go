@@ -4,6 +4,13 @@
 // owner's link pulled or its agent killed with kill -9.
 //
 //	go run ./bench/vipover -trials 20 -profiles default,fast
+//
+// With -mode active-active the group has two VIPs, one on each member
+// (failback on, so the killed member gets its VIP back between trials); the
+// fault hits the holder of the first, and the table also counts outages of
+// the second VIP, which should have none.
+//
+//	go run ./bench/vipover -mode active-active -trials 20 -profiles default,fast
 package main
 
 import (
@@ -19,13 +26,20 @@ import (
 	"github.com/baton-ha/baton/internal/proctest"
 )
 
-const vip = "10.77.0.100"
+const (
+	vip  = "10.77.0.100"
+	vip2 = "10.77.0.101" // active-active: the second VIP
+)
+
+var activeActive bool
 
 func main() {
 	trials := flag.Int("trials", 20, "trials per fault and profile")
 	profiles := flag.String("profiles", "default,fast", "timing profiles")
 	faults := flag.String("faults", "linkdown,kill9", "faults: linkdown, kill9")
+	mode := flag.String("mode", "active-passive", "group mode: active-passive (one VIP) or active-active (two VIPs, one per member)")
 	flag.Parse()
+	activeActive = *mode == "active-active"
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "vipover: needs root (network namespaces)")
 		os.Exit(2)
@@ -35,23 +49,34 @@ func main() {
 	defer os.RemoveAll(dir)
 	bin, err := proctest.Build(dir)
 	check(err)
-	fmt.Printf("# VIP failover, client-visible outage (last answer before → first answer after), %s\n\n", time.Now().UTC().Format("2006-01-02"))
-	fmt.Println("| profile | fault | trials | p50 | p90 | p99 | max | ARP rounds with two MACs |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Printf("# VIP failover (%s), client-visible outage (last answer before → first answer after), %s\n\n", *mode, time.Now().UTC().Format("2006-01-02"))
+	if activeActive {
+		fmt.Println("| profile | fault | trials | p50 | p90 | p99 | max | ARP rounds with two MACs | outages of the other VIP |")
+		fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	} else {
+		fmt.Println("| profile | fault | trials | p50 | p90 | p99 | max | ARP rounds with two MACs |")
+		fmt.Println("|---|---|---|---|---|---|---|---|")
+	}
 	for _, p := range strings.Split(*profiles, ",") {
 		for _, f := range strings.Split(*faults, ",") {
-			d, dual := run(bin, filepath.Join(dir, p+"-"+f), p, f, *trials)
-			row(p, f, d, dual)
+			d, dual, other := run(bin, filepath.Join(dir, p+"-"+f), p, f, *trials)
+			row(p, f, d, dual, other)
 		}
 	}
 }
 
-func run(bin, dir, profile, fault string, trials int) ([]time.Duration, int) {
+func run(bin, dir, profile, fault string, trials int) (_ []time.Duration, dual, otherOutages int) {
 	check(os.MkdirAll(dir, 0o755))
 	l, err := lab.New(lab.Options{Hosts: 3})
 	check(err)
 	defer l.Close()
-	c, err := l.StartCluster(lab.ClusterSpec{Bin: bin, Dir: dir, Profile: profile, VIP: vip + "/24"})
+	spec := lab.ClusterSpec{Bin: bin, Dir: dir, Profile: profile, VIP: vip + "/24"}
+	if activeActive {
+		spec.VIP, spec.Failback = "", true
+		spec.GroupExtra = "    mode: active-active\n    vips:\n      - {address: " + vip + "/24, interface: eth0}\n" +
+			"      - {address: " + vip2 + "/24, interface: eth0}\n"
+	}
+	c, err := l.StartCluster(spec)
 	check(err)
 	defer c.Stop()
 	holder := waitSingleHolder(c, "")
@@ -59,6 +84,16 @@ func run(bin, dir, profile, fault string, trials int) ([]time.Duration, int) {
 	check(err)
 	arp, err := l.StartARPWatch(vip, 20*time.Millisecond)
 	check(err)
+	var pr2 *lab.Prober
+	var arp2 *lab.ARPWatch
+	if activeActive {
+		_, err := c.WaitHolder(vip2, "", 30*time.Second)
+		check(err)
+		pr2, err = l.StartProber(vip2+":8080", 5*time.Millisecond)
+		check(err)
+		arp2, err = l.StartARPWatch(vip2, 20*time.Millisecond)
+		check(err)
+	}
 	var out []time.Duration
 	for i := 0; i < trials; i++ {
 		time.Sleep(1500 * time.Millisecond)
@@ -86,6 +121,10 @@ func run(bin, dir, profile, fault string, trials int) ([]time.Duration, int) {
 			check(fmt.Errorf("%s %s trial %d: client not served by %s", profile, fault, i+1, other))
 		}
 		out = append(out, worst.Duration)
+		if pr2 != nil {
+			time.Sleep(200 * time.Millisecond)
+			otherOutages += len(lab.Outages(pr2.Probes(), t0))
+		}
 		fmt.Fprintf(os.Stderr, "%s %s trial %d: %s → %s, outage %v\n", profile, fault, i+1, holder, other, worst.Duration.Round(time.Millisecond))
 		switch fault {
 		case "linkdown":
@@ -93,11 +132,21 @@ func run(bin, dir, profile, fault string, trials int) ([]time.Duration, int) {
 		case "kill9":
 			check(c.StartAgent(holder))
 		}
+		if activeActive {
+			// Failback returns the first VIP to its home member: same start
+			// for every trial, and the other VIP stays put.
+			holder = waitSingleHolder(c, holder)
+			continue
+		}
 		holder = waitSingleHolder(c, other)
 	}
 	pr.Stop()
-	rep := arp.Stop()
-	return out, rep.DualRounds
+	dual = arp.Stop().DualRounds
+	if pr2 != nil {
+		pr2.Stop()
+		dual += arp2.Stop().DualRounds
+	}
+	return out, dual, otherOutages
 }
 
 func waitSingleHolder(c *lab.Cluster, want string) string {
@@ -106,9 +155,13 @@ func waitSingleHolder(c *lab.Cluster, want string) string {
 	return h
 }
 
-func row(profile, fault string, d []time.Duration, dual int) {
+func row(profile, fault string, d []time.Duration, dual, other int) {
 	q := func(p float64) string { return fmt.Sprintf("%d ms", drill.Quantile(d, p).Milliseconds()) }
-	fmt.Printf("| %s | %s | %d | %s | %s | %s | %s | %d |\n", profile, fault, len(d), q(0.5), q(0.9), q(0.99), q(1), dual)
+	fmt.Printf("| %s | %s | %d | %s | %s | %s | %s | %d |", profile, fault, len(d), q(0.5), q(0.9), q(0.99), q(1), dual)
+	if activeActive {
+		fmt.Printf(" %d |", other)
+	}
+	fmt.Println()
 }
 
 func check(err error) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -96,9 +97,28 @@ func printStatus(out io.Writer, st agent.Status) {
 		if g.HandoffTo != "" {
 			owner += " → " + g.HandoffTo
 		}
+		if len(g.Units) > 0 {
+			owner = orDash(strings.Join(g.Owners, ","))
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", g.Name, g.Mode, owner, g.Epoch, g.Standby, maint, checks, members)
 	}
 	tw.Flush()
+	for _, g := range st.Groups {
+		if len(g.Units) == 0 {
+			continue
+		}
+		fmt.Fprintf(out, "\n%s units (active-active: each VIP has its own owner and epoch)\n", g.Name)
+		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  UNIT\tVIP\tOWNER\tEPOCH")
+		for _, u := range g.Units {
+			owner := orDash(u.Owner)
+			if u.HandoffTo != "" {
+				owner += " → " + u.HandoffTo
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\n", u.Name, orDash(u.VIP), owner, u.Epoch)
+		}
+		tw.Flush()
+	}
 	for _, g := range st.Groups {
 		if g.Note != "" && g.Note != "owner's lease held" {
 			fmt.Fprintf(out, "\nnote: %s: %s\n", g.Name, g.Note)

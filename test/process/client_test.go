@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,6 +99,9 @@ func TestActiveActiveProcesses(t *testing.T) {
 	}
 	if g := st.Groups[0]; len(g.Units) != 2 || len(g.Owners) != 2 {
 		t.Fatalf("web: %+v, want two units with one owner each", g)
+	}
+	if out, err := c.Baton("w1", "status"); err != nil || !strings.Contains(out, "web[1]") || !strings.Contains(out, "active-active") {
+		t.Fatalf("baton status does not list the units: %v\n%s", err, out)
 	}
 	if err := c.Kill("n2"); err != nil {
 		t.Fatal(err)

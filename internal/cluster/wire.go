@@ -76,6 +76,14 @@ type GroupStatus struct {
 	// from learning of its election to acting (for the history).
 	Epoch      uint64 `json:"e,omitempty"`
 	TakeoverMs int64  `json:"tk,omitempty"`
+	// Data-aware groups (a driver): the local database's role and write
+	// position (e.g. a PostgreSQL LSN; higher is more up to date), and, from
+	// the owner, the synchronous standby set it asks the leader to record
+	// (SyncSet says the field is set; see agent/data.go for the protocol).
+	DB      string   `json:"db,omitempty"`
+	Pos     uint64   `json:"pos,omitempty"`
+	Sync    []string `json:"sy,omitempty"`
+	SyncSet bool     `json:"sys,omitempty"`
 }
 
 // Message kinds.

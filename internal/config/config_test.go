@@ -292,6 +292,21 @@ nodes: [{name: n1, address: 127.0.0.1}]
 			"groups[0].driver.commands.promote[0]: empty program name; the first element is the program to run (there is no shell)",
 		}},
 
+		{"postgres driver", head + `groups:
+  - name: db
+    standby: cold
+    members: [{node: n1}]
+    service: {run: [/bin/true]}
+    driver: {type: postgres}
+`, []string{
+			`groups[0].driver: a data driver runs its standbys as replicas: set standby: warm (or leave it out), not "cold"`,
+			"groups[0].driver: a group with a driver has the driver run its database; remove service (or the driver)",
+			"groups[0].driver.data_dir: missing (the PostgreSQL data directory, e.g. /var/lib/postgresql/15/baton)",
+			"groups[0].driver.bin_dir: missing (the PostgreSQL binaries, e.g. /usr/lib/postgresql/15/bin)",
+			"groups[0].driver.superuser: missing (user and password_file of a PostgreSQL superuser the agent connects as)",
+			"groups[0].driver.replication: missing (user and password_file of the replication user standbys stream as)",
+		}},
+
 		// YAML features that must keep working.
 		{"anchors and merge keys", head + `groups:
   - name: web

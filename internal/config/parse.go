@@ -157,6 +157,17 @@ func (c *Config) ApplyDefaults() {
 		}
 		if g.Standby == "" {
 			g.Standby = DefaultStandby
+			if g.Driver != nil && g.Mode != ModeActiveActive {
+				g.Standby = "warm" // a database standby replicates: it runs, in a standby role
+			}
+		}
+		if dr := g.Driver; dr != nil {
+			if dr.Sync == "" {
+				dr.Sync = "off"
+			}
+			if dr.Port == 0 && dr.Type == "postgres" {
+				dr.Port = 5432
+			}
 		}
 		if g.Hooks.Timeout == 0 {
 			g.Hooks.Timeout = DefaultHookTimeout

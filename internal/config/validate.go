@@ -479,6 +479,26 @@ func validateDriver(errs *Errors, g *Group, p string) {
 	if g.Mode == "active-active" {
 		errs.add(p, "a data driver needs mode active-passive (one writable primary), not active-active")
 	}
+	if g.Standby != "warm" && g.Mode != ModeActiveActive {
+		errs.add(p, "a data driver runs its standbys as replicas: set standby: warm (or leave it out), not %q", g.Standby)
+	}
+	if g.Service != nil {
+		errs.add(p, "a group with a driver has the driver run its database; remove service (or the driver)")
+	}
+	if dr.Type == "postgres" {
+		if dr.DataDir == "" {
+			errs.add(p+".data_dir", "missing (the PostgreSQL data directory, e.g. /var/lib/postgresql/15/baton)")
+		}
+		if dr.BinDir == "" {
+			errs.add(p+".bin_dir", "missing (the PostgreSQL binaries, e.g. /usr/lib/postgresql/15/bin)")
+		}
+		if dr.Superuser == nil {
+			errs.add(p+".superuser", "missing (user and password_file of a PostgreSQL superuser the agent connects as)")
+		}
+		if dr.Replication == nil {
+			errs.add(p+".replication", "missing (user and password_file of the replication user standbys stream as)")
+		}
+	}
 	if !slices.Contains([]string{"", "off", "on", "strict"}, dr.Sync) {
 		errs.add(p+".sync", "%q is not a sync mode; use off, on or strict", dr.Sync)
 	}

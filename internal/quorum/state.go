@@ -31,6 +31,9 @@ const (
 	ReasonHook       = "hook"       // the new owner's active hook failed
 	ReasonStart      = "start"      // the new owner's service did not become healthy within start_timeout
 	ReasonManual     = "manual"     // forced by an operator (failover --to)
+	// ReasonSync marks a history entry that is not an ownership change: the
+	// owner's set of synchronous standbys changed (data-aware groups).
+	ReasonSync = "sync"
 )
 
 // GroupState is the replicated ownership record of one group.
@@ -45,6 +48,12 @@ type GroupState struct {
 	// (switchover, failback); "" when none is pending. Cleared by the next assign.
 	HandoffTo     string `json:"handoff_to,omitempty"`
 	HandoffReason string `json:"handoff_reason,omitempty"`
+	// Sync lists the standbys known to be synchronous under this epoch. The
+	// owner names exactly these (all of them) in its synchronous replication
+	// setting before they are recorded here and after they are removed, so
+	// every write it acknowledged is on each of them: in sync mode only they,
+	// or the owner itself, may be promoted. Reset by every assignment.
+	Sync []string `json:"sync,omitempty"`
 }
 
 // Event is one ownership change, kept in the replicated history.
@@ -69,7 +78,20 @@ type Event struct {
 	TakeoverRecorded bool `json:"takeover_recorded"`
 	// Detail is a human-readable note for operators.
 	Detail string `json:"detail,omitempty"`
+	// Data-aware groups: the old primary's last reported write position and
+	// the promoted member's position at promotion (byte offsets, e.g.
+	// PostgreSQL LSNs), and the bytes that may be lost with them (async mode:
+	// written on the old primary, not yet on the new one).
+	PrimaryPos  uint64 `json:"primary_pos,omitempty"`
+	PromotedPos uint64 `json:"promoted_pos,omitempty"`
+	LostBytes   uint64 `json:"maybe_lost_bytes,omitempty"`
+	// Sync is the new synchronous standby set (Reason "sync" entries).
+	Sync []string `json:"sync,omitempty"`
 }
+
+// Ownership reports whether the entry records a change of owner (and not,
+// e.g., a change of the synchronous standby set).
+func (e Event) Ownership() bool { return e.Reason != ReasonSync }
 
 // State is the replicated state machine. It is mutated only through Apply,
 // which is deterministic: every replica that applies the same commands in the
@@ -117,23 +139,28 @@ const (
 	OpHandoff     = "handoff"     // ask the owner of ExpectEpoch to hand the group to Owner (Reason says why)
 	OpMaintenance = "maintenance" // set maintenance On for Group ("" = cluster-wide)
 	OpAnnotate    = "annotate"    // record TakeoverMs on the event of (Group, Epoch)
+	OpSync        = "sync"        // set the synchronous standbys (Sync) of the owner of ExpectEpoch
 )
 
 // Command is one replicated mutation.
 type Command struct {
-	Op          string `json:"op"`
-	Group       string `json:"group"`
-	ExpectEpoch uint64 `json:"expect_epoch"` // CAS: applies only if the group is at this epoch
-	ExpectOwner string `json:"expect_owner"` // CAS: ... and has this owner
-	Owner       string `json:"owner"`        // new owner ("" = nobody)
-	Reason      string `json:"reason"`
-	TimeUnixMs  int64  `json:"time_unix_ms"`
-	DetectMs    int64  `json:"detect_ms,omitempty"`
-	DecideMs    int64  `json:"decide_ms,omitempty"`
-	Detail      string `json:"detail,omitempty"`
-	On          bool   `json:"on,omitempty"`
-	Epoch       uint64 `json:"epoch,omitempty"`
-	TakeoverMs  int64  `json:"takeover_ms,omitempty"`
+	Op          string   `json:"op"`
+	Group       string   `json:"group"`
+	ExpectEpoch uint64   `json:"expect_epoch"` // CAS: applies only if the group is at this epoch
+	ExpectOwner string   `json:"expect_owner"` // CAS: ... and has this owner
+	Owner       string   `json:"owner"`        // new owner ("" = nobody)
+	Reason      string   `json:"reason"`
+	TimeUnixMs  int64    `json:"time_unix_ms"`
+	DetectMs    int64    `json:"detect_ms,omitempty"`
+	DecideMs    int64    `json:"decide_ms,omitempty"`
+	Detail      string   `json:"detail,omitempty"`
+	On          bool     `json:"on,omitempty"`
+	Epoch       uint64   `json:"epoch,omitempty"`
+	TakeoverMs  int64    `json:"takeover_ms,omitempty"`
+	Sync        []string `json:"sync,omitempty"`
+	PrimaryPos  uint64   `json:"primary_pos,omitempty"`
+	PromotedPos uint64   `json:"promoted_pos,omitempty"`
+	LostBytes   uint64   `json:"lost_bytes,omitempty"`
 }
 
 // ErrBusy is returned by Apply for a handoff while another is pending.
@@ -177,6 +204,7 @@ func (s *State) Apply(idx uint64, c Command) error {
 		ev := Event{
 			Seq: s.NextEv, TimeUnixMs: c.TimeUnixMs, Group: c.Group, Epoch: g.Epoch + 1,
 			From: g.Owner, To: c.Owner, Reason: c.Reason, DetectMs: c.DetectMs, DecideMs: c.DecideMs, Detail: c.Detail,
+			PrimaryPos: c.PrimaryPos, PromotedPos: c.PromotedPos, LostBytes: c.LostBytes,
 		}
 		s.NextEv++
 		s.Groups[c.Group] = GroupState{Owner: c.Owner, Epoch: g.Epoch + 1, SinceUnixMs: c.TimeUnixMs, Maintenance: g.Maintenance}
@@ -205,9 +233,23 @@ func (s *State) Apply(idx uint64, c Command) error {
 		g.Maintenance = c.On
 		s.Groups[c.Group] = g
 		return nil
+	case OpSync:
+		g := s.Groups[c.Group]
+		if g.Epoch != c.ExpectEpoch || g.Owner != c.ExpectOwner || g.Owner == "" {
+			return ErrStale
+		}
+		g.Sync = append([]string(nil), c.Sync...)
+		s.Groups[c.Group] = g
+		s.Events = append(s.Events, Event{Seq: s.NextEv, TimeUnixMs: c.TimeUnixMs, Group: c.Group, Epoch: g.Epoch,
+			From: g.Owner, To: g.Owner, Reason: ReasonSync, Detail: c.Detail, Sync: g.Sync})
+		s.NextEv++
+		if len(s.Events) > MaxEvents {
+			s.Events = append([]Event(nil), s.Events[len(s.Events)-MaxEvents:]...)
+		}
+		return nil
 	case OpAnnotate:
 		for i := len(s.Events) - 1; i >= 0; i-- {
-			if e := &s.Events[i]; e.Group == c.Group && e.Epoch == c.Epoch {
+			if e := &s.Events[i]; e.Group == c.Group && e.Epoch == c.Epoch && e.Ownership() {
 				e.TakeoverMs, e.TakeoverRecorded = c.TakeoverMs, true
 				return nil
 			}

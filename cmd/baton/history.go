@@ -43,7 +43,18 @@ func newHistoryCmd() *cobra.Command {
 				if e.TakeoverRecorded {
 					takeover = fmt.Sprintf("%dms", e.TakeoverMs)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ts, e.Group, e.Epoch, orDash(e.From), orDash(e.To), e.Reason, detect, decide, takeover, e.Detail)
+				detail := e.Detail
+				if e.PrimaryPos > 0 || e.PromotedPos > 0 {
+					detail += fmt.Sprintf(" [old primary at %d, promoted at %d", e.PrimaryPos, e.PromotedPos)
+					if e.LostBytes > 0 {
+						detail += fmt.Sprintf(", up to %d bytes lost", e.LostBytes)
+					}
+					detail += "]"
+				}
+				if !e.Ownership() {
+					decide, takeover = "-", "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ts, e.Group, e.Epoch, orDash(e.From), orDash(e.To), e.Reason, detect, decide, takeover, detail)
 			}
 			return tw.Flush()
 		},

@@ -160,6 +160,10 @@ func (a *Agent) refreshMetrics(st Status) {
 		}
 	}
 	for _, e := range a.raft.View().Events {
+		if e.Seq > a.seenEvent && !e.Ownership() {
+			a.seenEvent = e.Seq
+			continue
+		}
 		if e.Seq > a.seenEvent {
 			a.seenEvent = e.Seq
 			m.Failover(e.Group, e.Reason)

@@ -165,7 +165,7 @@ func (a *Agent) changeKind(v *quorum.State, g *config.Group) proxy.Change {
 		}
 		planned := before.HandoffTo != "" || a.node.PeerLeaving(before.Owner)
 		for i := len(v.Events) - 1; i >= 0 && !planned; i-- {
-			if e := v.Events[i]; e.Group == u.Name && e.Epoch == now.Epoch {
+			if e := v.Events[i]; e.Group == u.Name && e.Epoch == now.Epoch && e.Ownership() {
 				planned = e.Reason == quorum.ReasonSwitchover || e.Reason == quorum.ReasonFailback || e.Reason == quorum.ReasonShutdown
 				break
 			}

@@ -96,7 +96,9 @@ type Deps struct {
 	RaftRole func() string
 	// TransferLeadership moves quorum leadership to another voter (nil: never).
 	TransferLeadership func(to string)
-	Log                *slog.Logger
+	// Data returns the latest driver report of a data-aware group (nil: none).
+	Data func(group string) DataReport
+	Log  *slog.Logger
 }
 
 type ownState struct {
@@ -187,6 +189,7 @@ type Node struct {
 	peers   map[string]*peerState
 	pending map[string]pending
 	whyLog  map[string]string
+	dataWhy map[string]string // group → members the sync policy excludes, and why
 	log     *slog.Logger
 }
 
@@ -208,7 +211,7 @@ func NewNode(d Deps) (*Node, error) {
 	n := &Node{
 		d: d, name: d.Name, timing: d.Timing, voters: d.Config.Voters(),
 		own: map[string]*ownState{}, vote: map[string]*voteState{}, peers: map[string]*peerState{},
-		pending: map[string]pending{}, whyLog: map[string]string{}, hints: map[string]cluster.Owner{},
+		pending: map[string]pending{}, whyLog: map[string]string{}, dataWhy: map[string]string{}, hints: map[string]cluster.Owner{},
 		healthSeen: map[string]bool{}, usableSince: map[string]map[string]time.Duration{}, annotated: map[string]uint64{}, quorumAt: map[string]pending{},
 		log: d.Log,
 	}
@@ -441,6 +444,7 @@ func (n *Node) sendHeartbeats(now time.Duration) {
 		if os.takeoverEpoch > 0 && os.takeoverEpoch == v.Group(g.Name).Epoch {
 			gst.Epoch, gst.TakeoverMs = os.takeoverEpoch, os.takeoverMs
 		}
+		n.addDataStatus(g, &gst, v.Group(g.Name).Epoch)
 		m.Groups = append(m.Groups, gst)
 		if os.relinquished > 0 {
 			m.Relinquished = append(m.Relinquished, cluster.Claim{Group: g.Name, Epoch: os.relinquished})
@@ -682,7 +686,7 @@ func (n *Node) previousOwner(v *quorum.State, group string, epoch uint64) string
 		return h.Prev
 	}
 	for i := len(v.Events) - 1; i >= 0; i-- {
-		if e := v.Events[i]; e.Group == group && e.Epoch == epoch {
+		if e := v.Events[i]; e.Group == group && e.Epoch == epoch && e.Ownership() {
 			return e.From
 		}
 	}
@@ -862,6 +866,7 @@ func (n *Node) lead(now time.Duration) {
 		maint := v.Maintenance || gs.Maintenance || v.Group(g.Parent).Maintenance
 		n.trackUsable(now, g.Name, cands)
 		n.spreadInputs(now, v, g, cands)
+		n.relaySync(now, g, gs)
 		in := decide.Inputs{
 			Now: now, Owner: gs.Owner, Epoch: gs.Epoch, Majority: n.major,
 			Released: n.releasedCount(g.Name, gs.Epoch), Relinquish: relinquished,
@@ -877,6 +882,9 @@ func (n *Node) lead(now time.Duration) {
 			}
 		}
 		act := decide.Decide(in)
+		if why := n.dataWhy[g.Name]; why != "" && !act.Assign {
+			act.Why += " (sync policy: " + why + ")"
+		}
 		if !act.Assign {
 			if gs.Owner != "" && in.Released >= n.major && n.whyLog[g.Name] != act.Why {
 				n.log.Warn("cannot fail over", "group", g.Name, "why", act.Why)
@@ -892,6 +900,7 @@ func (n *Node) lead(now time.Duration) {
 			Op: quorum.OpAssign, Group: g.Name, ExpectEpoch: gs.Epoch, ExpectOwner: gs.Owner, Owner: act.Owner,
 			Reason: reason, TimeUnixMs: n.d.WallNow().UnixMilli(), Detail: act.Why,
 		}
+		n.dataAssign(g, gs, &cmd)
 		if q, ok := n.quorumAt[g.Name]; ok && q.epoch == gs.Epoch {
 			cmd.DecideMs = (now - q.at).Milliseconds()
 			if gs.Owner != n.name && !relinquished {
@@ -1132,6 +1141,11 @@ func (n *Node) candidates(now time.Duration, g *config.Group) []decide.Candidate
 			c.Eligible = ok && gs.Eligible && !p.leaving
 		}
 		out = append(out, c)
+	}
+	if why := n.dataEligibility(g, n.view().Group(g.Name), out); why != "" {
+		n.dataWhy[g.Name] = why
+	} else {
+		delete(n.dataWhy, g.Name)
 	}
 	return out
 }

@@ -51,6 +51,7 @@ type Node struct {
 	nextTick time.Duration
 	backlog  []delivery
 	healthy  map[string]bool
+	data     map[string]agent.DataReport // data-aware groups: what the node's "driver" reports
 }
 
 type delivery struct {
@@ -134,7 +135,7 @@ func New(cfg *config.Config, seed int64, log *slog.Logger) *Cluster {
 		n := &Node{
 			Name: nd.Name, rate: 1 + (c.Rand.Float64()*2-1)*drift,
 			offset:   time.Duration(c.Rand.Int63n(int64(time.Hour))),
-			releases: &agent.MemReleases{}, view: quorum.NewState(), healthy: map[string]bool{},
+			releases: &agent.MemReleases{}, view: quorum.NewState(), healthy: map[string]bool{}, data: map[string]agent.DataReport{},
 		}
 		c.nodes[nd.Name] = n
 		c.order = append(c.order, nd.Name)
@@ -177,6 +178,7 @@ func (c *Cluster) boot(n *Node) error {
 			return !ok || h
 		},
 		Releases: n.releases,
+		Data:     func(g string) agent.DataReport { return n.data[g] },
 		WallNow:  func() time.Time { return time.Unix(0, 0).Add(c.Now) },
 		RaftRole: func() string {
 			if c.leader == n.Name {
@@ -315,6 +317,19 @@ func (c *Cluster) Resume(name string) {
 
 // SetHealthy sets a node's local health for a group.
 func (c *Cluster) SetHealthy(name, group string, ok bool) { c.nodes[name].healthy[group] = ok }
+
+// SetData sets what a node's driver reports for a data-aware group.
+func (c *Cluster) SetData(name, group string, r agent.DataReport) { c.nodes[name].data[group] = r }
+
+// ForceFailover runs `baton failover --allow-data-loss` on the leader.
+func (c *Cluster) ForceFailover(group, to string) error {
+	n := c.nodes[c.leader]
+	if n == nil {
+		return fmt.Errorf("no leader")
+	}
+	_, err := n.core.ForceFailover(c.Local(n), group, to)
+	return err
+}
 
 // Leave makes a node hand off its groups (SIGTERM).
 func (c *Cluster) Leave(name string) {

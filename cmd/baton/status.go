@@ -81,6 +81,15 @@ func printStatus(out io.Writer, st agent.Status) {
 			case !m.Healthy:
 				state = "unhealthy"
 			}
+			if m.DB != "" {
+				state += "," + m.DB
+				if m.LagB > 0 {
+					state += fmt.Sprintf(",lag %dB", m.LagB)
+				}
+				if m.SyncRec {
+					state += ",sync"
+				}
+			}
 			members += fmt.Sprintf("%s(%d,%s)", m.Node, m.Priority, state)
 		}
 		maint, checks := "no", "-"

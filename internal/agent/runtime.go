@@ -53,6 +53,7 @@ type Agent struct {
 	vips         *vips // nil when this node holds no VIPs
 	svcs         map[string]*groupSvc
 	fd           *frontDoors
+	data         map[string]*dataGroup // data-aware groups this node is a member of
 	stopChecks   context.CancelFunc
 
 	changed chan struct{}
@@ -159,6 +160,7 @@ func open(opts Options) (_ *Agent, err error) {
 		Releases:           &FileReleases{Path: self.DataDir + "/released.json"},
 		RaftRole:           a.raft.Role,
 		TransferLeadership: a.transferLeadershipFunc(),
+		Data:               a.dataReport,
 		Log:                log.With("component", "core"),
 	})
 	if err != nil {
@@ -168,6 +170,9 @@ func open(opts Options) (_ *Agent, err error) {
 		return nil, err
 	}
 	if err := a.openServices(); err != nil {
+		return nil, err
+	}
+	if err := a.openData(); err != nil {
 		return nil, err
 	}
 	if err := a.openFrontDoors(); err != nil {
@@ -282,6 +287,7 @@ func (a *Agent) loop(ctx context.Context) error {
 		hg.Start(checkCtx)
 	}
 	a.startServices()
+	a.startData()
 	a.log.Info("agent started", "cluster", a.cfg.Cluster.Name, "profile", a.cfg.Cluster.Profile,
 		"heartbeat", a.timing.HeartbeatInterval, "lease", a.timing.FailureTimeout, "api", a.self.API)
 	if a.opts.Ready != nil {
@@ -369,6 +375,7 @@ func (a *Agent) close() {
 	if a.vips != nil {
 		a.vips.close()
 	}
+	a.closeData()
 	a.closeServices()
 	a.fd.close()
 	if a.stopChecks != nil {

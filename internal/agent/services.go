@@ -138,6 +138,9 @@ func (a *Agent) healthy(group string) bool {
 	if gs != nil && gs.promoting != 0 {
 		return true
 	}
+	if dg := a.data[group]; dg != nil && !dg.report.Known {
+		return false // its database cannot even say what it is
+	}
 	if gs != nil && gs.g.Standby == StandbyCold && a.node != nil && a.node.Role(group) != RoleActive {
 		return true
 	}
@@ -161,7 +164,8 @@ func (a *Agent) promote(t Transition) {
 	if gs == nil {
 		return
 	}
-	needsAction := gs.sup != nil && gs.g.Standby != StandbyHot
+	dg := a.data[t.Group]
+	needsAction := gs.sup != nil && gs.g.Standby != StandbyHot || dg != nil
 	if !needsAction && a.checksPass(t.Group) {
 		a.frontDoorsUp(t)
 		return
@@ -173,6 +177,9 @@ func (a *Agent) promote(t Transition) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	gs.cancel = cancel
+	if dg != nil {
+		a.promoteData(dg, t.Epoch)
+	}
 	if gs.sup != nil {
 		gs.serviceOp(func() {
 			var err error
@@ -196,7 +203,7 @@ func (a *Agent) promote(t Transition) {
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if a.checksPass(t.Group) {
+			if a.checksPass(t.Group) && (dg == nil || dg.promoted.Load() == t.Epoch) {
 				a.post(func(time.Duration) {
 					if gs.promoting == t.Epoch && a.node.Role(t.Group) == RoleActive {
 						gs.promoting = 0
@@ -237,6 +244,11 @@ func (a *Agent) frontDoorsUp(t Transition) {
 // demote takes the front doors down, then stops (cold) or demotes (warm)
 // the service in the background.
 func (a *Agent) demote(t Transition) {
+	if dg := a.data[t.Group]; dg != nil {
+		// Before anything else: the database stops acknowledging writes (also
+		// at start: a primary that outlived a killed agent must not go on).
+		a.fenceData(dg)
+	}
 	if a.vips != nil {
 		a.vips.down(t.Group)
 	}

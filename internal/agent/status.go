@@ -65,6 +65,10 @@ type GroupStatus struct {
 	Healthy bool `json:"healthy"`
 	// Checks are this node's check states for the group (set by the runtime).
 	Checks any `json:"checks,omitempty"`
+	// SyncMode and Sync: a data-aware group's policy and its recorded
+	// synchronous standbys.
+	SyncMode string   `json:"sync_mode,omitempty"`
+	Sync     []string `json:"sync,omitempty"`
 	// Units is the per-VIP (or per-slot) ownership of an active-active group,
 	// whose Epoch is then the sum of its units' epochs (it grows with every
 	// change) and whose Owners lists every node owning a unit.
@@ -91,6 +95,13 @@ type MemberStatus struct {
 	Alive    bool   `json:"alive"`
 	Healthy  bool   `json:"healthy"`
 	Role     string `json:"role"`
+	// Data-aware groups: the member's database role and write position as
+	// last reported, its lag behind the owner's position in bytes, and
+	// whether it is a recorded synchronous standby.
+	DB      string `json:"db,omitempty"`
+	Pos     uint64 `json:"position,omitempty"`
+	LagB    uint64 `json:"lag_bytes,omitempty"`
+	SyncRec bool   `json:"synchronous,omitempty"`
 }
 
 // Status builds the status at time now.
@@ -137,8 +148,31 @@ func (n *Node) Status(now time.Duration) Status {
 				ms.Alive = n.alive(now, p)
 				ms.Healthy = p.groups[g.Name].Healthy
 			}
+			if g.Driver != nil {
+				if d, ok := n.memberData(g.Name, m.Node); ok {
+					ms.DB, ms.Pos = d.DB, d.Pos
+				}
+				ms.SyncRec = slices.Contains(gs.Sync, m.Node)
+			}
 			out.Members = append(out.Members, ms)
 			anyHealthy = anyHealthy || (ms.Alive && ms.Healthy)
+		}
+		if g.Driver != nil {
+			out.SyncMode, out.Sync = g.Driver.Sync, gs.Sync
+			var ownerPos uint64
+			for _, ms := range out.Members {
+				if ms.Node == gs.Owner {
+					ownerPos = ms.Pos
+				}
+			}
+			for i := range out.Members {
+				if ms := &out.Members[i]; ms.Node != gs.Owner && ownerPos > ms.Pos && ms.DB != "" {
+					ms.LagB = ownerPos - ms.Pos
+				}
+			}
+			if why := n.dataWhy[g.Name]; why != "" && out.Note == "" {
+				out.Note = "sync policy: " + why
+			}
 		}
 		if !anyHealthy && gs.Owner != "" {
 			out.Note = "no member is healthy: the owner keeps the group (never fail over to something worse)"

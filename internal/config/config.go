@@ -199,6 +199,9 @@ type Driver struct {
 	Sync        string              `yaml:"sync,omitempty"`    // "" | off | on | strict
 	MaxLag      string              `yaml:"max_lag,omitempty"` // size such as 1MB; see ParseSize
 	Commands    map[string][]string `yaml:"commands,omitempty"`
+	// AllowRebuild lets a returning old primary whose pg_rewind fails be rebuilt from a fresh base backup of the
+	// new primary (its diverged, never-acknowledged-elsewhere writes are discarded either way).
+	AllowRebuild bool `yaml:"allow_rebuild,omitempty"`
 }
 
 // Credential is a database user whose password lives in a file.

@@ -1,0 +1,336 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/driver"
+)
+
+// dataGroup is the runtime side of a data-aware group on a member: a
+// poller that reads the driver's state every heartbeat interval, a queue
+// that runs driver operations one at a time in order (bootstrap, promote,
+// follow, setting the synchronous standbys), and the owner's half of the
+// synchronous-standby protocol described in data.go. Fence bypasses the
+// queue: it must act at once.
+type dataGroup struct {
+	g   *config.Group
+	drv driver.Driver
+
+	// Loop-owned.
+	report    DataReport
+	state     driver.State
+	stateErr  error
+	applied   []string                 // the synchronous standbys the database was last set to
+	applying  bool                     // a SetSync is queued or running
+	missing   map[string]time.Duration // recorded sync standby → since when the database has not reported it synchronous
+	following string                   // the owner this node last followed successfully
+	followAt  time.Duration            // earliest next follow attempt
+
+	promoted atomic.Uint64 // epoch whose promotion finished
+	ops      chan func()
+	wg       sync.WaitGroup
+	cancel   context.CancelFunc
+	ctx      context.Context
+}
+
+func (a *Agent) openData() error {
+	a.data = map[string]*dataGroup{}
+	for i := range a.cfg.Groups {
+		g := &a.cfg.Groups[i]
+		if g.Driver == nil {
+			continue
+		}
+		if _, member := g.Member(a.self.Name); !member {
+			continue
+		}
+		var members []string
+		for _, m := range g.Members {
+			members = append(members, m.Node)
+		}
+		group := g.Name
+		// One cluster file serves every node: "{node}" in the data dir
+		// stands for this node's name (several members on one machine).
+		dcfg := *g.Driver
+		dcfg.DataDir = strings.ReplaceAll(dcfg.DataDir, "{node}", a.self.Name)
+		sockDir := ""
+		if dcfg.Type == "postgres" && dcfg.DataDir != "" {
+			// Its own socket directory, so that members sharing a machine
+			// (or a file system, as in the namespace lab) do not collide.
+			sockDir = dcfg.DataDir + ".run"
+			if err := makeOwnedDir(sockDir, dcfg.OSUser); err != nil {
+				return fmt.Errorf("groups[%d].driver: socket directory %s: %w", i, sockDir, err)
+			}
+		}
+		drv, err := driver.New(&dcfg, driver.Options{
+			Cluster: a.cfg.Cluster.Name, Group: g.Name, Node: a.self.Name, Members: members,
+			ListenAddresses: a.self.Address, SocketDir: sockDir,
+			Logger: a.log.With("component", "driver", "group", g.Name), AllowRebuild: g.Driver.AllowRebuild,
+			Env: func() []string {
+				return []string{"BATON_CLUSTER=" + a.cfg.Cluster.Name, "BATON_NODE=" + a.self.Name, "BATON_GROUP=" + group}
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("groups[%d].driver: %w", i, err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		a.data[g.Name] = &dataGroup{g: g, drv: drv, missing: map[string]time.Duration{}, ops: make(chan func(), 64),
+			ctx: ctx, cancel: cancel}
+	}
+	return nil
+}
+
+func (a *Agent) startData() {
+	for _, dg := range a.data {
+		dg.wg.Add(2)
+		go func() {
+			defer dg.wg.Done()
+			for {
+				select {
+				case op := <-dg.ops:
+					op()
+				case <-dg.ctx.Done():
+					return
+				}
+			}
+		}()
+		go a.pollData(dg)
+	}
+}
+
+func (a *Agent) closeData() {
+	for _, dg := range a.data {
+		dg.cancel()
+		dg.wg.Wait()
+	}
+}
+
+// pollData reads the driver's state every heartbeat interval (at least
+// every 100 ms) and hands it to the agent loop.
+func (a *Agent) pollData(dg *dataGroup) {
+	defer dg.wg.Done()
+	t := time.NewTicker(max(a.timing.HeartbeatInterval, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(dg.ctx, time.Second)
+		st, err := dg.drv.State(ctx)
+		cancel()
+		a.post(func(now time.Duration) { a.dataPolled(now, dg, st, err) })
+		select {
+		case <-t.C:
+		case <-dg.ctx.Done():
+			return
+		}
+	}
+}
+
+// enqueue runs op on the group's driver queue, after the operations before it.
+func (dg *dataGroup) enqueue(op func(ctx context.Context)) {
+	select {
+	case dg.ops <- func() { op(dg.ctx) }:
+	case <-dg.ctx.Done():
+	}
+}
+
+// dataReport is the core's Deps.Data: the latest report (loop only).
+func (a *Agent) dataReport(group string) DataReport {
+	if dg := a.data[group]; dg != nil {
+		return dg.report
+	}
+	return DataReport{}
+}
+
+func (a *Agent) dataPolled(now time.Duration, dg *dataGroup, st driver.State, err error) {
+	if a.node == nil {
+		return
+	}
+	if err != nil && !errors.Is(err, context.Canceled) && (dg.stateErr == nil || dg.stateErr.Error() != err.Error()) {
+		a.log.Warn("database state unavailable", "group", dg.g.Name, "err", err)
+	}
+	dg.state, dg.stateErr = st, err
+	r := DataReport{Known: err == nil, Role: string(st.Role), Pos: st.Pos.LSN}
+	if a.node.Role(dg.g.Name) == RoleActive {
+		a.ownerSync(now, dg, &r)
+	} else {
+		a.followOwner(now, dg)
+	}
+	dg.report = r
+}
+
+// ownerSync is the owner's half of the synchronous-standby protocol (sync:
+// on | strict): name a streaming standby in the database's setting, ask for
+// it to be recorded once the database reports it synchronous; ask for a
+// recorded standby that stopped being synchronous to be removed (on only)
+// and take it out of the setting once the removal is committed.
+func (a *Agent) ownerSync(now time.Duration, dg *dataGroup, r *DataReport) {
+	mode := syncMode(dg.g)
+	if mode != "on" && mode != "strict" || dg.promoted.Load() != a.node.View().Group(dg.g.Name).Epoch {
+		return
+	}
+	recorded := a.node.View().Group(dg.g.Name).Sync
+	reported := dg.state.Sync
+	want := []string{}
+	for _, x := range recorded {
+		if slices.Contains(reported, x) {
+			delete(dg.missing, x)
+			want = append(want, x)
+			continue
+		}
+		since, ok := dg.missing[x]
+		if !ok {
+			since, dg.missing[x] = now, now
+		}
+		if mode == "strict" || now-since < a.timing.FailureTimeout {
+			want = append(want, x) // strict never lets go: writes wait for it
+		} else if now-since < a.timing.FailureTimeout+a.timing.HeartbeatInterval {
+			a.log.Warn("synchronous standby lost; asking to drop it (sync: on falls back to asynchronous)", "group", dg.g.Name, "standby", x)
+		}
+	}
+	// The database's setting: what is recorded, plus the standbys that
+	// stream and are being added.
+	setting := slices.Clone(recorded)
+	for _, m := range dg.g.Members {
+		if m.Node == a.self.Name || slices.Contains(setting, m.Node) {
+			continue
+		}
+		if _, streaming := dg.state.Lag[m.Node]; streaming {
+			setting = append(setting, m.Node)
+			if slices.Contains(dg.applied, m.Node) && slices.Contains(reported, m.Node) {
+				want = append(want, m.Node)
+			}
+		}
+	}
+	slices.Sort(setting)
+	slices.Sort(want)
+	if !slices.Equal(setting, dg.applied) && !dg.applying {
+		dg.applying = true
+		strict := mode == "strict"
+		dg.enqueue(func(ctx context.Context) {
+			err := dg.drv.SetSync(ctx, setting, strict)
+			a.post(func(time.Duration) {
+				dg.applying = false
+				if err != nil {
+					a.log.Error("setting synchronous standbys", "group", dg.g.Name, "standbys", setting, "err", err)
+					return
+				}
+				dg.applied = setting
+			})
+		})
+	}
+	r.Sync, r.SyncSet = want, true
+}
+
+// followOwner keeps a standby streaming from the group's current owner once
+// that owner's database is primary; a returning old primary is rewound by
+// the driver's Follow.
+func (a *Agent) followOwner(now time.Duration, dg *dataGroup) {
+	owner := a.node.View().Group(dg.g.Name).Owner
+	if owner == "" || owner == a.self.Name || now < dg.followAt {
+		return
+	}
+	if dg.following == owner && dg.state.Role == driver.RoleStandby {
+		return
+	}
+	if d, ok := a.node.memberData(dg.g.Name, owner); !ok || d.DB != string(driver.RolePrimary) {
+		return // not promoted yet
+	}
+	nd, err := a.cfg.NodeByName(owner)
+	if err != nil {
+		return
+	}
+	peer := driver.Peer{Node: owner, Host: nd.Address, Port: dg.g.Driver.Port}
+	dg.followAt = now + 5*time.Second // one attempt at a time; retried after a failure
+	fresh := dg.state.Role == driver.RoleStopped && dg.state.Pos == (driver.Position{})
+	a.log.Info("following the primary", "group", dg.g.Name, "primary", owner, "bootstrap", fresh)
+	dg.enqueue(func(ctx context.Context) {
+		var err error
+		if fresh {
+			err = dg.drv.Bootstrap(ctx, &peer)
+		} else {
+			err = dg.drv.Follow(ctx, peer)
+		}
+		a.post(func(now time.Duration) {
+			if err != nil {
+				a.log.Error("following the primary failed; retrying", "group", dg.g.Name, "primary", owner, "err", err)
+				return
+			}
+			dg.following, dg.followAt = owner, now
+		})
+	})
+}
+
+// promoteData takes the database over for epoch: start it if needed
+// (initialising a first primary), set the synchronous standbys the policy
+// starts with (strict: commits wait until one catches up), and promote.
+func (a *Agent) promoteData(dg *dataGroup, epoch uint64) {
+	strict := syncMode(dg.g) == "strict"
+	dg.applied, dg.applying, dg.following = nil, false, ""
+	clear(dg.missing)
+	stopped := dg.state.Role == driver.RoleStopped
+	dg.enqueue(func(ctx context.Context) {
+		err := func() error {
+			if stopped {
+				if err := dg.drv.Bootstrap(ctx, nil); err != nil {
+					return fmt.Errorf("start: %w", err)
+				}
+			}
+			if err := dg.drv.SetSync(ctx, nil, strict); err != nil {
+				return fmt.Errorf("reset synchronous standbys: %w", err)
+			}
+			return dg.drv.Promote(ctx, epoch)
+		}()
+		if err != nil {
+			a.log.Error("promoting the database failed", "group", dg.g.Name, "epoch", epoch, "err", err)
+			return
+		}
+		dg.promoted.Store(epoch)
+		a.log.Info("database promoted", "group", dg.g.Name, "epoch", epoch)
+	})
+}
+
+// makeOwnedDir creates dir (mode 0755, parents 0755) owned by the OS user
+// the database runs as (default postgres) when running as root.
+func makeOwnedDir(dir, osUser string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	if osUser == "" {
+		osUser = "postgres"
+	}
+	u, err := user.Lookup(osUser)
+	if err != nil {
+		return fmt.Errorf("os user %q: %w (driver.os_user)", osUser, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return os.Chown(dir, uid, gid)
+}
+
+// fenceData stops the database acknowledging writes, at once.
+func (a *Agent) fenceData(dg *dataGroup) {
+	dg.promoted.Store(0)
+	dg.following = ""
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		t0 := time.Now()
+		if err := dg.drv.Fence(ctx); err != nil {
+			a.log.Error("fencing the database failed", "group", dg.g.Name, "err", err)
+			return
+		}
+		a.log.Info("database fenced", "group", dg.g.Name, "took", time.Since(t0).Round(time.Microsecond))
+	}()
+}

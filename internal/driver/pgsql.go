@@ -226,6 +226,34 @@ func (p *Postgres) diverged(ctx context.Context, primary Peer, local Position) (
 	return !ok || local.LSN > fork, nil
 }
 
+// checkpointIfPromoted makes a freshly promoted primary write a checkpoint. pg_rewind reads the source's timeline
+// from its control file, which a promotion updates only at its first checkpoint; before that, pg_rewind takes the
+// two servers to be on one timeline and reports "no rewind required" for a node that has diverged.
+func (p *Postgres) checkpointIfPromoted(ctx context.Context, primary Peer) error {
+	c, err := p.connect(ctx, primary.Host, primary.Port, p.super, "primary "+primary.Node)
+	if err != nil {
+		return err
+	}
+	defer closeConn(c)
+	pos, _, err := queryPosition(ctx, c)
+	if err != nil {
+		return fmt.Errorf("primary %s at %s: %w", primary.Node, primary.addr(), err)
+	}
+	var controlTLI int64
+	if err := c.QueryRow(ctx, "SELECT timeline_id FROM pg_control_checkpoint()").Scan(&controlTLI); err != nil {
+		return fmt.Errorf("primary %s at %s: %w", primary.Node, primary.addr(), err)
+	}
+	if uint32(controlTLI) >= pos.Timeline {
+		return nil
+	}
+	t0 := time.Now()
+	if _, err := c.Exec(ctx, "CHECKPOINT"); err != nil {
+		return fmt.Errorf("checkpoint on the new primary %s (pg_rewind needs it): %w", primary.Node, err)
+	}
+	p.log.Info("checkpoint on the new primary before pg_rewind", "primary", primary.Node, "took", time.Since(t0))
+	return nil
+}
+
 // forkPoint finds where timeline tli ends in a timeline history file ("parentTLI<TAB>switchpoint<TAB>reason").
 func forkPoint(history string, tli uint32) (uint64, bool) {
 	for line := range strings.SplitSeq(history, "\n") {

@@ -603,6 +603,9 @@ func (p *Postgres) rewind(ctx context.Context, primary Peer) error {
 		return err
 	}
 	defer cleanup()
+	if err := p.checkpointIfPromoted(ctx, primary); err != nil {
+		return err
+	}
 	t0 := time.Now()
 	res, err := p.pgRun(ctx, timeoutFor(p.opts, OpFollow), []string{"PGPASSFILE=" + passfile}, "pg_rewind",
 		"-D", p.dataDir, "--source-server="+conninfo("host", primary.Host, "port", strconv.Itoa(primary.Port),

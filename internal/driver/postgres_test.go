@@ -1,0 +1,531 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/baton-ha/baton/internal/config"
+)
+
+// pgBinDir returns the PostgreSQL binaries, or fails the test with what is missing: these tests need root (to run
+// the server as postgres) and a PostgreSQL installation; scripts/test provides both. -short skips them.
+func pgBinDir(t *testing.T) string {
+	t.Helper()
+	why := ""
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_ctl")
+	switch {
+	case os.Geteuid() != 0:
+		why = "the PostgreSQL driver tests need root (the server runs as the postgres user); run scripts/test as root"
+	case len(dirs) == 0:
+		why = "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/pg_ctl); apt-get install postgresql, or run scripts/test"
+	default:
+		if _, err := user.Lookup("postgres"); err != nil {
+			why = "there is no postgres OS user; apt-get install postgresql creates it"
+		}
+	}
+	if why != "" {
+		if testing.Short() {
+			t.Skip(why)
+		}
+		t.Fatal(why)
+	}
+	slices.Sort(dirs)
+	return filepath.Dir(dirs[len(dirs)-1])
+}
+
+const (
+	superPassword = "su'per \\secret"
+	replPassword  = "repl:secret"
+)
+
+// pgWorld is a scratch directory the postgres user can reach, with password files.
+type pgWorld struct {
+	bin, base, sock  string
+	suFile, replFile string
+	badFile          string
+	log              *slog.Logger
+}
+
+func newPGWorld(t *testing.T) *pgWorld {
+	t.Helper()
+	w := &pgWorld{bin: pgBinDir(t)}
+	base, err := os.MkdirTemp("", "baton-driver-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil { // MkdirTemp makes 0700: postgres could not reach the data dirs
+		t.Fatal(err)
+	}
+	w.base = base
+	w.sock = filepath.Join(base, "sock")
+	pg, _ := user.Lookup("postgres")
+	uid, _ := strconv.Atoi(pg.Uid)
+	gid, _ := strconv.Atoi(pg.Gid)
+	if err := os.Mkdir(w.sock, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(w.sock, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	w.suFile, w.replFile, w.badFile = filepath.Join(base, "su.pass"), filepath.Join(base, "repl.pass"), filepath.Join(base, "bad.pass")
+	for f, pw := range map[string]string{w.suFile: superPassword + "\n", w.replFile: replPassword, w.badFile: "wrong\n"} {
+		if err := os.WriteFile(f, []byte(pw), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return w
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type pgNode struct {
+	d    *Postgres
+	peer Peer
+	cfg  *config.Driver
+}
+
+func (w *pgWorld) config(name string, port int) *config.Driver {
+	return &config.Driver{Type: "postgres", BinDir: w.bin, DataDir: filepath.Join(w.base, name), Port: port, OSUser: "postgres",
+		Superuser:   &config.Credential{User: "postgres", PasswordFile: w.suFile},
+		Replication: &config.Credential{User: "replicator", PasswordFile: w.replFile}}
+}
+
+func (w *pgWorld) options(name string, members []string) Options {
+	return Options{Cluster: "test", Group: "db", Node: name, Members: members, ListenAddresses: "127.0.0.1",
+		SocketDir: w.sock, Logger: w.log.With("node", name)}
+}
+
+// node builds a driver for a new member; cleanup stops its server.
+func (w *pgWorld) node(t *testing.T, name string, members []string, edit func(*config.Driver, *Options)) *pgNode {
+	t.Helper()
+	port := freePort(t)
+	cfg, opts := w.config(name, port), w.options(name, members)
+	if edit != nil {
+		edit(cfg, &opts)
+	}
+	d, err := NewPostgres(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := d.Stop(ctx); err != nil {
+			t.Logf("stopping %s: %v", name, err)
+			d.kill(ctx)
+		}
+		d.Close()
+	})
+	return &pgNode{d: d, peer: Peer{Node: name, Host: "127.0.0.1", Port: port}, cfg: cfg}
+}
+
+// sql opens a client connection to n as the superuser.
+func (n *pgNode) sql(t *testing.T, onNotice func(*pgconn.Notice)) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres user=postgres sslmode=disable", n.peer.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = superPassword
+	if onNotice != nil {
+		cfg.OnNotice = func(_ *pgconn.PgConn, nt *pgconn.Notice) { onNotice(nt) }
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("connecting to %s: %v", n.peer.Node, err)
+	}
+	t.Cleanup(func() { closeConn(c) })
+	return c
+}
+
+func (n *pgNode) state(t *testing.T) State {
+	t.Helper()
+	st, err := n.d.State(context.Background())
+	if err != nil {
+		t.Fatalf("%s: State: %v", n.peer.Node, err)
+	}
+	return st
+}
+
+// eventually polls cond every 20 ms for up to d.
+func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v (%s)", what, d, detail)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// caughtUp waits until standby's position reaches the primary's.
+func caughtUp(t *testing.T, standby, primary *pgNode) {
+	t.Helper()
+	target := primary.state(t).Pos
+	eventually(t, 20*time.Second, standby.peer.Node+" catches up with "+primary.peer.Node, func() (bool, string) {
+		st := standby.state(t)
+		return st.Role == RoleStandby && st.Pos.Compare(target) >= 0, fmt.Sprintf("%s at %v, primary at %v", st.Role, st.Pos, target)
+	})
+}
+
+func mustExec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func rows(t *testing.T, c *pgx.Conn) string {
+	t.Helper()
+	var s string
+	if err := c.QueryRow(context.Background(), "SELECT string_agg(i::text, ',' ORDER BY i) FROM t").Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestPostgres walks two real servers through a life: bootstrap, streaming, sync and strict sync, a promotion
+// while the old primary still takes writes, its fence, and its return through pg_rewind.
+func TestPostgres(t *testing.T) {
+	w := newPGWorld(t)
+	ctx := context.Background()
+	members := []string{"n1", "n2"}
+	n1 := w.node(t, "n1", members, nil)
+	n2 := w.node(t, "n2", members, nil)
+
+	t0 := time.Now()
+	if err := n1.d.Bootstrap(ctx, nil); err != nil {
+		t.Fatalf("bootstrap primary: %v", err)
+	}
+	t.Logf("bootstrap primary (initdb + start): %v", time.Since(t0))
+	if st := n1.state(t); st.Role != RolePrimary || st.Pos.Timeline != 1 {
+		t.Fatalf("n1 after bootstrap: %+v", st)
+	}
+	t0 = time.Now()
+	if err := n2.d.Bootstrap(ctx, &n1.peer); err != nil {
+		t.Fatalf("bootstrap standby: %v", err)
+	}
+	t.Logf("bootstrap standby (pg_basebackup + start): %v", time.Since(t0))
+	if st := n2.state(t); st.Role != RoleStandby {
+		t.Fatalf("n2 after bootstrap: %+v", st)
+	}
+	if err := n2.d.Bootstrap(ctx, &n1.peer); err != nil { // idempotent: an agent restart calls it again
+		t.Fatalf("bootstrap standby again: %v", err)
+	}
+
+	c1 := n1.sql(t, nil)
+	mustExec(t, c1, "CREATE TABLE t (i int PRIMARY KEY)")
+	mustExec(t, c1, "INSERT INTO t SELECT generate_series(1, 1000)")
+	caughtUp(t, n2, n1)
+	if st := n1.state(t); len(st.Lag) != 1 || st.Lag["n2"].Bytes != 0 {
+		t.Errorf("n1 lag after catch-up: %+v", st.Lag)
+	}
+	var slots []string
+	if err := c1.QueryRow(ctx, "SELECT array_agg(slot_name::text ORDER BY slot_name) FROM pg_replication_slots WHERE active").Scan(&slots); err != nil || !slices.Equal(slots, []string{"baton_n2"}) {
+		t.Errorf("active slots on n1 = %v, %v; want n2's", slots, err)
+	}
+
+	t.Run("sync", func(t *testing.T) {
+		if err := n1.d.SetSync(ctx, []string{"n2"}, false); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "n2 synchronous", func() (bool, string) {
+			var state string
+			err := c1.QueryRow(ctx, "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'n2'").Scan(&state)
+			st := n1.state(t)
+			// ANY 1 (...) is quorum commit: PostgreSQL reports its candidates as "quorum".
+			return err == nil && state == "quorum" && slices.Equal(st.Sync, []string{"n2"}), fmt.Sprintf("sync_state %q (%v), State.Sync %v", state, err, st.Sync)
+		})
+		mustExec(t, c1, "INSERT INTO t VALUES (1001)")
+	})
+
+	t.Run("strict without standbys blocks writes", func(t *testing.T) {
+		if err := n1.d.SetSync(ctx, nil, true); err != nil {
+			t.Fatal(err)
+		}
+		c := n1.sql(t, nil)
+		// statement_timeout does not cover the commit's wait for a standby (PostgreSQL disables it before
+		// committing), so the client gives up instead. The commit happened locally but was never acknowledged.
+		wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, err := c.Exec(wctx, "INSERT INTO t VALUES (1002)")
+		if waited := time.Since(start); err == nil || waited < 280*time.Millisecond {
+			t.Errorf("write returned %v after %v; want it held until the client gave up", err, waited)
+		}
+		var waiting int
+		if err := c1.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'").Scan(&waiting); err != nil || waiting != 1 {
+			t.Errorf("sessions waiting for a synchronous standby: %d, %v; want the blocked writer", waiting, err)
+		}
+		if err := n1.d.SetSync(ctx, nil, false); err != nil {
+			t.Fatal(err)
+		}
+		start = time.Now()
+		mustExec(t, c1, "INSERT INTO t VALUES (1003)")
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("asynchronous write took %v", d)
+		}
+	})
+
+	t.Run("wrong credentials", func(t *testing.T) {
+		cfg := *n1.cfg
+		cfg.Superuser = &config.Credential{User: "postgres", PasswordFile: w.badFile}
+		d, err := NewPostgres(&cfg, w.options("n1", members))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		_, err = d.State(ctx)
+		if !errors.Is(err, ErrCredentials) || !strings.Contains(err.Error(), "driver.superuser.password_file ("+w.badFile+")") {
+			t.Errorf("State with a wrong superuser password: %v", err)
+		}
+		n3 := w.node(t, "n3", []string{"n1", "n2", "n3"}, func(c *config.Driver, _ *Options) {
+			c.Replication = &config.Credential{User: "replicator", PasswordFile: w.badFile}
+		})
+		err = n3.d.Bootstrap(ctx, &n1.peer)
+		if !errors.Is(err, ErrCredentials) || !strings.Contains(err.Error(), "driver.replication.password_file ("+w.badFile+")") {
+			t.Errorf("standby bootstrap with a wrong replication password: %v", err)
+		}
+		if entries, _ := os.ReadDir(n3.cfg.DataDir); len(entries) != 0 {
+			t.Errorf("the failed bootstrap left %d files in %s", len(entries), n3.cfg.DataDir)
+		}
+	})
+
+	// The partition: n2 is promoted while n1 still takes writes that n2 will never see.
+	caughtUp(t, n2, n1)
+	t0 = time.Now()
+	if err := n2.d.Promote(ctx, 2); err != nil {
+		t.Fatalf("promote n2: %v", err)
+	}
+	promoteTook := time.Since(t0)
+	st2 := n2.state(t)
+	if st2.Role != RolePrimary || st2.Pos.Timeline != 2 {
+		t.Fatalf("n2 after promote: %+v", st2)
+	}
+	c2 := n2.sql(t, nil)
+	mustExec(t, c2, "INSERT INTO t SELECT generate_series(2001, 2100)")
+	var epoch string
+	if err := c2.QueryRow(ctx, "SHOW baton.epoch").Scan(&epoch); err != nil || epoch != "2" {
+		t.Errorf("baton.epoch on n2 = %q, %v", epoch, err)
+	}
+	mustExec(t, c1, "INSERT INTO t SELECT generate_series(5001, 5010)") // lost: n1 has lost its lease but not heard yet
+
+	old := n1.sql(t, nil)
+	mustExec(t, old, "BEGIN")
+	t0 = time.Now()
+	if err := n1.d.Fence(ctx); err != nil {
+		t.Fatalf("fence n1: %v", err)
+	}
+	fenceTook := time.Since(t0)
+	if _, err := old.Exec(ctx, "INSERT INTO t VALUES (6001)"); err == nil {
+		t.Errorf("a session open before the fence could still write")
+	}
+	fresh := n1.sql(t, nil)
+	t0 = time.Now()
+	_, err := fresh.Exec(ctx, "INSERT INTO t VALUES (6002)")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "25006" || time.Since(t0) > 100*time.Millisecond {
+		t.Errorf("write to the fenced primary: %v after %v; want read_only_sql_transaction at once", err, time.Since(t0))
+	}
+	if st := n1.state(t); st.Role != RolePrimary {
+		t.Errorf("fenced n1 reports %+v; want primary (fenced, still running)", st)
+	}
+
+	t0 = time.Now()
+	if err := n1.d.Follow(ctx, n2.peer); err != nil {
+		t.Fatalf("n1 follows n2: %v", err)
+	}
+	followTook := time.Since(t0)
+	caughtUp(t, n1, n2)
+	if st := n1.state(t); st.Pos.Timeline != 2 {
+		t.Errorf("n1 after rejoining: %+v; want timeline 2", st)
+	}
+	c1 = n1.sql(t, nil)
+	if a, b := rows(t, c1), rows(t, c2); a != b || strings.Contains(a, "5001") || !strings.Contains(a, "2100") {
+		t.Errorf("n1 after rewind differs from n2 or kept the lost rows:\n n1 %.80s…\n n2 %.80s…", a, b)
+	}
+	if err := n2.d.SetSync(ctx, []string{"n1"}, true); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "n1 synchronous to n2", func() (bool, string) {
+		st := n2.state(t)
+		return slices.Equal(st.Sync, []string{"n1"}), fmt.Sprintf("sync %v lag %v", st.Sync, st.Lag)
+	})
+	mustExec(t, c2, "INSERT INTO t VALUES (3001)")
+
+	t.Logf("TIMINGS promote=%v fence=%v follow(stop+pg_rewind+start)=%v", promoteTook, fenceTook, followTook)
+	if promoteTook > 5*time.Second || fenceTook > time.Second {
+		t.Errorf("promote took %v, fence %v", promoteTook, fenceTook)
+	}
+
+	if err := n1.d.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := n1.state(t); st.Role != RoleStopped || st.Pos.Timeline != 2 || st.Pos.LSN == 0 {
+		t.Errorf("stopped n1: %+v; want stopped with its position from pg_control", st)
+	}
+}
+
+// TestPostgresBadInput: each misconfiguration gives an error naming the thing and the fix, before anything is
+// changed.
+func TestPostgresBadInput(t *testing.T) {
+	w := newPGWorld(t)
+	ctx := context.Background()
+
+	t.Run("bin_dir", func(t *testing.T) {
+		empty := t.TempDir()
+		for dir, want := range map[string]string{
+			"/nonexistent/pg/bin": "driver.bin_dir /nonexistent/pg/bin does not exist; install PostgreSQL",
+			empty:                 "driver.bin_dir " + empty + " has no pg_ctl; set bin_dir to the directory holding",
+		} {
+			cfg := w.config("x", 5432)
+			cfg.BinDir = dir
+			_, err := NewPostgres(cfg, w.options("x", nil))
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), want) {
+				t.Errorf("bin_dir %s: %v; want %q", dir, err, want)
+			}
+		}
+	})
+
+	t.Run("credentials in the config", func(t *testing.T) {
+		cfg := w.config("x", 5432)
+		cfg.Superuser.PasswordFile = filepath.Join(w.base, "missing.pass")
+		_, err := NewPostgres(cfg, w.options("x", nil))
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "driver.superuser.password_file: open "+cfg.Superuser.PasswordFile) {
+			t.Errorf("missing password file: %v", err)
+		}
+		cfg = w.config("x", 5432)
+		cfg.Replication = nil
+		_, err = NewPostgres(cfg, w.options("x", nil))
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "driver.replication: need a user and a password_file") {
+			t.Errorf("no replication credential: %v", err)
+		}
+	})
+
+	t.Run("data dir owned by another user", func(t *testing.T) {
+		n := w.node(t, "alien", nil, nil)
+		if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(n.cfg.DataDir, "PG_VERSION"), []byte("15\n"), 0o600)
+		if err := os.Chown(n.cfg.DataDir, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		err := n.d.Bootstrap(ctx, nil)
+		if !errors.Is(err, ErrDataDirOwner) || !strings.Contains(err.Error(), "not by os_user postgres") || !strings.Contains(err.Error(), "fix: chown -R postgres: "+n.cfg.DataDir) {
+			t.Errorf("Bootstrap on a foreign data dir: %v", err)
+		}
+	})
+
+	t.Run("data dir the os user cannot reach", func(t *testing.T) {
+		hidden := filepath.Join(w.base, "hidden")
+		if err := os.Mkdir(hidden, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		n := w.node(t, "x", nil, func(c *config.Driver, _ *Options) { c.DataDir = filepath.Join(hidden, "pg") })
+		err := n.d.Bootstrap(ctx, nil)
+		if !errors.Is(err, ErrDataDirOwner) || !strings.Contains(err.Error(), "os_user postgres cannot reach data dir") || !strings.Contains(err.Error(), "chmod o+x "+hidden) {
+			t.Errorf("Bootstrap under a 0700 root directory: %v", err)
+		}
+	})
+
+	t.Run("unreachable primary", func(t *testing.T) {
+		n := w.node(t, "s", nil, nil)
+		dead := Peer{Node: "p", Host: "127.0.0.1", Port: freePort(t)}
+		t0 := time.Now()
+		err := n.d.Bootstrap(ctx, &dead)
+		if !errors.Is(err, ErrPrimaryUnreachable) || !strings.Contains(err.Error(), "primary p at "+dead.addr()) || !strings.Contains(err.Error(), "nothing was changed") {
+			t.Errorf("Bootstrap from a dead primary: %v", err)
+		}
+		if d := time.Since(t0); d > 10*time.Second {
+			t.Errorf("took %v to notice", d)
+		}
+		if entries, _ := os.ReadDir(n.cfg.DataDir); len(entries) != 0 {
+			t.Errorf("the failed bootstrap left files in %s", n.cfg.DataDir)
+		}
+		if st, err := n.d.State(ctx); err != nil || st.Role != RoleStopped {
+			t.Errorf("State of the empty member: %+v, %v", st, err)
+		}
+		if err := n.d.Promote(ctx, 1); !errors.Is(err, ErrNotRunning) {
+			t.Errorf("Promote with no cluster: %v", err)
+		}
+	})
+}
+
+func TestSyncNamesAndQuoting(t *testing.T) {
+	for _, tt := range []struct {
+		s    settings
+		want string
+	}{
+		{settings{}, ""},
+		{settings{strict: true}, `ANY 1 ("baton_none")`},
+		{settings{sync: []string{"n2", "n3"}}, `ANY 1 ("n2", "n3")`},
+		{settings{sync: []string{"n2"}, fenced: true}, `ANY 1 ("baton_fenced")`},
+		{settings{sync: []string{`we"ird`}}, `ANY 1 ("we""ird")`},
+	} {
+		if got := tt.s.syncNames(); got != tt.want {
+			t.Errorf("syncNames(%+v) = %q, want %q", tt.s, got, tt.want)
+		}
+	}
+	if got := confString(`it's a \ test`); got != `'it''s a \\ test'` {
+		t.Errorf("confString = %s", got)
+	}
+	if got := conninfo("host", "db1", "password", `p'w \x`, "application_name", "n1"); got != `host=db1 password='p\'w \\x' application_name=n1` {
+		t.Errorf("conninfo = %s", got)
+	}
+	for in, want := range map[string]string{"n1": "baton_n1", "db-2": "baton_db_2", "Ünï": "baton__n_", strings.Repeat("a", 70): "baton_" + strings.Repeat("a", 57)} {
+		if got := slotName(in); got != want {
+			t.Errorf("slotName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	history := "1\t0/3000060\tno recovery target specified\n\n2\t0/5000000\tno recovery target specified\n"
+	for tli, want := range map[uint32]uint64{1: 0x3000060, 2: 0x5000000} {
+		if got, ok := forkPoint(history, tli); !ok || got != want {
+			t.Errorf("forkPoint(tli %d) = %x, %v", tli, got, ok)
+		}
+	}
+	if _, ok := forkPoint(history, 3); ok {
+		t.Errorf("forkPoint found timeline 3")
+	}
+}

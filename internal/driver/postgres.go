@@ -249,17 +249,24 @@ func (p *Postgres) start(ctx context.Context) error {
 	return nil
 }
 
-// stop shuts the server down: fast (clean, disconnects clients), immediate if that does not finish in time.
+// stop shuts the server down: fast (clean: clients are disconnected, a checkpoint is written), immediate if that
+// does not finish within the stop timeout. It signals the postmaster itself rather than through pg_ctl, which
+// polls only every 100 ms.
 func (p *Postgres) stop(ctx context.Context) error {
 	p.closeConns()
-	if !p.running() {
+	pid := p.postmasterPID()
+	if pid == 0 {
 		return nil
 	}
 	t0 := time.Now()
-	_, err := p.pgRun(ctx, timeoutFor(p.opts, OpStop), nil, "pg_ctl", "stop", "-D", p.dataDir, "-m", "fast", "-w", "-s",
-		"-t", strconv.Itoa(int(timeoutFor(p.opts, OpStop).Seconds())))
-	if err != nil && p.running() {
-		p.log.Warn("fast stop failed; stopping immediately", "err", err)
+	if err := syscall.Kill(pid, syscall.SIGINT); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("stopping postmaster %d: %w", pid, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeoutFor(p.opts, OpStop))
+	err := waitExit(wctx, pid)
+	cancel()
+	if err != nil {
+		p.log.Warn("fast stop did not finish; stopping immediately", "err", err)
 		return p.kill(ctx)
 	}
 	p.log.Info("postgres stopped", "data_dir", p.dataDir, "took", time.Since(t0))
@@ -368,7 +375,10 @@ func (p *Postgres) bootstrapPrimary(ctx context.Context) error {
 	if err := p.ensureReplicationRole(ctx); err != nil {
 		return err
 	}
-	return p.ensureSlots(ctx)
+	if err := p.ensureSlots(ctx); err != nil {
+		return err
+	}
+	return p.with(ctx, &p.fenceConn, func(c *pgx.Conn) error { return c.Ping(ctx) }) // ready for a quick Fence
 }
 
 func (p *Postgres) currentEpoch() uint64 {
@@ -466,6 +476,7 @@ func (p *Postgres) promote(ctx context.Context, epoch uint64) error {
 	if err != nil {
 		return fmt.Errorf("promote: %w", err)
 	}
+	recoveryEnded := time.Since(t0)
 	gen, err := p.update(func(s *settings) { s.primary, s.fenced, s.epoch = nil, false, max(s.epoch, epoch) })
 	if err != nil {
 		return err
@@ -473,7 +484,7 @@ func (p *Postgres) promote(ctx context.Context, epoch uint64) error {
 	if err := p.reloadAndWait(ctx, &p.adminConn, gen); err != nil {
 		return fmt.Errorf("promote: %w", err)
 	}
-	p.log.Info("promoted", "epoch", epoch, "took", time.Since(t0))
+	p.log.Info("promoted", "epoch", epoch, "took", time.Since(t0), "recovery_ended_after", recoveryEnded)
 	// Not needed for writes; done after them so the outage does not include it.
 	if err := p.ensureSlots(ctx); err != nil {
 		return err

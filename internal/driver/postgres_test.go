@@ -399,6 +399,35 @@ func TestPostgres(t *testing.T) {
 		t.Errorf("promote took %v, fence %v", promoteTook, fenceTook)
 	}
 
+	t.Run("rebuild when pg_rewind cannot", func(t *testing.T) {
+		// A member holding some other cluster: pg_rewind refuses ("different systems").
+		n4 := w.node(t, "n4", []string{"n1", "n2", "n4"}, nil)
+		if err := n4.d.Bootstrap(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		err := n4.d.Follow(ctx, n2.peer)
+		if !errors.Is(err, ErrRewind) || !strings.Contains(err.Error(), "allow a rebuild from a fresh base backup") {
+			t.Fatalf("Follow of a foreign cluster without allow_rebuild: %v", err)
+		}
+		opts := w.options("n4", []string{"n1", "n2", "n4"})
+		opts.AllowRebuild = true
+		d, err := NewPostgres(n4.cfg, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		t0 := time.Now()
+		if err := d.Follow(ctx, n2.peer); err != nil {
+			t.Fatalf("Follow with allow_rebuild: %v", err)
+		}
+		t.Logf("rebuild (failed pg_rewind + pg_basebackup + start): %v", time.Since(t0))
+		rebuilt := &pgNode{d: d, peer: n4.peer, cfg: n4.cfg}
+		caughtUp(t, rebuilt, n2)
+		if a, b := rows(t, rebuilt.sql(t, nil)), rows(t, c2); a != b {
+			t.Errorf("rebuilt n4 differs from n2")
+		}
+	})
+
 	if err := n1.d.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}

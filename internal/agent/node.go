@@ -867,10 +867,16 @@ func (n *Node) lead(now time.Duration) {
 		n.trackUsable(now, g.Name, cands)
 		n.spreadInputs(now, v, g, cands)
 		n.relaySync(now, g, gs)
+		grace := graceOver
+		if g.Driver != nil && gs.Owner == "" && now < n.startAt+n.timing.StartupGrace {
+			// The first primary must be the member with the newest data:
+			// wait until every member has reported its position.
+			grace = grace && n.allPositionsKnown(g)
+		}
 		in := decide.Inputs{
 			Now: now, Owner: gs.Owner, Epoch: gs.Epoch, Majority: n.major,
 			Released: n.releasedCount(g.Name, gs.Epoch), Relinquish: relinquished,
-			GraceOver: graceOver, Maintenance: maint, HandoffTo: gs.HandoffTo, Candidates: cands,
+			GraceOver: grace, Maintenance: maint, HandoffTo: gs.HandoffTo, Candidates: cands,
 		}
 		n.annotate(g.Name, gs)
 		if !maint && in.Released < n.major && g.Parent == "" {
@@ -1148,6 +1154,15 @@ func (n *Node) candidates(now time.Duration, g *config.Group) []decide.Candidate
 		delete(n.dataWhy, g.Name)
 	}
 	return out
+}
+
+func (n *Node) allPositionsKnown(g *config.Group) bool {
+	for _, m := range g.Members {
+		if _, ok := n.memberData(g.Name, m.Node); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func (n *Node) allMembersUp(now time.Duration) bool {

@@ -155,6 +155,9 @@ func open(opts Options) (_ *Agent, err error) {
 			if a.vips != nil {
 				a.vips.acting(a.now(), group, until)
 			}
+			if dg := a.data[group]; dg != nil {
+				a.armDataFence(dg, group, until)
+			}
 		},
 		Healthy:            a.healthy,
 		Releases:           &FileReleases{Path: self.DataDir + "/released.json"},

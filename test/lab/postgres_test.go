@@ -31,7 +31,7 @@ type pgStatus struct {
 		Epoch   uint64
 		Sync    []string
 		Members []struct {
-			Node, DB string
+			Node, DB  string
 			Position  uint64
 			Lag_bytes uint64 `json:"lag_bytes"`
 		}

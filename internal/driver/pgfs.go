@@ -132,7 +132,7 @@ func (p *Postgres) postmasterPID() int {
 	if err != nil || pid <= 0 {
 		return 0
 	}
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+	if !alive(pid) {
 		return 0 // stale pid file
 	}
 	// A reused pid belongs to some other program.
@@ -144,10 +144,22 @@ func (p *Postgres) postmasterPID() int {
 
 func (p *Postgres) running() bool { return p.postmasterPID() != 0 }
 
+// alive reports whether pid runs. A zombie does not: a postmaster that pg_ctl started is an orphan, and whoever
+// inherits it may reap it only seconds later.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		err := syscall.Kill(pid, 0)
+		return err == nil || errors.Is(err, syscall.EPERM)
+	}
+	_, after, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(after, "Z")
+}
+
 // waitExit waits until pid is gone.
 func waitExit(ctx context.Context, pid int) error {
 	for {
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		if !alive(pid) {
 			return nil
 		}
 		select {

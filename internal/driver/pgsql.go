@@ -304,9 +304,41 @@ func (p *Postgres) ensureOwnSlot(ctx context.Context, primary Peer) error {
 	return nil
 }
 
-// ensureSlots creates on this primary a replication slot for every other member.
+// streamingFrom reports whether this standby already streams from primary with the settings the driver wants.
+func (p *Postgres) streamingFrom(ctx context.Context, primary Peer) bool {
+	p.smu.Lock()
+	want := p.set.primary != nil && *p.set.primary == primary && !p.set.fenced
+	p.smu.Unlock()
+	if !want {
+		return false
+	}
+	var streaming bool
+	err := p.with(ctx, &p.adminConn, func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_wal_receiver
+			WHERE status = 'streaming' AND sender_host = $1 AND sender_port = $2 AND slot_name = $3)`,
+			primary.Host, primary.Port, slotName(p.opts.Node)).Scan(&streaming)
+	})
+	return err == nil && streaming
+}
+
+// dropSlots removes the driver's replication slots from this standby: a slot left from its time as primary (slots
+// survive pg_rewind) would hold WAL here for ever, since nothing streams from a standby.
+func (p *Postgres) dropSlots(ctx context.Context) error {
+	return p.with(ctx, &p.adminConn, func(c *pgx.Conn) error {
+		_, err := c.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+			WHERE slot_name LIKE 'baton\_%' AND NOT active`)
+		return err
+	})
+}
+
+// ensureSlots creates on this primary a replication slot for every other member, and drops its own (a standby
+// does not stream from itself).
 func (p *Postgres) ensureSlots(ctx context.Context) error {
 	return p.with(ctx, &p.adminConn, func(c *pgx.Conn) error {
+		if _, err := c.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+			WHERE slot_name = $1 AND NOT active`, slotName(p.opts.Node)); err != nil {
+			return err
+		}
 		for _, m := range p.opts.Members {
 			if m == p.opts.Node {
 				continue

@@ -516,6 +516,9 @@ func (p *Postgres) follow(ctx context.Context, primary Peer) error {
 	if err := p.ensureInclude(); err != nil {
 		return err
 	}
+	if p.running() && p.streamingFrom(ctx, primary) {
+		return nil // the agent calls Follow on every pass; this is the common case
+	}
 	if err := p.ensureOwnSlot(ctx, primary); err != nil {
 		return err
 	}
@@ -538,7 +541,7 @@ func (p *Postgres) follow(ctx context.Context, primary Peer) error {
 					return err
 				}
 				p.log.Info("following", "primary", primary.Node, "addr", primary.addr())
-				return nil
+				return p.dropSlots(ctx)
 			}
 			p.log.Info("standby diverged from the new primary; rewinding", "primary", primary.Node, "local", local)
 		}
@@ -574,7 +577,7 @@ func (p *Postgres) startStandby(ctx context.Context, primary Peer) error {
 		return err
 	}
 	p.log.Info("following", "primary", primary.Node, "addr", primary.addr())
-	return nil
+	return p.dropSlots(ctx)
 }
 
 // bootstrapStandby fills the empty data dir with a base backup of primary and starts streaming.
@@ -681,21 +684,16 @@ func (p *Postgres) Fence(ctx context.Context) error {
 	const terminate = `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 		WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`
 	err = p.with(ctx, &p.fenceConn, func(c *pgx.Conn) error {
-		var inRecovery bool
-		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil || inRecovery {
-			return err
-		}
-		if _, err := c.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
-			return err
-		}
-		if _, err := c.Exec(ctx, terminate); err != nil {
+		// One round trip: re-read the file and end every client session, on a primary only.
+		tag, err := c.Exec(ctx, "SELECT pg_reload_conf(), ("+terminate+") WHERE NOT pg_is_in_recovery()")
+		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}
 		// Sessions forked before the postmaster re-read the file missed the first round.
 		if err := waitGeneration(ctx, c, gen); err != nil {
 			return err
 		}
-		_, err := c.Exec(ctx, terminate)
+		_, err = c.Exec(ctx, terminate)
 		return err
 	})
 	if err != nil {

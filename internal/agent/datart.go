@@ -33,7 +33,7 @@ type dataGroup struct {
 	stateErr  error
 	applied   []string                 // the synchronous standbys the database was last set to
 	applying  bool                     // a SetSync is queued or running
-	missing   map[string]time.Duration // recorded sync standby → since when the database has not reported it synchronous
+	missing   map[string]time.Duration // recorded sync standby → since when the database has not reported it synchronous (x+"/logged": warned)
 	following string                   // the owner this node last followed successfully
 	followAt  time.Duration            // earliest next follow attempt
 
@@ -176,10 +176,13 @@ func (a *Agent) dataPolled(now time.Duration, dg *dataGroup, st driver.State, er
 }
 
 // ownerSync is the owner's half of the synchronous-standby protocol (sync:
-// on | strict): name a streaming standby in the database's setting, ask for
-// it to be recorded once the database reports it synchronous; ask for a
-// recorded standby that stopped being synchronous to be removed (on only)
-// and take it out of the setting once the removal is committed.
+// on | strict), with one synchronous standby at a time (PostgreSQL's
+// "ANY 1 (x)"): name a streaming standby in the database's setting, and ask
+// for it to be recorded once the database reports it synchronous; ask for a
+// recorded standby that stopped being synchronous to be removed (on only,
+// after failure_timeout) and take it out of the setting only once the
+// removal is committed. So every acknowledged write is on the recorded
+// standby, whenever one is recorded.
 func (a *Agent) ownerSync(now time.Duration, dg *dataGroup, r *DataReport) {
 	mode := syncMode(dg.g)
 	if mode != "on" && mode != "strict" || dg.promoted.Load() != a.node.View().Group(dg.g.Name).Epoch {
@@ -187,39 +190,41 @@ func (a *Agent) ownerSync(now time.Duration, dg *dataGroup, r *DataReport) {
 	}
 	recorded := a.node.View().Group(dg.g.Name).Sync
 	reported := dg.state.Sync
-	want := []string{}
-	for _, x := range recorded {
+	var setting, want []string
+	switch {
+	case len(recorded) > 0:
+		x := recorded[0]
+		setting, want = []string{x}, []string{x}
 		if slices.Contains(reported, x) {
 			delete(dg.missing, x)
-			want = append(want, x)
-			continue
+			break
 		}
 		since, ok := dg.missing[x]
 		if !ok {
 			since, dg.missing[x] = now, now
 		}
-		if mode == "strict" || now-since < a.timing.FailureTimeout {
-			want = append(want, x) // strict never lets go: writes wait for it
-		} else if now-since < a.timing.FailureTimeout+a.timing.HeartbeatInterval {
-			a.log.Warn("synchronous standby lost; asking to drop it (sync: on falls back to asynchronous)", "group", dg.g.Name, "standby", x)
+		if mode == "on" && now-since >= a.timing.FailureTimeout {
+			// Asked to drop it; the setting keeps naming it (writes wait)
+			// until the removal is committed.
+			want = []string{}
+			if _, logged := dg.missing[x+"/logged"]; !logged {
+				dg.missing[x+"/logged"] = now
+				a.log.Warn("synchronous standby lost: asking to drop it; replication becomes asynchronous (sync: on)", "group", dg.g.Name, "standby", x)
+			}
 		}
-	}
-	// The database's setting: what is recorded, plus the standbys that
-	// stream and are being added.
-	setting := slices.Clone(recorded)
-	for _, m := range dg.g.Members {
-		if m.Node == a.self.Name || slices.Contains(setting, m.Node) {
-			continue
-		}
-		if _, streaming := dg.state.Lag[m.Node]; streaming {
-			setting = append(setting, m.Node)
-			if slices.Contains(dg.applied, m.Node) && slices.Contains(reported, m.Node) {
-				want = append(want, m.Node)
+	default:
+		// Nobody recorded: name the first streaming standby by priority.
+		want = []string{}
+		for _, m := range dg.g.Members {
+			if _, streaming := dg.state.Lag[m.Node]; streaming && m.Node != a.self.Name {
+				setting = []string{m.Node}
+				if slices.Equal(dg.applied, setting) && slices.Contains(reported, m.Node) {
+					want = setting
+				}
+				break
 			}
 		}
 	}
-	slices.Sort(setting)
-	slices.Sort(want)
 	if !slices.Equal(setting, dg.applied) && !dg.applying {
 		dg.applying = true
 		strict := mode == "strict"

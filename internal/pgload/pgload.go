@@ -222,9 +222,10 @@ func Digest(ctx context.Context, cfg *pgx.ConnConfig) (string, error) {
 		return "", err
 	}
 	defer c.Close(context.Background())
-	var n, sum int64
-	if err := c.QueryRow(ctx, "SELECT count(*), coalesce(sum(i), 0) FROM "+Table).Scan(&n, &sum); err != nil {
+	var n int64
+	var sum, md5 string
+	if err := c.QueryRow(ctx, "SELECT count(*), coalesce(sum(i), 0)::text, coalesce(md5(string_agg(i::text, ',' ORDER BY i)), '') FROM "+Table).Scan(&n, &sum, &md5); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%d rows, sum %d", n, sum), nil
+	return fmt.Sprintf("%d rows, sum %s, md5 %s", n, sum, md5), nil
 }

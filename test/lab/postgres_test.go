@@ -2,11 +2,11 @@ package labtest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +69,7 @@ func setupPG(t *testing.T, sync string) *pgEnv {
       superuser: {user: postgres, password_file: %s/pg.pass}
       replication: {user: replicator, password_file: %s/repl.pass}
       sync: %s
+      max_lag: 16MB
 `, pgBin, base, base, base, sync)
 	e.c, err = l.StartCluster(lab.ClusterSpec{Bin: bin, Dir: base, VIP: vip + "/24", NoWhoami: true, GroupExtra: extra})
 	if err != nil {
@@ -153,7 +154,7 @@ func (e *pgEnv) conn(host string) string {
 
 // trial injects fault against the owner while the client writes, and
 // returns the write outage and the acknowledged writes lost.
-func (e *pgEnv) trial(fault string, owner, other string) (time.Duration, []int64, int) {
+func (e *pgEnv) trial(fault, mode string, owner, other string) (time.Duration, []int64, int) {
 	e.t.Helper()
 	cfg, err := pgload.Connect(e.conn(vip), e.dialClient)
 	if err != nil {
@@ -172,7 +173,24 @@ func (e *pgEnv) trial(fault string, owner, other string) (time.Duration, []int64
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	deadline := time.Now().Add(liveness)
+	if mode == "strict" {
+		// strict never falls back to asynchronous replication: with one
+		// standby, the new primary's commits wait until the old primary
+		// has rejoined as its synchronous standby. Heal once the new owner
+		// is in place; the outage includes the rejoin.
+		for deadline := time.Now().Add(liveness); ; time.Sleep(50 * time.Millisecond) {
+			if st, err := e.status(e.c.Witness); err == nil && st.Groups[0].Owner == other {
+				break
+			}
+			if time.Now().After(deadline) {
+				e.t.Fatalf("%s: %s did not take over within %v", fault, other, liveness)
+			}
+		}
+		if err := e.l.Heal(); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(2 * liveness)
 	for !w.AckedAfter(t0.Add(100*time.Millisecond)) || time.Since(t0) < 2*time.Second {
 		if time.Now().After(deadline) {
 			_, n, last := w.Stop()
@@ -199,13 +217,25 @@ func (e *pgEnv) trial(fault string, owner, other string) (time.Duration, []int64
 	return pgload.Gap(acks, t0), lost, errs + len(acks)*0
 }
 
-// TestPostgresSyncFailover: sync: on, the primary's link goes down and then
-// the primary is cut off from its peers while the client still reaches it;
-// no acknowledged write is lost, and the old primary comes back as a
-// streaming replica of the new one with the same data.
-func TestPostgresSyncFailover(t *testing.T) {
-	e := setupPG(t, "on")
-	owner, other := e.waitReady("", "", true, 90*time.Second)
+// TestPostgresFailover runs, per sync mode, the primary's link going down
+// and then the primary cut off from its peers while the client still
+// reaches it. In sync on and strict no acknowledged write may be lost; in
+// async mode the history records the positions and the bytes that may have
+// been lost, within max_lag. Each time the old primary comes back as a
+// streaming replica of the new one (pg_rewind), and at the end both hold
+// the same data.
+func TestPostgresFailover(t *testing.T) {
+	for _, mode := range []string{"on", "strict", "off"} {
+		t.Run("sync-"+mode, func(t *testing.T) { testPostgresFailover(t, mode) })
+	}
+}
+
+const pgMaxLag = 16 << 20
+
+func testPostgresFailover(t *testing.T, mode string) {
+	e := setupPG(t, mode)
+	needSync := mode != "off"
+	owner, other := e.waitReady("", "", needSync, 90*time.Second)
 	ctx := context.Background()
 	prep, err := pgload.Connect(e.conn(vip), e.dialClient)
 	if err != nil {
@@ -215,37 +245,73 @@ func TestPostgresSyncFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, fault := range []string{"linkdown", "partition"} {
-		gap, lost, _ := e.trial(fault, owner, other)
-		t.Logf("%s: %s → %s, write outage %v, acknowledged writes lost: %d", fault, owner, other, gap.Round(time.Millisecond), len(lost))
-		if len(lost) > 0 {
-			t.Errorf("%s: %d acknowledged writes lost in sync mode, e.g. %v", fault, len(lost), lost[:min(5, len(lost))])
+		gap, lost, _ := e.trial(fault, mode, owner, other)
+		t.Logf("sync %s, %s: %s → %s, write outage %v, acknowledged writes lost: %d", mode, fault, owner, other, gap.Round(time.Millisecond), len(lost))
+		if needSync && len(lost) > 0 {
+			t.Errorf("%s: %d acknowledged writes lost in sync mode %s, e.g. %v", fault, len(lost), mode, lost[:min(5, len(lost))])
 		}
-		// The old primary rejoins as a replica of the new one (pg_rewind)
-		// and becomes its synchronous standby again.
-		e.waitReady(other, owner, true, 60*time.Second)
+		ev := e.lastFailover(t)
+		if ev.From != owner || ev.To != other || ev.PromotedPos == 0 {
+			t.Errorf("%s: history entry %+v, want %s → %s with positions", fault, ev, owner, other)
+		}
+		if !needSync && ev.LostBytes > pgMaxLag {
+			t.Errorf("%s: up to %d bytes lost, beyond max_lag %d", fault, ev.LostBytes, pgMaxLag)
+		}
+		// The old primary rejoins as a replica of the new one (pg_rewind).
+		e.waitReady(other, owner, needSync, 60*time.Second)
 		owner, other = other, owner
 	}
-	// Same data on both.
-	time.Sleep(time.Second)
+	e.sameData(t)
+}
+
+type pgEvent struct {
+	From, To, Reason string
+	PrimaryPos       uint64 `json:"primary_pos"`
+	PromotedPos      uint64 `json:"promoted_pos"`
+	LostBytes        uint64 `json:"maybe_lost_bytes"`
+}
+
+func (e *pgEnv) lastFailover(t *testing.T) pgEvent {
+	t.Helper()
+	out, err := e.l.Run(e.c.Witness, bin, "history", "--json", "--api", e.l.Addr(e.c.Witness)+":7480")
+	if err != nil {
+		t.Fatalf("baton history: %v\n%s", err, out)
+	}
+	var evs []pgEvent
+	if err := json.Unmarshal(out, &evs); err != nil {
+		t.Fatalf("history JSON: %v\n%s", err, out)
+	}
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Reason == "failure" {
+			return evs[i]
+		}
+	}
+	t.Fatalf("no failover in the history:\n%s", out)
+	return pgEvent{}
+}
+
+// sameData compares the table on both database members.
+func (e *pgEnv) sameData(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
 	var digests []string
-	for _, h := range []string{"h1", "h2"} {
-		cfg, err := pgload.Connect(e.conn(e.l.Addr(h)), e.dialClient)
-		if err != nil {
-			t.Fatal(err)
+	for deadline := time.Now().Add(liveness); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		digests = digests[:0]
+		for _, h := range []string{"h1", "h2"} {
+			cfg, err := pgload.Connect(e.conn(e.l.Addr(h)), e.dialClient)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := pgload.Digest(ctx, cfg)
+			if err != nil {
+				t.Fatalf("%s: %v", h, err)
+			}
+			digests = append(digests, d)
 		}
-		d, err := pgload.Digest(ctx, cfg)
-		if err != nil {
-			t.Fatalf("%s: %v", h, err)
+		if digests[0] == digests[1] {
+			t.Logf("both members: %s", digests[0])
+			return
 		}
-		digests = append(digests, d)
 	}
-	if digests[0] != digests[1] {
-		t.Fatalf("replica and primary differ: %v", digests)
-	}
-	t.Logf("both members: %s", digests[0])
-	if out, err := e.c.L.Run(e.c.Witness, bin, "history", "--api", e.l.Addr(e.c.Witness)+":7480"); err == nil {
-		t.Logf("history:\n%s", out)
-	} else if !strings.Contains(string(out), "") {
-		t.Log(err)
-	}
+	t.Fatalf("replica and primary differ: %v", digests)
 }

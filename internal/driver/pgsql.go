@@ -136,8 +136,8 @@ func (p *Postgres) queryState(ctx context.Context, c *pgx.Conn) (State, error) {
 	var name, syncState, state string
 	var bytes, secs float64
 	_, err = pgx.ForEachRow(rows, []any{&name, &syncState, &state, &bytes, &secs}, func() error {
-		if len(p.opts.Members) > 0 && !slices.Contains(p.opts.Members, name) || name == p.opts.Node {
-			return nil // pg_basebackup and pg_rewind stream too
+		if len(p.opts.Members) > 0 && !slices.Contains(p.opts.Members, name) || name == p.opts.Node || strings.HasSuffix(name, "-basebackup") {
+			return nil // a base backup streams too
 		}
 		l := Lag{Bytes: uint64(max(bytes, 0)), Seconds: secs}
 		if old, dup := st.Lag[name]; !dup || l.Bytes < old.Bytes {

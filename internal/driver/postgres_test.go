@@ -447,11 +447,42 @@ func TestPostgres(t *testing.T) {
 		}
 	})
 
-	if err := n1.d.Stop(ctx); err != nil {
+	t.Run("crashed primary: no acknowledged write lost, rejoins", func(t *testing.T) {
+		// n1 is n2's synchronous standby (strict): every write n2 acknowledged is on n1.
+		mustExec(t, c2, "INSERT INTO t SELECT generate_series(3002, 3100)")
+		want := rows(t, c2)
+		if err := n2.d.kill(ctx); err != nil { // the host dies: no shutdown checkpoint, no goodbye
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		if err := n1.d.Promote(ctx, 3); err != nil {
+			t.Fatalf("promote n1: %v", err)
+		}
+		t.Logf("promote after a crash: %v", time.Since(t0))
+		c1 := n1.sql(t, nil)
+		if got := rows(t, c1); got != want {
+			t.Fatalf("acknowledged writes lost in the failover:\n had %.60s…\n now %.60s…", want, got)
+		}
+		mustExec(t, c1, "INSERT INTO t VALUES (4001)")
+		if st := n2.state(t); st.Role != RoleStopped || st.Pos.Timeline != 2 {
+			t.Errorf("crashed n2: %+v; want stopped on timeline 2", st)
+		}
+		t0 = time.Now()
+		if err := n2.d.Follow(ctx, n1.peer); err != nil { // pg_rewind finishes crash recovery first
+			t.Fatalf("crashed n2 follows n1: %v", err)
+		}
+		t.Logf("follow after a crash (pg_rewind with crash recovery + start): %v", time.Since(t0))
+		caughtUp(t, n2, n1)
+		if a, b := rows(t, n2.sql(t, nil)), rows(t, c1); a != b {
+			t.Errorf("n2 differs from n1 after rejoining")
+		}
+	})
+
+	if err := n2.d.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st := n1.state(t); st.Role != RoleStopped || st.Pos.Timeline != 2 || st.Pos.LSN == 0 {
-		t.Errorf("stopped n1: %+v; want stopped with its position from pg_control", st)
+	if st := n2.state(t); st.Role != RoleStopped || st.Pos.Timeline != 3 || st.Pos.LSN == 0 {
+		t.Errorf("stopped n2: %+v; want stopped with its position from pg_control", st)
 	}
 }
 

@@ -477,7 +477,11 @@ func (p *Postgres) promote(ctx context.Context, epoch uint64) error {
 		return fmt.Errorf("promote: %w", err)
 	}
 	recoveryEnded := time.Since(t0)
-	gen, err := p.update(func(s *settings) { s.primary, s.fenced, s.epoch = nil, false, max(s.epoch, epoch) })
+	gen, err := p.update(func(s *settings) {
+		s.primary, s.fenced, s.epoch = nil, false, max(s.epoch, epoch)
+		// A standby list set while this node was an earlier primary may name it; it cannot wait for itself.
+		s.sync = slices.DeleteFunc(slices.Clone(s.sync), func(n string) bool { return n == p.opts.Node })
+	})
 	if err != nil {
 		return err
 	}
@@ -654,7 +658,7 @@ func (p *Postgres) SetSync(ctx context.Context, standbys []string, strict bool) 
 	defer p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, timeoutFor(p.opts, OpSetSync))
 	defer cancel()
-	names := slices.Clone(standbys)
+	names := slices.DeleteFunc(slices.Clone(standbys), func(n string) bool { return n == p.opts.Node })
 	slices.Sort(names)
 	names = slices.Compact(names)
 	gen, err := p.update(func(s *settings) { s.sync, s.strict = names, strict })

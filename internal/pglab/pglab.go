@@ -1,0 +1,343 @@
+// Package pglab runs a PostgreSQL group under Baton in the network-namespace
+// lab (two database members h1, h2 and a witness h3; a VIP 10.77.0.100) and
+// drives the data-loss trials of the lab tests and of bench/pgover: a client
+// in the client namespace writes sequential integers through the VIP while a
+// fault hits the primary, then the acknowledged writes are checked on the new
+// primary. Needs root and PostgreSQL 15 (Debian's postgresql package).
+package pglab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/baton-ha/baton/internal/lab"
+	"github.com/baton-ha/baton/internal/pgload"
+)
+
+// BinDir is where Debian's PostgreSQL 15 binaries live.
+const BinDir = "/usr/lib/postgresql/15/bin"
+
+// VIP is the group's virtual IP; clients connect to VIP:5432.
+const VIP = "10.77.0.100"
+
+// MaxLag is the async max_lag configured (16 MB).
+const MaxLag = 16 << 20
+
+const password = "lab-pg-password"
+
+// Env is a running lab with a Baton PostgreSQL group.
+type Env struct {
+	L    *lab.Lab
+	C    *lab.Cluster
+	Base string // config, agent logs, data dirs (removed by Close)
+	Mode string // sync: on | strict | off
+}
+
+// Faults a trial can inject against the primary.
+const (
+	LinkDown  = "linkdown"  // the primary's link goes down
+	Partition = "partition" // the primary is cut off from its peers; the client still reaches it
+)
+
+// Start builds the lab and starts Baton with sync mode `mode`
+// (profile "" = default).
+func Start(bin, mode, profile string) (_ *Env, err error) {
+	if _, err := os.Stat(filepath.Join(BinDir, "pg_ctl")); err != nil {
+		return nil, fmt.Errorf("PostgreSQL 15 is not installed (%v); apt-get install postgresql", err)
+	}
+	base, err := os.MkdirTemp("", "baton-pg-")
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Base: base, Mode: mode}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	if err := os.Chmod(base, 0o755); err != nil {
+		return nil, err
+	}
+	for _, f := range []string{"pg.pass", "repl.pass"} {
+		if err := os.WriteFile(filepath.Join(base, f), []byte(password+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if e.L, err = lab.New(lab.Options{Hosts: 3}); err != nil {
+		return nil, err
+	}
+	extra := fmt.Sprintf(`    driver:
+      type: postgres
+      bin_dir: %s
+      data_dir: %s/pg/{node}/pgdata
+      superuser: {user: postgres, password_file: %s/pg.pass}
+      replication: {user: replicator, password_file: %s/repl.pass}
+      sync: %s
+      max_lag: 16MB
+`, BinDir, base, base, base, mode)
+	e.C, err = e.L.StartCluster(lab.ClusterSpec{Bin: bin, Dir: base, Profile: profile, VIP: VIP + "/24", NoWhoami: true, GroupExtra: extra})
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Close stops the agents and the PostgreSQL servers they started (pg_ctl
+// daemonises them), tears the lab down and removes the files.
+func (e *Env) Close() {
+	if e.C != nil {
+		e.C.Stop()
+	}
+	if e.L != nil {
+		for _, h := range e.L.Hosts() {
+			dir := filepath.Join(e.Base, "pg", h, "pgdata")
+			if _, err := os.Stat(filepath.Join(dir, "postmaster.pid")); err == nil {
+				_, _ = e.L.Run(h, "runuser", "-u", "postgres", "--", filepath.Join(BinDir, "pg_ctl"), "-D", dir, "-m", "immediate", "stop")
+			}
+		}
+		e.L.Close()
+	}
+	os.RemoveAll(e.Base)
+}
+
+// Logs returns the tail of every agent's log.
+func (e *Env) Logs(n int) string {
+	var out string
+	for _, h := range e.L.Hosts() {
+		b, _ := os.ReadFile(filepath.Join(e.Base, h+".log"))
+		if len(b) > n {
+			b = b[len(b)-n:]
+		}
+		out += fmt.Sprintf("=== %s.log (tail) ===\n%s\n", h, b)
+	}
+	return out
+}
+
+// Status is the part of `baton status --json` the trials read.
+type Status struct {
+	Groups []struct {
+		Owner   string
+		Epoch   uint64
+		Sync    []string
+		Members []struct {
+			Node, DB string
+			Position uint64
+			LagBytes uint64 `json:"lag_bytes"`
+		}
+	}
+}
+
+// Status asks the witness.
+func (e *Env) Status() (Status, error) {
+	var st Status
+	err := e.C.Status(e.C.Witness, &st)
+	if err == nil && len(st.Groups) == 0 {
+		err = errors.New("no groups")
+	}
+	return st, err
+}
+
+// WaitReady waits until owner ("" = either member) is primary, holds the
+// VIP, and the other member is its streaming standby (in sync modes: its
+// recorded synchronous standby). It returns the owner and the standby.
+func (e *Env) WaitReady(owner string, limit time.Duration) (string, string, error) {
+	standby := ""
+	if owner != "" {
+		standby = other(owner)
+	}
+	needSync := e.Mode != "off"
+	deadline := time.Now().Add(limit)
+	var last Status
+	for time.Now().Before(deadline) {
+		st, err := e.Status()
+		if err == nil {
+			last = st
+			g := st.Groups[0]
+			if owner == "" && g.Owner != "" {
+				owner, standby = g.Owner, other(g.Owner)
+			}
+			dbs := map[string]string{}
+			for _, m := range g.Members {
+				dbs[m.Node] = m.DB
+			}
+			syncOK := !needSync || (len(g.Sync) == 1 && g.Sync[0] == standby)
+			if owner != "" && g.Owner == owner && dbs[owner] == "primary" && dbs[standby] == "standby" && syncOK {
+				if h, err := e.C.HoldersOf(VIP); err == nil && len(h) == 1 && h[0] == owner {
+					return owner, standby, nil
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return "", "", fmt.Errorf("not ready within %v: want %s primary with the VIP and %s its standby (sync %s); status %+v",
+		limit, owner, standby, e.Mode, last)
+}
+
+func other(h string) string {
+	if h == "h1" {
+		return "h2"
+	}
+	return "h1"
+}
+
+// Dial opens a TCP connection from the client namespace.
+func (e *Env) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := e.L.InNS(lab.Client, func() error {
+		var err error
+		c, err = (&net.Dialer{Timeout: time.Second}).DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// ConnString connects as the superuser to host:5432.
+func ConnString(host string) string {
+	return fmt.Sprintf("host=%s port=5432 user=postgres password=%s dbname=postgres sslmode=disable", host, password)
+}
+
+// Prepare creates the table through the VIP.
+func (e *Env) Prepare(ctx context.Context) error {
+	cfg, err := pgload.Connect(ConnString(VIP), e.Dial)
+	if err != nil {
+		return err
+	}
+	return pgload.Prepare(ctx, cfg)
+}
+
+// Result is one trial.
+type Result struct {
+	Fault    string
+	From, To string
+	Outage   time.Duration // longest gap between acknowledged writes after the fault
+	Acked    int
+	Lost     []int64 // acknowledged writes missing on the new primary
+	Event    Event   // the failover's history entry
+}
+
+// Event is the part of a history entry the trials read.
+type Event struct {
+	From, To, Reason string
+	PrimaryPos       uint64 `json:"primary_pos"`
+	PromotedPos      uint64 `json:"promoted_pos"`
+	LostBytes        uint64 `json:"maybe_lost_bytes"`
+}
+
+// Trial writes through the VIP, injects fault against owner, waits until
+// writes are acknowledged again (strict: heals as soon as the other member
+// owns the group, since its commits wait for the old primary to rejoin),
+// heals, and checks the acknowledged writes on the new primary.
+func (e *Env) Trial(fault, owner string, limit time.Duration) (Result, error) {
+	r := Result{Fault: fault, From: owner, To: other(owner)}
+	cfg, err := pgload.Connect(ConnString(VIP), e.Dial)
+	if err != nil {
+		return r, err
+	}
+	w := pgload.Start(cfg, time.Now().UnixMicro())
+	time.Sleep(time.Second)
+	t0 := time.Now()
+	switch fault {
+	case LinkDown:
+		err = e.L.LinkDown(owner)
+	case Partition:
+		err = e.L.Partition([]string{owner}, []string{r.To, e.C.Witness})
+	default:
+		err = fmt.Errorf("unknown fault %q", fault)
+	}
+	if err != nil {
+		w.Stop()
+		return r, err
+	}
+	deadline := time.Now().Add(limit)
+	if e.Mode == "strict" {
+		for {
+			if st, err := e.Status(); err == nil && st.Groups[0].Owner == r.To {
+				break
+			}
+			if time.Now().After(deadline) {
+				w.Stop()
+				return r, fmt.Errorf("%s: %s did not take over within %v", fault, r.To, limit)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := e.L.Heal(); err != nil {
+			w.Stop()
+			return r, err
+		}
+	}
+	for !w.AckedAfter(t0.Add(100*time.Millisecond)) || time.Since(t0) < 2*time.Second {
+		if time.Now().After(deadline) {
+			_, n, last := w.Stop()
+			return r, fmt.Errorf("%s: no write acknowledged after the fault within %v (%d errors, last %v)", fault, limit, n, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	acks, _, _ := w.Stop()
+	if err := e.L.Heal(); err != nil {
+		return r, err
+	}
+	r.Outage, r.Acked = pgload.Gap(acks, t0), len(acks)
+	check, err := pgload.Connect(ConnString(e.L.Addr(r.To)), e.Dial)
+	if err != nil {
+		return r, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if r.Lost, _, err = pgload.Check(ctx, check, acks); err != nil {
+		return r, fmt.Errorf("reading the new primary %s: %w", r.To, err)
+	}
+	r.Event, err = e.LastFailover()
+	return r, err
+}
+
+// LastFailover returns the newest "failure" entry of the history.
+func (e *Env) LastFailover() (Event, error) {
+	out, err := e.L.Run(e.C.Witness, e.C.Spec.Bin, "history", "--json", "--api", e.L.Addr(e.C.Witness)+":7480")
+	if err != nil {
+		return Event{}, fmt.Errorf("baton history: %v: %s", err, out)
+	}
+	var evs []Event
+	if err := json.Unmarshal(out, &evs); err != nil {
+		return Event{}, fmt.Errorf("history JSON: %v: %s", err, out)
+	}
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Reason == "failure" {
+			return evs[i], nil
+		}
+	}
+	return Event{}, fmt.Errorf("no failover in the history: %s", out)
+}
+
+// SameData waits until both database members hold the same rows and
+// returns their digest.
+func (e *Env) SameData(limit time.Duration) (string, error) {
+	ctx := context.Background()
+	var digests []string
+	for deadline := time.Now().Add(limit); ; time.Sleep(200 * time.Millisecond) {
+		digests = digests[:0]
+		for _, h := range []string{"h1", "h2"} {
+			cfg, err := pgload.Connect(ConnString(e.L.Addr(h)), e.Dial)
+			if err != nil {
+				return "", err
+			}
+			d, err := pgload.Digest(ctx, cfg)
+			if err != nil {
+				return "", fmt.Errorf("%s: %w", h, err)
+			}
+			digests = append(digests, d)
+		}
+		if digests[0] == digests[1] {
+			return digests[0], nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("replica and primary differ: %v", digests)
+		}
+	}
+}

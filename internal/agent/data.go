@@ -42,6 +42,8 @@ type DataReport struct {
 	// Sync / SyncSet: the owner's requested synchronous standby set.
 	Sync    []string
 	SyncSet bool
+	// Diverged / DivEpoch: see cluster.GroupStatus.Div.
+	Diverged, DivEpoch uint64
 }
 
 func (n *Node) dataReport(group string) DataReport {
@@ -61,6 +63,7 @@ func (n *Node) addDataStatus(g *config.Group, gst *cluster.GroupStatus, epoch ui
 		return
 	}
 	gst.DB, gst.Pos = r.Role, r.Pos
+	gst.Div, gst.DivEpoch = r.Diverged, r.DivEpoch
 	if r.SyncSet && gst.Role == RoleActive {
 		gst.Sync, gst.SyncSet, gst.Epoch = r.Sync, true, epoch
 	}
@@ -184,6 +187,52 @@ func (n *Node) relaySync(now time.Duration, g *config.Group, gs quorum.GroupStat
 	if err := n.d.Quorum.Propose(cmd); err == nil {
 		n.pending[key] = pending{epoch: gs.Epoch, at: now}
 		n.log.Info("recording synchronous standbys", "group", g.Name, "sync", want)
+	}
+}
+
+// recordDivergence writes into the history what an old primary that
+// rejoined actually held beyond the new primary (leader).
+func (n *Node) recordDivergence(now time.Duration, g *config.Group) {
+	if g.Driver == nil {
+		return
+	}
+	for _, m := range g.Members {
+		var div, epoch uint64
+		if m.Node == n.name {
+			r := n.dataReport(g.Name)
+			div, epoch = r.Diverged, r.DivEpoch
+		} else if p := n.peers[m.Node]; p != nil {
+			st := p.groups[g.Name]
+			div, epoch = st.Div, st.DivEpoch
+		}
+		if epoch == 0 {
+			continue
+		}
+		key := fmt.Sprintf("%s/diverged/%d", g.Name, epoch)
+		if _, done := n.pending[key]; done {
+			continue
+		}
+		v := n.view()
+		for i := len(v.Events) - 1; i >= 0; i-- {
+			e := v.Events[i]
+			if e.Group != g.Name || e.Epoch != epoch || !e.Ownership() {
+				continue
+			}
+			if !e.LostMeasured {
+				detail := fmt.Sprintf("%s rejoined holding %d bytes of WAL the new primary lacked (discarded by the rewind)", m.Node, div)
+				lost := div
+				if syncMode(g) != "off" {
+					// Synchronous replication: none of it was acknowledged.
+					detail += ", none of it acknowledged to a client (sync " + syncMode(g) + ")"
+					lost = 0
+				}
+				cmd := quorum.Command{Op: quorum.OpDiverged, Group: g.Name, Epoch: epoch, LostBytes: lost, Detail: detail}
+				if err := n.d.Quorum.Propose(cmd); err == nil {
+					n.pending[key] = pending{epoch: epoch, at: now}
+				}
+			}
+			break
+		}
 	}
 }
 

@@ -35,6 +35,8 @@ type dataGroup struct {
 	applying  bool                     // a SetSync is queued or running
 	missing   map[string]time.Duration // recorded sync standby → since when the database has not reported it synchronous (x+"/logged": warned)
 	following string                   // the owner this node last followed successfully
+	diverged  [2]uint64                // bytes this old primary held beyond its successor, and the epoch that deposed it
+	lastPrim  uint64                   // the newest position seen while the database was primary
 	followAt  time.Duration            // earliest next follow attempt
 
 	promoted atomic.Uint64 // epoch whose promotion finished
@@ -166,10 +168,14 @@ func (a *Agent) dataPolled(now time.Duration, dg *dataGroup, st driver.State, er
 		a.log.Warn("database state unavailable", "group", dg.g.Name, "err", err)
 	}
 	dg.state, dg.stateErr = st, err
-	r := DataReport{Known: err == nil, Role: string(st.Role), Pos: st.Pos.LSN}
+	if err == nil && st.Role == driver.RolePrimary {
+		dg.lastPrim = max(dg.lastPrim, st.Pos.LSN)
+	}
+	r := DataReport{Known: err == nil, Role: string(st.Role), Pos: st.Pos.LSN, Diverged: dg.diverged[0], DivEpoch: dg.diverged[1]}
 	if a.node.Role(dg.g.Name) == RoleActive {
 		a.ownerSync(now, dg, &r)
 	} else {
+		a.measureDivergence(dg)
 		a.followOwner(now, dg)
 	}
 	dg.report = r
@@ -280,6 +286,35 @@ func (a *Agent) followOwner(now time.Duration, dg *dataGroup) {
 			dg.following, dg.followAt = owner, now
 		})
 	})
+}
+
+// measureDivergence: an old primary compares the newest position it reached
+// as primary with its successor's position at promotion (from the history,
+// once its replica has the entry); what lies beyond is what the failover
+// lost (async mode), reported to the leader for the history.
+func (a *Agent) measureDivergence(dg *dataGroup) {
+	v := a.node.View()
+	for i := len(v.Events) - 1; i >= 0; i-- {
+		e := v.Events[i]
+		if e.Group != dg.g.Name || !e.Ownership() {
+			continue
+		}
+		if e.From != a.self.Name || e.To == a.self.Name || e.PromotedPos == 0 || dg.diverged[1] == e.Epoch || dg.lastPrim == 0 {
+			return
+		}
+		owner := e.To
+		var div uint64
+		if mine := dg.lastPrim; mine > e.PromotedPos {
+			div = mine - e.PromotedPos
+		}
+		dg.lastPrim = 0
+		dg.diverged = [2]uint64{div, e.Epoch}
+		if div > 0 {
+			a.log.Warn("rejoining: this old primary holds writes the new primary lacks; the rewind discards them",
+				"group", dg.g.Name, "bytes", div, "epoch", e.Epoch, "new_primary", owner)
+		}
+		return
+	}
 }
 
 // promoteData takes the database over for epoch: start it if needed

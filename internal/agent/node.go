@@ -867,6 +867,7 @@ func (n *Node) lead(now time.Duration) {
 		n.trackUsable(now, g.Name, cands)
 		n.spreadInputs(now, v, g, cands)
 		n.relaySync(now, g, gs)
+		n.recordDivergence(now, g)
 		grace := graceOver
 		if g.Driver != nil && gs.Owner == "" && now < n.startAt+n.timing.StartupGrace {
 			// The first primary must be the member with the newest data:

@@ -84,6 +84,11 @@ type GroupStatus struct {
 	Pos     uint64   `json:"pos,omitempty"`
 	Sync    []string `json:"sy,omitempty"`
 	SyncSet bool     `json:"sys,omitempty"`
+	// Div: when this old primary rejoined after losing the group at
+	// DivEpoch, it held Div bytes the new primary lacked (discarded by the
+	// rewind): what the failover actually lost.
+	Div      uint64 `json:"dv,omitempty"`
+	DivEpoch uint64 `json:"dve,omitempty"`
 }
 
 // Message kinds.

@@ -227,6 +227,8 @@ type Event struct {
 	PrimaryPos       uint64 `json:"primary_pos"`
 	PromotedPos      uint64 `json:"promoted_pos"`
 	LostBytes        uint64 `json:"maybe_lost_bytes"`
+	LostMeasured     bool   `json:"lost_measured"`
+	Detail           string
 }
 
 // Trial writes through the VIP, injects fault against owner, waits until

@@ -87,6 +87,10 @@ type Event struct {
 	LostBytes   uint64 `json:"maybe_lost_bytes,omitempty"`
 	// Sync is the new synchronous standby set (Reason "sync" entries).
 	Sync []string `json:"sync,omitempty"`
+	// LostMeasured: LostBytes was measured on the old primary when it
+	// rejoined (what it held that the new primary lacked), not estimated
+	// from the positions last reported before the failover.
+	LostMeasured bool `json:"lost_measured,omitempty"`
 }
 
 // Ownership reports whether the entry records a change of owner (and not,
@@ -140,6 +144,7 @@ const (
 	OpMaintenance = "maintenance" // set maintenance On for Group ("" = cluster-wide)
 	OpAnnotate    = "annotate"    // record TakeoverMs on the event of (Group, Epoch)
 	OpSync        = "sync"        // set the synchronous standbys (Sync) of the owner of ExpectEpoch
+	OpDiverged    = "diverged"    // record LostBytes measured when the old primary of (Group, Epoch) rejoined
 )
 
 // Command is one replicated mutation.
@@ -247,6 +252,20 @@ func (s *State) Apply(idx uint64, c Command) error {
 			s.Events = append([]Event(nil), s.Events[len(s.Events)-MaxEvents:]...)
 		}
 		return nil
+	case OpDiverged:
+		for i := len(s.Events) - 1; i >= 0; i-- {
+			if e := &s.Events[i]; e.Group == c.Group && e.Epoch == c.Epoch && e.Ownership() {
+				if e.LostMeasured {
+					return ErrStale
+				}
+				e.LostBytes, e.LostMeasured = c.LostBytes, true
+				if c.Detail != "" {
+					e.Detail += "; " + c.Detail
+				}
+				return nil
+			}
+		}
+		return ErrStale
 	case OpAnnotate:
 		for i := len(s.Events) - 1; i >= 0; i-- {
 			if e := &s.Events[i]; e.Group == c.Group && e.Epoch == c.Epoch && e.Ownership() {

@@ -56,9 +56,26 @@ func testPostgresFailover(t *testing.T, mode string) {
 		if mode == "off" && r.Event.LostBytes > pglab.MaxLag {
 			t.Errorf("%s: up to %d bytes lost, beyond max_lag %d", fault, r.Event.LostBytes, pglab.MaxLag)
 		}
-		// The old primary rejoins as a replica of the new one (pg_rewind).
+		// The old primary rejoins as a replica of the new one (pg_rewind),
+		// and the history then says what it held beyond the new primary.
 		if owner, _, err = e.WaitReady(r.To, 60*time.Second); err != nil {
 			t.Fatal(err)
+		}
+		var ev pglab.Event
+		for deadline := time.Now().Add(liveness); ; time.Sleep(100 * time.Millisecond) {
+			if ev, err = e.LastFailover(); err == nil && ev.LostMeasured {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the history never got the measured divergence: %+v, %v", fault, ev, err)
+			}
+		}
+		t.Logf("after the rejoin: %d bytes maybe lost; %s", ev.LostBytes, ev.Detail)
+		if mode == "off" && len(r.Lost) > 0 && ev.LostBytes == 0 {
+			t.Errorf("%s: %d acknowledged writes lost but the history records no lost bytes", fault, len(r.Lost))
+		}
+		if mode == "off" && ev.LostBytes > pglab.MaxLag {
+			t.Errorf("%s: %d bytes lost, beyond max_lag", fault, ev.LostBytes)
 		}
 	}
 	d, err := e.SameData(liveness)

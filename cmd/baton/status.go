@@ -129,6 +129,11 @@ func printStatus(out io.Writer, st agent.Status) {
 		tw.Flush()
 	}
 	for _, g := range st.Groups {
+		if g.DBError != "" {
+			fmt.Fprintf(out, "\ndatabase error: %s: %s\n", g.Name, g.DBError)
+		}
+	}
+	for _, g := range st.Groups {
 		if g.Note != "" && g.Note != "owner's lease held" {
 			fmt.Fprintf(out, "\nnote: %s: %s\n", g.Name, g.Note)
 		}

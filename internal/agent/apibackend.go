@@ -19,6 +19,9 @@ func (a *Agent) Status(r *http.Request) (Status, error) {
 		if hg := a.checks[st.Groups[i].Name]; hg != nil {
 			st.Groups[i].Checks = hg.States()
 		}
+		if dg := a.data[st.Groups[i].Name]; dg != nil && dg.lastErr.Load() != nil {
+			st.Groups[i].DBError = *dg.lastErr.Load()
+		}
 	}
 	st.RejectedPackets = a.udp.Stats.Rejected()
 	st.RejectedQuorumConns = a.raft.RejectedConns()

@@ -39,7 +39,8 @@ type dataGroup struct {
 	lastPrim  uint64                   // the newest position seen while the database was primary
 	followAt  time.Duration            // earliest next follow attempt
 
-	promoted atomic.Uint64 // epoch whose promotion finished
+	promoted atomic.Uint64          // epoch whose promotion finished
+	lastErr  atomic.Pointer[string] // the last driver error (nil: the last state poll succeeded)
 
 	// The early fence: see armDataFence.
 	fenceTimer *time.Timer
@@ -99,6 +100,14 @@ func (a *Agent) openData() error {
 
 func (a *Agent) startData() {
 	for _, dg := range a.data {
+		// A node acts for nothing at start: a database left running as
+		// primary by an earlier agent (pg_ctl daemonises it) must stop
+		// acknowledging writes before anything else happens.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := dg.drv.Fence(ctx); err != nil {
+			a.log.Warn("fencing the database at start", "group", dg.g.Name, "err", err)
+		}
+		cancel()
 		dg.wg.Add(2)
 		go func() {
 			defer dg.wg.Done()
@@ -168,6 +177,12 @@ func (a *Agent) dataPolled(now time.Duration, dg *dataGroup, st driver.State, er
 		a.log.Warn("database state unavailable", "group", dg.g.Name, "err", err)
 	}
 	dg.state, dg.stateErr = st, err
+	if err != nil {
+		msg := err.Error()
+		dg.lastErr.Store(&msg)
+	} else {
+		dg.lastErr.Store(nil)
+	}
 	if err == nil && st.Role == driver.RolePrimary {
 		dg.lastPrim = max(dg.lastPrim, st.Pos.LSN)
 	}

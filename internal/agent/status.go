@@ -69,6 +69,9 @@ type GroupStatus struct {
 	// synchronous standbys.
 	SyncMode string   `json:"sync_mode,omitempty"`
 	Sync     []string `json:"sync,omitempty"`
+	// DBError is this node's last driver error (e.g. wrong credentials, a
+	// data dir another user owns), "" when its database answers.
+	DBError string `json:"db_error,omitempty"`
 	// Units is the per-VIP (or per-slot) ownership of an active-active group,
 	// whose Epoch is then the sum of its units' epochs (it grows with every
 	// change) and whose Owners lists every node owning a unit.

@@ -1,0 +1,110 @@
+package process
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/baton-ha/baton/internal/proctest"
+	"github.com/baton-ha/baton/internal/quorum"
+)
+
+// A "database" made of one shell script, wired in through the exec driver:
+// what any database needs to give Baton (a state line, promote, follow,
+// fence).
+const fakeDB = `#!/bin/sh
+f=%[1]s/$BATON_NODE
+case "$BATON_OPERATION" in
+state)     role=$(cat $f.role 2>/dev/null || echo stopped); echo "role=$role timeline=1 lsn=$(cat $f.lsn)" ;;
+bootstrap) if [ -n "$BATON_PRIMARY_NODE" ]; then echo standby > $f.role; else echo primary > $f.role; fi ;;
+promote)   echo primary > $f.role; echo "promote $BATON_NODE $BATON_EPOCH" >> %[1]s/ops ;;
+follow)    echo standby > $f.role; echo "follow $BATON_NODE $BATON_PRIMARY_NODE" >> %[1]s/ops ;;
+fence)     echo "fence $BATON_NODE" >> %[1]s/ops ;;
+set_sync)  ;;
+stop)      echo stopped > $f.role ;;
+esac
+`
+
+func TestExecDriverFailover(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "db.sh")
+	if err := os.WriteFile(script, []byte(fmt.Sprintf(fakeDB, dir)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// n1 has written more than n2 has received: 10 bytes would be lost.
+	for node, lsn := range map[string]string{"n1": "1000", "n2": "990"} {
+		if err := os.WriteFile(filepath.Join(dir, node+".lsn"), []byte(lsn), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmds := []string{}
+	for _, op := range []string{"state", "bootstrap", "promote", "follow", "fence", "set_sync", "stop"} {
+		cmds = append(cmds, fmt.Sprintf("%s: [%q]", op, script))
+	}
+	c := start(t, proctest.Spec{GroupExtra: "    driver: {type: exec, sync: off, commands: {" + strings.Join(cmds, ", ") + "}}\n"})
+	ops := func() string { b, _ := os.ReadFile(filepath.Join(dir, "ops")); return string(b) }
+	waitOps := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(liveness); !strings.Contains(ops(), want); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the driver's operations:\n%s", want, ops())
+			}
+		}
+	}
+	waitOps("promote n1 1")
+	waitOps("follow n2 n1")
+	if err := c.Kill("n1"); err != nil {
+		t.Fatal(err)
+	}
+	waitOps("promote n2 2")
+	var last quorum.Event
+	for deadline := time.Now().Add(liveness); last.Epoch != 2; time.Sleep(50 * time.Millisecond) {
+		out, err := c.Baton("w1", "history", "--json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev []quorum.Event
+		if err := json.Unmarshal([]byte(out), &ev); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		for _, e := range ev {
+			if e.Epoch == 2 && e.Ownership() {
+				last = e
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failover in the history:\n%s", out)
+		}
+	}
+	if last.To != "n2" || last.PrimaryPos != 1000 || last.PromotedPos != 990 || last.LostBytes != 10 {
+		t.Fatalf("failover recorded as %+v; want positions 1000 → 990 and 10 bytes maybe lost", last)
+	}
+	// n1 comes back: fenced first, then it follows n2.
+	if err := c.Start("n1"); err != nil {
+		t.Fatal(err)
+	}
+	waitOps("follow n1 n2")
+	if o := ops(); strings.Index(o, "fence n1") > strings.Index(o, "follow n1 n2") || !strings.Contains(o, "fence n1") {
+		t.Errorf("the returning old primary was not fenced before it followed:\n%s", o)
+	}
+	for deadline := time.Now().Add(liveness); ; time.Sleep(50 * time.Millisecond) {
+		st, err := c.Status("w1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		roles := map[string]string{}
+		for _, m := range st.Groups[0].Members {
+			roles[m.Node] = m.DB
+		}
+		if roles["n1"] == "standby" && roles["n2"] == "primary" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("database roles %v, want n1 standby and n2 primary", roles)
+		}
+	}
+}

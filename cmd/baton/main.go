@@ -45,7 +45,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newAgentCmd(), newCheckConfigCmd(), newStatusCmd(), newHistoryCmd(), newVersionCmd(), newDemoCmd(),
-		newSwitchoverCmd(), newMaintenanceCmd(), newFenceCmd(),
+		newSwitchoverCmd(), newFailoverCmd(), newMaintenanceCmd(), newFenceCmd(),
 		newDemoServiceCmd(), newDrillCmd())
 	return root
 }

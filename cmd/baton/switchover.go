@@ -37,6 +37,37 @@ mid-change. Works during maintenance. Needs the API token.`,
 	return cmd
 }
 
+func newFailoverCmd() *cobra.Command {
+	var f apiFlags
+	var to string
+	var allow bool
+	cmd := &cobra.Command{
+		Use:   "failover GROUP --to NODE --allow-data-loss",
+		Short: "Promote a member the sync policy refuses, once the old owner is gone",
+		Long: `For a data-aware group whose owner died while no standby was eligible (sync on or
+strict with no recorded synchronous standby, or async beyond max_lag): promote
+NODE anyway. Writes the old primary acknowledged and NODE lacks are lost; the
+history records the forced failover and the positions. Refused while a quorum
+still holds the old owner's lease (use switchover then). Needs the API token.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" || !allow {
+				return fmt.Errorf("failover %s: give --to NODE and --allow-data-loss (it may lose acknowledged writes); without data loss use switchover", args[0])
+			}
+			var res agent.SwitchoverResult
+			if err := f.post("/v1/groups/"+args[0]+"/failover", map[string]any{"to": to, "allow_data_loss": true}, &res); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "group %s: forced failover %s → %s (epoch %d)\n", res.Group, orDash(res.From), res.To, res.Epoch)
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&to, "to", "", "the member to promote")
+	cmd.Flags().BoolVar(&allow, "allow-data-loss", false, "confirm that acknowledged writes may be lost")
+	return cmd
+}
+
 func newMaintenanceCmd() *cobra.Command {
 	var f apiFlags
 	cmd := &cobra.Command{

@@ -100,6 +100,29 @@ func (a *Agent) Switchover(r *http.Request, group, to string) (SwitchoverResult,
 		Msg: fmt.Sprintf("switchover of %q to %s requested but not completed within 10s; see baton status", group, target)}
 }
 
+// Failover runs on the leader: force the group onto `to` (the old owner's
+// lease must be gone) and wait for the commit.
+func (a *Agent) Failover(r *http.Request, group, to string) (SwitchoverResult, error) {
+	var epoch uint64
+	var rerr error
+	var from string
+	if err := a.call(r.Context(), func(now time.Duration) {
+		from = a.raft.View().Group(group).Owner
+		epoch, rerr = a.node.ForceFailover(now, group, to)
+	}); err != nil {
+		return SwitchoverResult{}, err
+	}
+	if rerr != nil {
+		return SwitchoverResult{}, rerr
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if gs := a.raft.View().Group(group); gs.Epoch > epoch {
+			return SwitchoverResult{Group: group, From: from, To: gs.Owner, Epoch: gs.Epoch}, nil
+		}
+	}
+	return SwitchoverResult{}, &RequestError{Code: http.StatusGatewayTimeout, Msg: "forced failover proposed but not committed within 10s; see baton status"}
+}
+
 // Maintenance runs on the leader: commit and wait until applied.
 func (a *Agent) Maintenance(r *http.Request, group string, on bool) error {
 	var rerr error

@@ -33,6 +33,9 @@ type Backend interface {
 	LeaderAPI() (addr string, self bool)
 	// Switchover hands group to `to` ("" = best standby) and waits for the new owner.
 	Switchover(r *http.Request, group, to string) (agent.SwitchoverResult, error)
+	// Failover forces group onto `to` although the sync policy refuses it
+	// (the old owner's lease must be gone), and waits for the commit.
+	Failover(r *http.Request, group, to string) (agent.SwitchoverResult, error)
 	// Maintenance turns maintenance on or off for a group ("" = cluster-wide).
 	Maintenance(r *http.Request, group string, on bool) error
 	// Endpoints returns where a group is served now (404 RequestError for an
@@ -73,6 +76,7 @@ func New(b Backend, log *slog.Logger) *Server {
 	}))
 	s.mux.HandleFunc("POST /v1/groups/{group}/switchover", s.mutation(s.onLeader(s.switchover)))
 	s.mux.HandleFunc("POST /v1/maintenance", s.mutation(s.onLeader(s.maintenance)))
+	s.mux.HandleFunc("POST /v1/groups/{group}/failover", s.mutation(s.onLeader(s.failover)))
 	s.mux.Handle("GET /metrics", b.MetricsHandler())
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -265,6 +269,27 @@ func writeRequestError(w http.ResponseWriter, err error) {
 }
 
 // switchover: POST /v1/groups/{g}/switchover [{"to": "n2"}]
+// failover: POST /v1/groups/{g}/failover {"to": "n2", "allow_data_loss": true}
+func (s *Server) failover(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		To            string `json:"to"`
+		AllowDataLoss bool   `json:"allow_data_loss"`
+	}
+	if !decodeBody(w, r, &req, true) {
+		return
+	}
+	if req.To == "" || !req.AllowDataLoss {
+		writeError(w, http.StatusBadRequest, `a forced failover needs {"to": NODE, "allow_data_loss": true}; without data loss use switchover`)
+		return
+	}
+	res, err := s.b.Failover(r, r.PathValue("group"), req.To)
+	if err != nil {
+		writeRequestError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
 func (s *Server) switchover(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		To string `json:"to"`

@@ -49,6 +49,12 @@ func (f *fakeBackend) Switchover(_ *http.Request, group, to string) (agent.Switc
 	}
 	return agent.SwitchoverResult{Group: group, From: "n1", To: "n2", Epoch: 5}, nil
 }
+func (f *fakeBackend) Failover(_ *http.Request, group, to string) (agent.SwitchoverResult, error) {
+	if group != "web" {
+		return agent.SwitchoverResult{}, &agent.RequestError{Code: 404, Msg: "unknown group " + quote(group)}
+	}
+	return agent.SwitchoverResult{Group: group, From: "n1", To: to, Epoch: 6}, nil
+}
 func (f *fakeBackend) Maintenance(_ *http.Request, group string, on bool) error {
 	if group != "" && group != "web" {
 		return &agent.RequestError{Code: 404, Msg: "unknown group " + quote(group)}
@@ -128,6 +134,10 @@ func TestEndpoints(t *testing.T) {
 		{"POST", "/v1/maintenance", "Bearer sekrit", ``, 400, "missing JSON body"},
 		{"POST", "/v1/maintenance", "Bearer sekrit", `{"on":true,"group":"nope"}`, 404, "unknown group"},
 		{"POST", "/v1/maintenance", "", `{"on":true}`, 401, "missing API token"},
+		{"POST", "/v1/groups/web/failover", "", `{"to":"n2","allow_data_loss":true}`, 401, "missing API token"},
+		{"POST", "/v1/groups/web/failover", "Bearer sekrit", `{"to":"n2"}`, 400, "allow_data_loss"},
+		{"POST", "/v1/groups/web/failover", "Bearer sekrit", `{"to":"n2","allow_data_loss":true}`, 200, ""},
+		{"POST", "/v1/groups/nope/failover", "Bearer sekrit", `{"to":"n2","allow_data_loss":true}`, 404, "unknown group"},
 	} {
 		code, body := do(t, h, tc.method, tc.path, tc.auth, tc.body)
 		if code != tc.code {

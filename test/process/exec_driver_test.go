@@ -108,3 +108,47 @@ func TestExecDriverFailover(t *testing.T) {
 		}
 	}
 }
+
+// sync: on with no synchronous standby recorded: the owner's death promotes
+// nobody (status says why) until an operator forces it, which the history
+// records.
+func TestExecDriverForcedFailover(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "db.sh")
+	if err := os.WriteFile(script, []byte(fmt.Sprintf(fakeDB, dir)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for node, lsn := range map[string]string{"n1": "1000", "n2": "990"} {
+		if err := os.WriteFile(filepath.Join(dir, node+".lsn"), []byte(lsn), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var cmds []string
+	for _, op := range []string{"state", "bootstrap", "promote", "follow", "fence", "set_sync", "stop"} {
+		cmds = append(cmds, fmt.Sprintf("%s: [%q]", op, script))
+	}
+	c := start(t, proctest.Spec{GroupExtra: "    driver: {type: exec, sync: on, commands: {" + strings.Join(cmds, ", ") + "}}\n"})
+	if err := c.Kill("n1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	st, err := c.Status("w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := st.Groups[0]
+	if g.Owner != "n1" {
+		t.Fatalf("%s took over without being a recorded synchronous standby", g.Owner)
+	}
+	if out, err := c.Baton("w1", "failover", "web", "--to", "n2"); err == nil || !strings.Contains(out, "--allow-data-loss") {
+		t.Fatalf("failover without --allow-data-loss: %v\n%s", err, out)
+	}
+	out, err := c.Baton("w1", "failover", "web", "--to", "n2", "--allow-data-loss")
+	if err != nil || !strings.Contains(out, "forced failover n1 → n2 (epoch 2)") {
+		t.Fatalf("forced failover: %v\n%s", err, out)
+	}
+	hist, err := c.Baton("w1", "history")
+	if err != nil || !strings.Contains(hist, "manual") || !strings.Contains(hist, "allow-data-loss") {
+		t.Fatalf("history does not record the forced failover: %v\n%s", err, hist)
+	}
+}

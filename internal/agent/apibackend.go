@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/baton-ha/baton/internal/metrics"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
@@ -169,6 +170,13 @@ func (a *Agent) refreshMetrics(st Status) {
 		role := g.Role
 		if role == "" {
 			role = "none"
+		}
+		if g.SyncMode != "" {
+			var dbs []metrics.DBMember
+			for _, mb := range g.Members {
+				dbs = append(dbs, metrics.DBMember{Member: mb.Node, Role: mb.DB, Pos: mb.Pos, Lag: mb.LagB, Sync: mb.SyncRec})
+			}
+			m.SetDB(g.Name, dbs)
 		}
 		if len(g.Units) == 0 {
 			m.SetGroup(g.Name, g.Owner, g.Epoch, role, members, g.Maintenance, g.Healthy)

@@ -75,6 +75,15 @@ var (
 	docProxyConns = Doc{"baton_proxy_connections_total", "counter", []string{"group", "target"},
 		"Client connections the group's proxy on this node connected to the target node."}
 
+	docDBPosition = Doc{"baton_db_position_bytes", "gauge", []string{"group", "member"},
+		"Data-aware groups: the member's database write position (e.g. PostgreSQL LSN) as last reported."}
+	docDBLag = Doc{"baton_db_lag_bytes", "gauge", []string{"group", "member"},
+		"Data-aware groups: bytes the member's database trails the owner's position."}
+	docDBSync = Doc{"baton_db_synchronous", "gauge", []string{"group", "member"},
+		"Data-aware groups: 1 for the member recorded as the owner's synchronous standby."}
+	docDBRole = Doc{"baton_db_role", "gauge", []string{"group", "member", "role"},
+		"Data-aware groups: 1 for the role the member's database reports (primary, standby, stopped, unknown)."}
+
 	docBuildInfo = Doc{"baton_build_info", "gauge", []string{"version"},
 		"Always 1; the version label names the Baton build this node runs."}
 )
@@ -86,6 +95,7 @@ var allDocs = []Doc{
 	docQuorumLeader, docQuorumApplied, docQuorumRole, docQuorumRejected,
 	docCheckResults, docCheckDuration, docHookRuns, docHookDuration,
 	docDNSQueries, docDNSDuration, docProxyConns,
+	docDBPosition, docDBLag, docDBSync, docDBRole,
 	docBuildInfo,
 }
 

@@ -80,6 +80,8 @@ type Metrics struct {
 	dnsDuration prometheus.Histogram
 	proxyConns  *prometheus.CounterVec
 
+	dbPosition, dbLag, dbSync, dbRole *prometheus.GaugeVec
+
 	buildInfo *prometheus.GaugeVec
 
 	funcs *funcCollector
@@ -144,6 +146,11 @@ func New(cluster, node string) *Metrics {
 		dnsQueries:  counterVec(r, docDNSQueries),
 		dnsDuration: histogram(r, docDNSDuration, rttBuckets),
 		proxyConns:  counterVec(r, docProxyConns),
+
+		dbPosition: gaugeVec(r, docDBPosition),
+		dbLag:      gaugeVec(r, docDBLag),
+		dbSync:     gaugeVec(r, docDBSync),
+		dbRole:     gaugeVec(r, docDBRole),
 
 		buildInfo: gaugeVec(r, docBuildInfo),
 
@@ -239,6 +246,7 @@ func (m *Metrics) ForgetGroup(group string) {
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.failovers, m.detection, m.decision, m.takeover, m.leaseRemaining,
 		m.checkResults, m.checkDuration, m.hookRuns, m.hookDuration, m.proxyConns,
+		m.dbPosition, m.dbLag, m.dbSync, m.dbRole,
 	} {
 		v.DeletePartialMatch(l)
 	}
@@ -320,6 +328,40 @@ func (m *Metrics) DNSQuery(rcode int, took time.Duration) {
 	}
 	m.dnsQueries.WithLabelValues(name).Inc()
 	m.dnsDuration.Observe(seconds(took))
+}
+
+// DBMember is one member's database as a data-aware group's status shows it.
+type DBMember struct {
+	Member, Role string
+	Pos, Lag     uint64
+	Sync         bool
+}
+
+// SetDB replaces the database series of a data-aware group.
+func (m *Metrics) SetDB(group string, members []DBMember) {
+	l := prometheus.Labels{"group": group}
+	for _, v := range []*prometheus.GaugeVec{m.dbPosition, m.dbLag, m.dbSync, m.dbRole} {
+		v.DeletePartialMatch(l)
+	}
+	for _, mb := range members {
+		if mb.Role == "" {
+			continue
+		}
+		m.dbPosition.WithLabelValues(group, mb.Member).Set(float64(mb.Pos))
+		m.dbLag.WithLabelValues(group, mb.Member).Set(float64(mb.Lag))
+		sync := 0.0
+		if mb.Sync {
+			sync = 1
+		}
+		m.dbSync.WithLabelValues(group, mb.Member).Set(sync)
+		for _, r := range []string{"primary", "standby", "stopped", "unknown"} {
+			v := 0.0
+			if r == mb.Role {
+				v = 1
+			}
+			m.dbRole.WithLabelValues(group, mb.Member, r).Set(v)
+		}
+	}
 }
 
 // ProxyConn records one client connection the group's proxy connected to target.

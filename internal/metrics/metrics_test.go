@@ -49,6 +49,7 @@ func exercise(m *Metrics) {
 	m.DNSQuery(0, 40*time.Microsecond)
 	m.DNSQuery(3, 30*time.Microsecond)
 	m.ProxyConn("web", "a")
+	m.SetDB("web", []DBMember{{Member: "a", Role: "primary", Pos: 5000}, {Member: "b", Role: "standby", Pos: 4990, Lag: 10, Sync: true}})
 }
 
 func gather(t *testing.T, m *Metrics) []*dto.MetricFamily {

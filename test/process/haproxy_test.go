@@ -17,15 +17,21 @@ func TestHAProxyFollowsTheOwner(t *testing.T) {
 	c := start(t, proctest.Spec{})
 	hp := behindHAProxy(t, c, 50*time.Millisecond)
 	client := &http.Client{Timeout: time.Second}
-	// onlyFrom waits until `want` answers, then requires every answer for 1 s to come from it.
+	// onlyFrom waits until `want` answers 10 times in a row (HAProxy marks the
+	// new owner up and the old one down on separate checks, so for a moment
+	// both may be up), then requires every answer for 1 s to come from it.
 	onlyFrom := func(want string) {
 		t.Helper()
 		deadline := time.Now().Add(liveness)
-		for hp.Get(client) != "I am "+want {
-			if time.Now().After(deadline) {
-				t.Fatalf("HAProxy never sent traffic to %s", want)
+		for streak := 0; streak < 10; time.Sleep(10 * time.Millisecond) {
+			if hp.Get(client) == "I am "+want {
+				streak++
+			} else {
+				streak = 0
 			}
-			time.Sleep(20 * time.Millisecond)
+			if time.Now().After(deadline) {
+				t.Fatalf("HAProxy never sent traffic to %s alone", want)
+			}
 		}
 		for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 			if got := hp.Get(client); got != "I am "+want {

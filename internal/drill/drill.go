@@ -91,6 +91,11 @@ type target interface {
 	restart(host string) error // after kill9
 	stop(host string) error
 	cont(host string) error
+	// takeovers is a counter that grows by one each time a member takes
+	// the VIP, from the system's own records: a takeover that lasts less
+	// than one look at the addresses (keepalived's backup turning master
+	// for a few ms under loss) still counts.
+	takeovers() (int, error)
 	close()
 }
 
@@ -277,6 +282,10 @@ func (d *driver) trial(ctx context.Context) (Trial, error) {
 		end = time.Now()
 		t.To = d.servedBy(from, t0, end)
 	case Loss:
+		before, err := d.tg.takeovers()
+		if err != nil {
+			return t, err
+		}
 		if err := d.l.Loss(d.l.Hosts(), d.s.LossPercent); err != nil {
 			return t, err
 		}
@@ -303,6 +312,11 @@ func (d *driver) trial(ctx context.Context) (Trial, error) {
 		if err := d.l.Heal(); err != nil {
 			return t, err
 		}
+		after, err := d.tg.takeovers()
+		if err != nil {
+			return t, err
+		}
+		t.Changes = max(t.Changes, after-before)
 		t.To = d.servedBy(from, t0, end)
 	}
 	t.DualMs = time.Duration(d.arp.Report().DualRounds-dual0) * ARPEvery
@@ -422,3 +436,16 @@ func (b *baton) restart(h string) error { return b.c.StartAgent(h) }
 func (b *baton) stop(h string) error    { return b.c.Agent(h).Signal(syscall.SIGSTOP) }
 func (b *baton) cont(h string) error    { return b.c.Agent(h).Signal(syscall.SIGCONT) }
 func (b *baton) close()                 { b.c.Stop() }
+
+// takeovers is the group's epoch: every assignment of the group raises it.
+// Any member's replica will do; the client's path to them is not lossy.
+func (b *baton) takeovers() (int, error) {
+	var err error
+	for _, h := range b.c.Members {
+		var epoch uint64
+		if _, epoch, err = b.c.Owner(h); err == nil {
+			return int(epoch), nil
+		}
+	}
+	return 0, fmt.Errorf("epoch: %w", err)
+}

@@ -86,7 +86,7 @@ func (k *keepalived) start(h string) error {
 	pid := filepath.Join(k.dir, fmt.Sprintf("keepalived-%s-%d.pid", h, k.starts))
 	vpid := filepath.Join(k.dir, fmt.Sprintf("keepalived-%s-%d.vrrp.pid", h, k.starts))
 	p, err := k.l.Start(h, "keepalived", []string{"keepalived", "-n", "-l", "-D", "-f", k.conf(h), "-p", pid, "-r", vpid},
-		nil, filepath.Join(k.dir, "keepalived-"+h+".log"))
+		nil, k.log(h))
 	if err != nil {
 		return err
 	}
@@ -111,6 +111,21 @@ func (k *keepalived) restart(h string) error {
 // child process, so freezing only the parent would freeze nothing.
 func (k *keepalived) stop(h string) error { return syscall.Kill(-k.procs[h].Pid(), syscall.SIGSTOP) }
 func (k *keepalived) cont(h string) error { return syscall.Kill(-k.procs[h].Pid(), syscall.SIGCONT) }
+
+// takeovers counts "Entering MASTER STATE" in the members' logs.
+func (k *keepalived) takeovers() (int, error) {
+	n := 0
+	for _, h := range k.members {
+		b, err := os.ReadFile(k.log(h))
+		if err != nil {
+			return 0, err
+		}
+		n += strings.Count(string(b), "Entering MASTER STATE")
+	}
+	return n, nil
+}
+
+func (k *keepalived) log(h string) string { return filepath.Join(k.dir, "keepalived-"+h+".log") }
 
 func (k *keepalived) close() {
 	for _, p := range k.procs {

@@ -12,7 +12,7 @@
 // DIR/benchmarks-compare.svg (the outage of every trial, drill.PlotSVG).
 // docs/benchmarks.md is then rebuilt by bench/report:
 //
-//	go run ./bench/compare -trials 20 -trials-for sigstop=10,loss=5 -out docs && go run ./bench/report
+//	go run ./bench/compare -trials 20 -trials-for sigstop=12,loss=8 -out docs && go run ./bench/report
 //
 // -from FILE re-renders the fragment and the plot from a compare.json without
 // running anything (no root needed).
@@ -54,6 +54,17 @@ type Results struct {
 	LossFor     string
 	Errors      []string // scenarios that stopped early; their trials so far are in Reports
 	Reports     []drill.Report
+	Reruns      []Rerun // later runs merged in with -merge
+}
+
+// Rerun is a later run (-merge) whose reports replaced those of the same
+// system, fault and profile.
+type Rerun struct {
+	Measured            time.Time
+	Took, Command       string
+	Baton               string
+	LoadAvg, LoadAvgEnd string
+	Cells               []string // "system fault profile"
 }
 
 // Machine is what the numbers were measured on.
@@ -80,6 +91,8 @@ func main() {
 	from := flag.String("from", "", "re-render -out from this compare.json instead of running drills")
 	asJSON := flag.Bool("json", false, "print the reports as JSON instead of a table")
 	verbose := flag.Bool("v", false, "log every trial to stderr")
+	merge := flag.Bool("merge", false, "with -out: keep the other cells of the existing compare.json, replace only the ones run now")
+	keep := flag.Bool("keep", false, "keep the configs and logs (baton, keepalived) of every scenario, not only of failed ones")
 	flag.Parse()
 
 	if *from != "" {
@@ -149,11 +162,17 @@ run:
 	}
 	res.Took = time.Since(res.Measured).Round(time.Second).String()
 	res.Machine.LoadAvgEnd = loadAvg()
-	if len(res.Errors) == 0 {
+	if len(res.Errors) == 0 && !*keep {
 		os.RemoveAll(dir)
+	} else {
+		fmt.Fprintf(os.Stderr, "compare: configs and logs kept in %s\n", dir)
 	}
 	fmt.Fprintf(os.Stderr, "compare: done in %s\n", res.Took)
 	if *out != "" && ctx.Err() == nil {
+		if *merge {
+			res, err = mergeInto(filepath.Join(*out, "bench", "compare.json"), res)
+			check(err)
+		}
 		check(publish(*out, res, true))
 	}
 	if *asJSON {
@@ -192,6 +211,30 @@ func publish(out string, res Results, withJSON bool) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(out, "benchmarks-compare.svg"), svg.Bytes(), 0o644)
+}
+
+// mergeInto returns the results in path with the reports of res put in
+// place of the same cells, and res recorded as a rerun.
+func mergeInto(path string, res Results) (Results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return res, fmt.Errorf("-merge: %w", err)
+	}
+	var base Results
+	if err := json.Unmarshal(b, &base); err != nil {
+		return res, fmt.Errorf("-merge: %s: %w", path, err)
+	}
+	cell := func(r drill.Report) string { return r.System + " " + r.Fault + " " + r.Profile }
+	rr := Rerun{Measured: res.Measured, Took: res.Took, Command: res.Command, Baton: res.Baton,
+		LoadAvg: res.Machine.LoadAvg, LoadAvgEnd: res.Machine.LoadAvgEnd}
+	for _, r := range res.Reports {
+		rr.Cells = append(rr.Cells, cell(r))
+	}
+	base.Reports = slices.DeleteFunc(base.Reports, func(r drill.Report) bool { return slices.Contains(rr.Cells, cell(r)) })
+	base.Reports = append(base.Reports, res.Reports...)
+	base.Errors = append(base.Errors, res.Errors...)
+	base.Reruns = append(base.Reruns, rr)
+	return base, nil
 }
 
 // build builds cmd/baton into dir from commit rev, or from the working tree
@@ -234,6 +277,10 @@ func fragment(res Results) string {
 		res.Measured.Format("2006-01-02 15:04 UTC"), res.Took, m.CPU, m.NProc, m.Kernel, m.Keepalived, m.Go, m.LoadAvg, m.LoadAvgEnd)
 	fmt.Fprintf(&b, "Baton built from %s. Loss: %d %% on every host for %s per trial. Produced by:\n\n", res.Baton, res.LossPercent, res.LossFor)
 	fmt.Fprintf(&b, "```sh\n%s\n```\n\n", res.Command)
+	for _, rr := range res.Reruns {
+		fmt.Fprintf(&b, "Re-measured %s (took %s; baton %s; load average %s at the start, %s at the end): %s, by:\n\n```sh\n%s\n```\n\n",
+			rr.Measured.Format("2006-01-02 15:04 UTC"), rr.Took, rr.Baton, rr.LoadAvg, rr.LoadAvgEnd, strings.Join(rr.Cells, "; "), rr.Command)
+	}
 	b.WriteString("| fault | profile | system | trials | failovers | p50 | p90 | p99 | max | failed probes | dual-ownership ms | false failovers |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range sorted(res.Reports) {

@@ -3,7 +3,10 @@
 // drives the data-loss trials of the lab tests and of bench/pgover: a client
 // in the client namespace writes sequential integers through the VIP while a
 // fault hits the primary, then the acknowledged writes are checked on the new
-// primary. Needs root and PostgreSQL 15 (Debian's postgresql package).
+// primary. PatroniEnv (patroni.go) runs the same group under Patroni and
+// etcd, for the side-by-side benchmark, with the same client, faults and
+// checks. Needs root and PostgreSQL 15 (Debian's postgresql package); the
+// Patroni side also Debian's patroni, etcd-server and iputils-arping.
 package pglab
 
 import (
@@ -14,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/baton-ha/baton/internal/lab"
@@ -188,13 +192,20 @@ func other(h string) string {
 
 // Dial opens a TCP connection from the client namespace.
 func (e *Env) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	var c net.Conn
-	err := e.L.InNS(lab.Client, func() error {
-		var err error
-		c, err = (&net.Dialer{Timeout: time.Second}).DialContext(ctx, network, addr)
-		return err
-	})
-	return c, err
+	return dialer(e.L)(ctx, network, addr)
+}
+
+// dialer opens TCP connections from l's client namespace.
+func dialer(l *lab.Lab) pgload.Dialer {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := l.InNS(lab.Client, func() error {
+			var err error
+			c, err = (&net.Dialer{Timeout: time.Second}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
 }
 
 // ConnString connects as the superuser to host:5432.
@@ -203,8 +214,10 @@ func ConnString(host string) string {
 }
 
 // Prepare creates the table through the VIP.
-func (e *Env) Prepare(ctx context.Context) error {
-	cfg, err := pgload.Connect(ConnString(VIP), e.Dial)
+func (e *Env) Prepare(ctx context.Context) error { return prepare(ctx, e.L) }
+
+func prepare(ctx context.Context, l *lab.Lab) error {
+	cfg, err := pgload.Connect(ConnString(VIP), dialer(l))
 	if err != nil {
 		return err
 	}
@@ -216,9 +229,13 @@ type Result struct {
 	Fault    string
 	From, To string
 	Outage   time.Duration // longest gap between acknowledged writes after the fault
-	Acked    int
-	Lost     []int64 // acknowledged writes missing on the new primary
-	Event    Event   // the failover's history entry
+	// KeptOutage counts only the acknowledged writes that survived: an old
+	// primary that goes on acknowledging writes that are then lost shortens
+	// Outage but not this.
+	KeptOutage time.Duration
+	Acked      int
+	Lost       []int64 // acknowledged writes missing on the new primary
+	Event      Event   // the failover's history entry
 }
 
 // Event is the part of a history entry the trials read.
@@ -232,12 +249,36 @@ type Event struct {
 }
 
 // Trial writes through the VIP, injects fault against owner, waits until
-// writes are acknowledged again (strict: heals as soon as the other member
-// owns the group, since its commits wait for the old primary to rejoin),
-// heals, and checks the acknowledged writes on the new primary.
+// the other member owns the group and a write is acknowledged after that
+// (strict: heals as soon as the other member owns the group, since its
+// commits wait for the old primary to rejoin), heals, and checks the
+// acknowledged writes on the new primary.
 func (e *Env) Trial(fault, owner string, limit time.Duration) (Result, error) {
+	owns := func(h string) bool {
+		st, err := e.Status()
+		return err == nil && st.Groups[0].Owner == h
+	}
+	r, err := trial(e.L, fault, owner, []string{other(owner), e.C.Witness}, owns, e.Mode == "strict", limit)
+	if err != nil {
+		return r, err
+	}
+	r.Event, err = e.LastFailover()
+	return r, err
+}
+
+// trial is the measurement every failover manager gets: a client in the
+// client namespace writes through the VIP for a second, fault hits owner
+// (partition: owner is cut off from peers, the client still reaches it),
+// and the trial waits until owns reports the other member as the primary
+// and a write is acknowledged after that, at least 2 s after the fault.
+// healEarly heals as soon as the takeover is seen (a manager whose new
+// primary blocks commits until the old one rejoins). The outage is the
+// longest gap between acknowledgements after the fault; the acknowledged
+// writes are then looked up on the new primary.
+func trial(l *lab.Lab, fault, owner string, peers []string, owns func(host string) bool, healEarly bool, limit time.Duration) (Result, error) {
 	r := Result{Fault: fault, From: owner, To: other(owner)}
-	cfg, err := pgload.Connect(ConnString(VIP), e.Dial)
+	dial := dialer(l)
+	cfg, err := pgload.Connect(ConnString(VIP), dial)
 	if err != nil {
 		return r, err
 	}
@@ -246,9 +287,9 @@ func (e *Env) Trial(fault, owner string, limit time.Duration) (Result, error) {
 	t0 := time.Now()
 	switch fault {
 	case LinkDown:
-		err = e.L.LinkDown(owner)
+		err = l.LinkDown(owner)
 	case Partition:
-		err = e.L.Partition([]string{owner}, []string{r.To, e.C.Witness})
+		err = l.Partition([]string{owner}, peers)
 	default:
 		err = fmt.Errorf("unknown fault %q", fault)
 	}
@@ -257,36 +298,36 @@ func (e *Env) Trial(fault, owner string, limit time.Duration) (Result, error) {
 		return r, err
 	}
 	deadline := time.Now().Add(limit)
-	if e.Mode == "strict" {
-		for {
-			if st, err := e.Status(); err == nil && st.Groups[0].Owner == r.To {
-				break
-			}
-			if time.Now().After(deadline) {
-				w.Stop()
-				return r, fmt.Errorf("%s: %s did not take over within %v", fault, r.To, limit)
-			}
-			time.Sleep(50 * time.Millisecond)
+	for !owns(r.To) {
+		if time.Now().After(deadline) {
+			w.Stop()
+			return r, fmt.Errorf("%s: %s did not take over within %v", fault, r.To, limit)
 		}
-		if err := e.L.Heal(); err != nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Writes acknowledged before the takeover was seen may come from the
+	// old primary still reachable by the client: wait for one after it.
+	took := time.Now()
+	if healEarly {
+		if err := l.Heal(); err != nil {
 			w.Stop()
 			return r, err
 		}
 	}
-	for !w.AckedAfter(t0.Add(100*time.Millisecond)) || time.Since(t0) < 2*time.Second {
+	for !w.AckedAfter(took) || time.Since(t0) < 2*time.Second {
 		if time.Now().After(deadline) {
 			_, n, last := w.Stop()
-			return r, fmt.Errorf("%s: no write acknowledged after the fault within %v (%d errors, last %v)", fault, limit, n, last)
+			return r, fmt.Errorf("%s: no write acknowledged after the takeover within %v (%d errors, last %v)", fault, limit, n, last)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond)
 	acks, _, _ := w.Stop()
-	if err := e.L.Heal(); err != nil {
+	if err := l.Heal(); err != nil {
 		return r, err
 	}
 	r.Outage, r.Acked = pgload.Gap(acks, t0), len(acks)
-	check, err := pgload.Connect(ConnString(e.L.Addr(r.To)), e.Dial)
+	check, err := pgload.Connect(ConnString(l.Addr(r.To)), dial)
 	if err != nil {
 		return r, err
 	}
@@ -295,8 +336,13 @@ func (e *Env) Trial(fault, owner string, limit time.Duration) (Result, error) {
 	if r.Lost, _, err = pgload.Check(ctx, check, acks); err != nil {
 		return r, fmt.Errorf("reading the new primary %s: %w", r.To, err)
 	}
-	r.Event, err = e.LastFailover()
-	return r, err
+	lost := map[int64]bool{}
+	for _, i := range r.Lost {
+		lost[i] = true
+	}
+	kept := slices.DeleteFunc(acks, func(a pgload.Ack) bool { return lost[a.I] })
+	r.KeptOutage = pgload.Gap(kept, t0)
+	return r, nil
 }
 
 // LastFailover returns the newest "failure" entry of the history.

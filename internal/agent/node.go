@@ -869,10 +869,18 @@ func (n *Node) lead(now time.Duration) {
 		n.relaySync(now, g, gs)
 		n.recordDivergence(now, g)
 		grace := graceOver
-		if g.Driver != nil && gs.Owner == "" && now < n.startAt+n.timing.StartupGrace {
-			// The first primary must be the member with the newest data:
-			// wait until every member has reported its position.
-			grace = grace && n.allPositionsKnown(g)
+		if gs.Owner == "" && now < n.startAt+n.timing.StartupGrace {
+			// Within the startup grace, give a group its first owner early
+			// only when every member is up and usable (its checks have
+			// passed), so the choice is the one a settled cluster would
+			// make — and, for a data group, every member has reported its
+			// position, so the newest data wins.
+			for _, c := range cands {
+				grace = grace && c.Usable()
+			}
+			if g.Driver != nil {
+				grace = grace && n.allPositionsKnown(g)
+			}
 		}
 		in := decide.Inputs{
 			Now: now, Owner: gs.Owner, Epoch: gs.Epoch, Majority: n.major,

@@ -109,6 +109,13 @@ func (n *Node) dataEligibility(g *config.Group, gs quorum.GroupState, cands []de
 		if gs.Owner == "" || c.Node == gs.Owner {
 			continue // bootstrap (highest position wins), or the owner itself
 		}
+		if ok && d.Pos == 0 {
+			// Never promote a member with no copy of the data (a standby
+			// still taking its first base backup): it would start empty.
+			c.Eligible = false
+			why = append(why, c.Node+" has no copy of the data yet")
+			continue
+		}
 		switch syncMode(g) {
 		case "on", "strict":
 			if !slices.Contains(gs.Sync, c.Node) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/baton-ha/baton/internal/config"
 	"github.com/baton-ha/baton/internal/driver"
+	"github.com/baton-ha/baton/internal/quorum"
 )
 
 // dataGroup is the runtime side of a data-aware group on a member: a
@@ -39,7 +40,11 @@ type dataGroup struct {
 	lastPrim  uint64                   // the newest position seen while the database was primary
 	followAt  time.Duration            // earliest next follow attempt
 
-	promoted atomic.Uint64          // epoch whose promotion finished
+	promoted atomic.Uint64 // epoch whose promotion finished
+	lastOK   time.Duration // when State last succeeded (agent clock); everOK: it ever did
+	everOK   bool
+	busy     atomic.Int32           // operations running (bootstrap, promote, follow, ...)
+	opEnd    atomic.Int64           // when the last one ended (agent clock, ns)
 	lastErr  atomic.Pointer[string] // the last driver error (nil: the last state poll succeeded)
 
 	// The early fence: see armDataFence.
@@ -47,6 +52,7 @@ type dataGroup struct {
 	fenceMu    sync.Mutex
 	preFenced  atomic.Bool
 	ops        chan func()
+	start      time.Time // the agent's clock origin (opEnd is measured from it)
 	wg         sync.WaitGroup
 	cancel     context.CancelFunc
 	ctx        context.Context
@@ -93,7 +99,7 @@ func (a *Agent) openData() error {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		a.data[g.Name] = &dataGroup{g: g, drv: drv, missing: map[string]time.Duration{}, ops: make(chan func(), 64),
-			ctx: ctx, cancel: cancel}
+			ctx: ctx, cancel: cancel, start: a.start}
 	}
 	return nil
 }
@@ -155,8 +161,16 @@ func (a *Agent) pollData(dg *dataGroup) {
 
 // enqueue runs op on the group's driver queue, after the operations before it.
 func (dg *dataGroup) enqueue(op func(ctx context.Context)) {
+	run := func() {
+		dg.busy.Add(1)
+		defer func() {
+			dg.opEnd.Store(int64(time.Since(dg.start)))
+			dg.busy.Add(-1)
+		}()
+		op(dg.ctx)
+	}
 	select {
-	case dg.ops <- func() { op(dg.ctx) }:
+	case dg.ops <- run:
 	case <-dg.ctx.Done():
 	}
 }
@@ -176,17 +190,21 @@ func (a *Agent) dataPolled(now time.Duration, dg *dataGroup, st driver.State, er
 	if err != nil && !errors.Is(err, context.Canceled) && (dg.stateErr == nil || dg.stateErr.Error() != err.Error()) {
 		a.log.Warn("database state unavailable", "group", dg.g.Name, "err", err)
 	}
-	dg.state, dg.stateErr = st, err
+	dg.stateErr = err
 	if err != nil {
 		msg := err.Error()
 		dg.lastErr.Store(&msg)
+		// A database that is starting or restarting does not answer for a
+		// moment: keep reporting what it last said (see dataHealthy).
+		st = dg.state
 	} else {
 		dg.lastErr.Store(nil)
+		dg.state, dg.lastOK, dg.everOK = st, now, true
 	}
 	if err == nil && st.Role == driver.RolePrimary {
 		dg.lastPrim = max(dg.lastPrim, st.Pos.LSN)
 	}
-	r := DataReport{Known: err == nil, Role: string(st.Role), Pos: st.Pos.LSN, Diverged: dg.diverged[0], DivEpoch: dg.diverged[1]}
+	r := DataReport{Known: dg.everOK, Role: string(st.Role), Pos: st.Pos.LSN, Diverged: dg.diverged[0], DivEpoch: dg.diverged[1]}
 	if a.node.Role(dg.g.Name) == RoleActive {
 		a.ownerSync(now, dg, &r)
 	} else {
@@ -332,10 +350,31 @@ func (a *Agent) measureDivergence(dg *dataGroup) {
 	}
 }
 
+// dataHealthy: the database has answered within the last few seconds (it
+// may not while it starts, restarts or rewinds).
+// An operation in progress (initdb, a base backup, a rewind) and a few
+// seconds after it count as answering.
+func (a *Agent) dataHealthy(dg *dataGroup) bool {
+	if !dg.everOK {
+		return false
+	}
+	window := max(3*time.Second, 4*a.timing.FailureTimeout)
+	last := max(dg.lastOK, time.Duration(dg.opEnd.Load()))
+	return dg.busy.Load() > 0 || a.now()-last < window
+}
+
 // promoteData takes the database over for epoch: start it if needed
 // (initialising a first primary), set the synchronous standbys the policy
 // starts with (strict: commits wait until one catches up), and promote.
 func (a *Agent) promoteData(dg *dataGroup, epoch uint64) {
+	if dg.state.Role == driver.RoleStopped && dg.state.Pos == (driver.Position{}) && epoch > 1 {
+		// No data at all, and the group had a primary before: starting an
+		// empty database would not be a failover but a new database.
+		a.post(func(now time.Duration) {
+			a.node.GiveUp(now, dg.g.Name, epoch, quorum.ReasonStart, "this member has no copy of the data yet")
+		})
+		return
+	}
 	strict := syncMode(dg.g) == "strict"
 	dg.applied, dg.applying, dg.following = nil, false, ""
 	dg.preFenced.Store(false)

@@ -138,8 +138,8 @@ func (a *Agent) healthy(group string) bool {
 	if gs != nil && gs.promoting != 0 {
 		return true
 	}
-	if dg := a.data[group]; dg != nil && !dg.report.Known {
-		return false // its database cannot even say what it is
+	if dg := a.data[group]; dg != nil && !a.dataHealthy(dg) {
+		return false // its database has not answered for seconds
 	}
 	if gs != nil && gs.g.Standby == StandbyCold && a.node != nil && a.node.Role(group) != RoleActive {
 		return true

@@ -138,6 +138,10 @@ func (v *vips) acting(now time.Duration, group string, until time.Duration) {
 // reports it before the role change) and announces them (gratuitous ARP /
 // unsolicited NA, inside Add).
 func (v *vips) up(group string) {
+	if len(v.byGroup[group]) > 0 && v.a.now() >= v.lastHold[group] {
+		v.a.log.Warn("not adding VIPs: the acting deadline has passed (agent stalled?)", "group", group)
+		return
+	}
 	for _, p := range v.byGroup[group] {
 		if err := v.mgr.Add(p, v.lifetime); err != nil {
 			v.a.log.Error("adding VIP failed", "group", group, "vip", p.Prefix, "interface", p.Interface, "err", err)
@@ -182,6 +186,12 @@ func (v *vips) renew(now time.Duration) {
 	}
 	v.nextRenew = now + time.Second
 	for g := range v.held {
+		if now >= v.lastHold[g] {
+			// Past the acting deadline (this agent was frozen, perhaps
+			// right between the core's tick and here): the core demotes on
+			// its next tick; never renew, let alone re-add, a VIP now.
+			continue
+		}
 		for _, p := range v.byGroup[g] {
 			err := v.mgr.Renew(p, v.lifetime)
 			if errors.Is(err, vip.ErrNotPresent) {

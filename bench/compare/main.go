@@ -82,7 +82,7 @@ func main() {
 	trials := flag.Int("trials", 10, "trials per system, fault and profile")
 	trialsFor := flag.String("trials-for", "", "per-fault trial counts overriding -trials, e.g. sigstop=10,loss=5")
 	systems := flag.String("systems", "baton,keepalived", "systems: baton, keepalived")
-	faults := flag.String("faults", "linkdown,kill9,sigstop,loss", "faults: linkdown, kill9, sigstop, loss")
+	faults := flag.String("faults", "linkdown,kill9,sigstop,partition,loss", "faults: linkdown, kill9, sigstop, partition, loss")
 	profiles := flag.String("profiles", "default,fast", "profiles: default, fast; keepalived-1s (keepalived only)")
 	lossPct := flag.Int("loss-percent", 10, "loss fault: percent of packets dropped on every host")
 	lossFor := flag.Duration("loss-for", 20*time.Second, "loss fault: how long the loss lasts per trial")
@@ -306,7 +306,7 @@ func fragment(res Results) string {
 
 // sorted orders reports by fault (as drill lists them), profile, system.
 func sorted(rs []drill.Report) []drill.Report {
-	order := []string{"linkdown", "kill9", "sigstop", "loss"}
+	order := []string{"linkdown", "kill9", "sigstop", "partition", "loss"}
 	prof := []string{"default", "fast", "keepalived-1s"}
 	rank := func(list []string, s string) int {
 		if i := slices.Index(list, s); i >= 0 {
@@ -330,6 +330,8 @@ func faultName(f string) string {
 		return "kill -9"
 	case drill.SigStop:
 		return "SIGSTOP 3 s"
+	case drill.Partition:
+		return "partition 3 s"
 	case drill.Loss:
 		return "loss"
 	}

@@ -40,7 +40,10 @@ const (
 	LinkDown Fault = "linkdown" // owner's cable pulled (bridge-side veth down), then healed
 	Kill9    Fault = "kill9"    // owner's agent / keepalived SIGKILLed, then restarted
 	SigStop  Fault = "sigstop"  // owner's agent / keepalived frozen for StopFor, then continued
-	Loss     Fault = "loss"     // LossPercent% loss on every host for LossFor: nothing should fail over
+	// Partition cuts the owner off from the other hosts for StopFor (the
+	// client still reaches every host), then heals.
+	Partition Fault = "partition"
+	Loss      Fault = "loss" // LossPercent% loss on every host for LossFor: nothing should fail over
 )
 
 // Lab constants shared by both systems.
@@ -117,9 +120,9 @@ func (s Scenario) Validate() error {
 		return fmt.Errorf("drill: System %q: want baton or keepalived", s.System)
 	}
 	switch s.Fault {
-	case LinkDown, Kill9, SigStop, Loss:
+	case LinkDown, Kill9, SigStop, Loss, Partition:
 	default:
-		return fmt.Errorf("drill: Fault %q: want linkdown, kill9, sigstop or loss", s.Fault)
+		return fmt.Errorf("drill: Fault %q: want linkdown, kill9, sigstop, partition or loss", s.Fault)
 	}
 	if s.Trials < 1 {
 		return fmt.Errorf("drill: Trials = %d, want ≥ 1", s.Trials)
@@ -270,12 +273,28 @@ func (d *driver) trial(ctx context.Context) (Trial, error) {
 		if err != nil {
 			return t, err
 		}
-	case SigStop:
-		if err := d.tg.stop(from); err != nil {
+	case SigStop, Partition:
+		if d.s.Fault == SigStop {
+			err = d.tg.stop(from)
+		} else {
+			var rest []string
+			for _, h := range d.l.Hosts() {
+				if h != from {
+					rest = append(rest, h)
+				}
+			}
+			err = d.l.Partition([]string{from}, rest)
+		}
+		if err != nil {
 			return t, err
 		}
 		sleep(ctx, StopFor)
-		if err := d.tg.cont(from); err != nil {
+		if d.s.Fault == SigStop {
+			err = d.tg.cont(from)
+		} else {
+			err = d.l.Heal()
+		}
+		if err != nil {
 			return t, err
 		}
 		sleep(ctx, time.Second)

@@ -26,6 +26,7 @@ var faultTitles = []struct {
 	{LinkDown, "owner's link down"},
 	{Kill9, "kill -9 of the owner's agent / keepalived"},
 	{SigStop, "SIGSTOP of the owner's agent / keepalived for 3 s"},
+	{Partition, "owner cut off from the other hosts for 3 s (the client reaches all)"},
 	{Loss, "packet loss on every host (nothing should fail over)"},
 }
 

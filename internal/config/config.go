@@ -204,6 +204,10 @@ type Driver struct {
 	AllowRebuild bool `yaml:"allow_rebuild,omitempty"`
 }
 
+// DriverOperations are the keys of driver.commands (the exec driver's operations; package driver checks that it
+// knows the same list).
+var DriverOperations = []string{"state", "bootstrap", "promote", "follow", "set_sync", "fence", "stop"}
+
 // Credential is a database user whose password lives in a file.
 type Credential struct {
 	User         string `yaml:"user,omitempty"`

@@ -63,11 +63,14 @@ nodes: [{name: n1, address: 10.0.0.11, adress: 10.0.0.12}]
 			"cluster.profil: unknown field (line 3)",
 			"nodes[0].adress: unknown field (line 4)",
 		}},
-		{"map keys are free", head + `groups:
+		{"driver commands are the driver's operations", head + `groups:
   - name: db
     members: [{node: n1}]
     driver: {type: exec, commands: {promote: [/bin/p], anything-goes: [/bin/a]}}
-`, nil},
+`, []string{
+			`groups[0].driver.commands.anything-goes: "anything-goes" is not a driver operation; use state, bootstrap, promote, follow, set_sync, fence, stop`,
+			`groups[0].driver.commands.state: missing: the exec driver needs a state command (it prints e.g. "role=primary timeline=1 lsn=0/3000060")`,
+		}},
 		{"type error with path and line", `version: 1
 cluster:
   name: prod
@@ -500,8 +503,11 @@ func TestExampleFile(t *testing.T) {
 	if string(c.Secret) != "example-only-secret-never-use-this-one" || c.APIToken != "example-only-api-token" {
 		t.Errorf("secret %q, token %q: want the files next to example.yaml, trimmed", c.Secret, c.APIToken)
 	}
-	if len(c.Groups) != 3 {
-		t.Errorf("%d groups, want 3", len(c.Groups))
+	if len(c.Groups) != 4 {
+		t.Errorf("%d groups, want 4", len(c.Groups))
+	}
+	if u := c.UnitsOf("edge"); len(u) != 2 || u[1].Name != "edge[1]" || u[1].VIPs[0].Address != "10.0.0.111/24" {
+		t.Errorf("edge units %+v, want one per VIP", u)
 	}
 }
 

@@ -524,7 +524,14 @@ func validateDriver(errs *Errors, g *Group, p string) {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
+		if !slices.Contains(DriverOperations, k) {
+			errs.add(p+".commands."+k, "%q is not a driver operation; use %s", k, strings.Join(DriverOperations, ", "))
+			continue
+		}
 		validateArgv(errs, dr.Commands[k], p+".commands."+k)
+	}
+	if dr.Type == "exec" && len(dr.Commands["state"]) == 0 {
+		errs.add(p+".commands.state", "missing: the exec driver needs a state command (it prints e.g. \"role=primary timeline=1 lsn=0/3000060\")")
 	}
 }
 

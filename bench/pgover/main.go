@@ -299,8 +299,9 @@ func fragment(res Results) string {
 	m := res.Machine
 	fmt.Fprintf(&b, "Measured %s (the run took %s) on %s × %d cores, Linux %s, %s; PostgreSQL %s, %s, etcd %s; load average %s at the start, %s at the end.\n",
 		res.Measured.Format("2006-01-02 15:04 UTC"), res.Took, m.CPU, m.NProc, m.Kernel, m.Go, m.PostgreSQL, m.Patroni, m.Etcd, m.LoadAvg, m.LoadAvgEnd)
+	var facts []string
 	if res.Baton != "" {
-		fmt.Fprintf(&b, "Baton built from %s. ", res.Baton)
+		facts = append(facts, fmt.Sprintf("Baton built from %s.", res.Baton))
 	}
 	var names []string
 	for k := range res.Settings {
@@ -308,9 +309,20 @@ func fragment(res Results) string {
 	}
 	slices.Sort(names)
 	for _, k := range names {
-		fmt.Fprintf(&b, "%s: %s. ", k, res.Settings[k])
+		facts = append(facts, fmt.Sprintf("%s: %s.", k, res.Settings[k]))
 	}
-	fmt.Fprintf(&b, "Produced by:\n\n```sh\n%s\n```\n\n", res.Command)
+	b.WriteString(strings.Join(facts, " "))
+	b.WriteString("\n\nSetup: lab hosts h1 and h2 run PostgreSQL 15, h3 is the witness, the VIP is 10.77.0.100; a client in the " +
+		"client namespace inserts sequential integers through VIP:5432, one transaction each. Baton: `sync: on` / `off` " +
+		"(postgres driver). Patroni: Debian's package on h1 and h2, running as postgres and managing the servers " +
+		"(`use_pg_rewind`, replication slots, `synchronous_mode: true` for sync on, false for off), one etcd member on h3 " +
+		"(v3 API), REST API on each host's address; the VIP is moved by an `on_start` / `on_stop` / `on_role_change` " +
+		"callback that adds or removes it (`ip addr`) and sends one gratuitous ARP (`arping -U`), the usual set-up " +
+		"without vip-manager. Faults, against the primary: its link goes down (healed after the takeover), or it is cut off " +
+		"from the other member and the witness / etcd while the client still reaches it. A trial ends once the other member " +
+		"is primary (Baton's status; Patroni's `GET /primary`) and has acknowledged a write, at least 2 s after the fault; " +
+		"then the fault is healed and the next trial waits until the group is whole again. Produced by:\n\n")
+	fmt.Fprintf(&b, "```sh\n%s\n```\n\n", res.Command)
 	b.WriteString("| system | sync | fault | trials | outage p50 | p90 | max | surviving-writes outage p50 | max | acknowledged writes | lost | trials with loss | whole again p50 |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	rows := map[cell][]Trial{}

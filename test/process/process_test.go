@@ -385,3 +385,44 @@ func TestDemoRunsToCompletion(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoCtrlCLeavesNothing interrupts `baton demo` mid-run: every agent it
+// started is gone and its temporary directory is removed.
+func TestDemoCtrlCLeavesNothing(t *testing.T) {
+	cmd := exec.Command(bin, "demo")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	dirRE := regexp.MustCompile(`/tmp/baton-demo-[0-9]+`)
+	var dir string
+	for deadline := time.Now().Add(liveness); dir == ""; time.Sleep(50 * time.Millisecond) {
+		// The agents' command lines name the demo's directory.
+		if b, err := exec.Command("pgrep", "-af", "baton-demo-").Output(); err == nil {
+			dir = dirRE.FindString(string(b))
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("demo started no agents:\n%s", out.String())
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(liveness):
+		cmd.Process.Kill()
+		t.Fatalf("demo did not stop on Ctrl-C:\n%s", out.String())
+	}
+	time.Sleep(500 * time.Millisecond)
+	if b, err := exec.Command("pgrep", "-af", dir).Output(); err == nil && len(b) > 0 {
+		t.Errorf("processes left behind after Ctrl-C:\n%s", b)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("demo directory %s left behind (%v)", dir, err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -150,5 +151,52 @@ func TestExecDriverForcedFailover(t *testing.T) {
 	hist, err := c.Baton("w1", "history")
 	if err != nil || !strings.Contains(hist, "manual") || !strings.Contains(hist, "allow-data-loss") {
 		t.Fatalf("history does not record the forced failover: %v\n%s", err, hist)
+	}
+}
+
+// Bad driver input gives a clear error: a missing bin_dir stops the agent at
+// start with the field and the fix; a database that cannot report its state
+// shows in status, and such a member is never promoted.
+func TestDriverBadInput(t *testing.T) {
+	dir := t.TempDir()
+	pass := filepath.Join(dir, "pg.pass")
+	if err := os.WriteFile(pass, []byte("x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := proctest.New(bin, t.TempDir(), proctest.Spec{Members: []string{"n1", "n2"}, Witness: "w1", GroupExtra: fmt.Sprintf(`    driver:
+      type: postgres
+      bin_dir: /nonexistent/postgresql/bin
+      data_dir: %s/{node}/pgdata
+      superuser: {user: postgres, password_file: %s}
+      replication: {user: replicator, password_file: %s}
+`, dir, pass, pass)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(c.Bin, "agent", "--config", c.ConfigPath, "--node", "n1").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "driver.bin_dir /nonexistent/postgresql/bin does not exist") ||
+		!strings.Contains(string(out), "apt-get install") {
+		t.Fatalf("agent with a missing bin_dir: %v\n%s", err, out)
+	}
+
+	// An exec database whose state command fails: status says why, and
+	// that member does not take the group.
+	script := filepath.Join(dir, "broken.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho 'cannot connect: password authentication failed for user \"app\"' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c2 := start2(t, proctest.Spec{GroupExtra: fmt.Sprintf("    driver: {type: exec, commands: {state: [%q], promote: [%q]}}\n", script, script)})
+	for deadline := time.Now().Add(liveness); ; time.Sleep(100 * time.Millisecond) {
+		s, err := c2.Status("n1")
+		if err == nil && strings.Contains(s.Groups[0].DBError, "password authentication failed") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed the database error: %+v %v", s, err)
+		}
+	}
+	time.Sleep(3 * time.Second) // past the startup grace
+	if s, err := c2.Status("w1"); err != nil || s.Groups[0].Owner != "" {
+		t.Fatalf("a member whose database cannot report took the group: %+v (%v)", s.Groups, err)
 	}
 }

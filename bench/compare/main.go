@@ -32,15 +32,15 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/baton-ha/baton/internal/drill"
 	"github.com/baton-ha/baton/internal/proctest"
+
+	"github.com/baton-ha/baton/internal/benchkit"
 )
 
 // Results is the content of compare.json.
@@ -69,13 +69,8 @@ type Rerun struct {
 
 // Machine is what the numbers were measured on.
 type Machine struct {
-	CPU        string // /proc/cpuinfo model name
-	NProc      int
-	Kernel     string
+	benchkit.Host
 	Keepalived string // first line of keepalived --version
-	Go         string
-	LoadAvg    string // /proc/loadavg at the start: the machine is shared
-	LoadAvgEnd string // and at the end
 }
 
 func main() {
@@ -107,7 +102,7 @@ func main() {
 		check(publish(*out, res, false))
 		return
 	}
-	perFault, err := parseTrialsFor(*trialsFor)
+	perFault, err := benchkit.ParseCounts(*trialsFor, "fault")
 	check(err)
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "compare: needs root (network namespaces)")
@@ -121,23 +116,23 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	res := Results{Measured: time.Now().UTC().Truncate(time.Second), Command: command(), Machine: machine(),
+	res := Results{Measured: time.Now().UTC().Truncate(time.Second), Command: benchkit.Command("compare"), Machine: machine(),
 		LossPercent: *lossPct, LossFor: lossFor.String()}
 	dir, err := os.MkdirTemp("", "baton-compare-")
 	check(err)
 	var bin string
 	if strings.Contains(*systems, string(drill.Baton)) {
-		bin, res.Baton, err = build(dir, *rev)
+		bin, res.Baton, err = proctest.BuildRev(dir, *rev)
 		check(err)
 		fmt.Fprintf(os.Stderr, "compare: baton built from %s\n", res.Baton)
 	}
 	// Faults outermost and the systems innermost, so both systems of a
 	// cell run minutes apart, under the same background load.
 run:
-	for _, f := range split(*faults) {
+	for _, f := range benchkit.Split(*faults) {
 		n := cmp.Or(perFault[f], *trials)
-		for _, p := range split(*profiles) {
-			for _, sys := range split(*systems) {
+		for _, p := range benchkit.Split(*profiles) {
+			for _, sys := range benchkit.Split(*systems) {
 				if sys == string(drill.Baton) && p == "keepalived-1s" {
 					continue // a keepalived-only reference row
 				}
@@ -161,7 +156,7 @@ run:
 		}
 	}
 	res.Took = time.Since(res.Measured).Round(time.Second).String()
-	res.Machine.LoadAvgEnd = loadAvg()
+	res.Machine.LoadAvgEnd = benchkit.LoadAvg()
 	if len(res.Errors) == 0 && !*keep {
 		os.RemoveAll(dir)
 	} else {
@@ -235,38 +230,6 @@ func mergeInto(path string, res Results) (Results, error) {
 	base.Errors = append(base.Errors, res.Errors...)
 	base.Reruns = append(base.Reruns, rr)
 	return base, nil
-}
-
-// build builds cmd/baton into dir from commit rev, or from the working tree
-// if rev is "", and says which.
-func build(dir, rev string) (bin, from string, err error) {
-	if rev == "" {
-		bin, err = proctest.Build(dir)
-		return bin, "working tree", err
-	}
-	hash, err := exec.Command("git", "rev-parse", "--verify", rev+"^{commit}").Output()
-	if err != nil {
-		return "", "", fmt.Errorf("-rev %q: git rev-parse: %w", rev, err)
-	}
-	from = strings.TrimSpace(string(hash))
-	src := filepath.Join(dir, "src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		return "", "", err
-	}
-	tar := filepath.Join(dir, "src.tar")
-	for _, c := range []*exec.Cmd{
-		exec.Command("git", "archive", "-o", tar, from),
-		exec.Command("tar", "-xf", tar, "-C", src),
-		exec.Command("go", "build", "-o", filepath.Join(dir, "baton"), "./cmd/baton"),
-	} {
-		if c.Args[0] == "go" {
-			c.Dir = src
-		}
-		if out, err := c.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("%s: %w\n%s", strings.Join(c.Args, " "), err, out)
-		}
-	}
-	return filepath.Join(dir, "baton"), from, nil
 }
 
 // fragment renders the markdown that docs/benchmarks.md includes.
@@ -343,19 +306,7 @@ func (m Machine) short() string {
 }
 
 func machine() Machine {
-	m := Machine{NProc: runtime.NumCPU(), Go: runtime.Version()}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for l := range strings.Lines(string(b)) {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPU = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
-	}
-	m.LoadAvg = loadAvg()
+	m := Machine{Host: benchkit.ThisHost()}
 	// keepalived prints its version on stderr.
 	if b, err := exec.Command("keepalived", "--version").CombinedOutput(); err == nil || len(b) > 0 {
 		m.Keepalived, _, _ = strings.Cut(strings.TrimSpace(string(b)), "\n")
@@ -363,43 +314,7 @@ func machine() Machine {
 	return m
 }
 
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
-}
-
-// command is the command line of this run, as it would be typed.
-func command() string {
-	return strings.Join(append([]string{"go run ./bench/compare"}, os.Args[1:]...), " ")
-}
-
-func parseTrialsFor(s string) (map[string]int, error) {
-	out := map[string]int{}
-	for _, kv := range split(s) {
-		f, n, ok := strings.Cut(kv, "=")
-		v, err := strconv.Atoi(n)
-		if !ok || err != nil || v < 1 {
-			return nil, fmt.Errorf("-trials-for: %q: want fault=N with N ≥ 1", kv)
-		}
-		out[f] = v
-	}
-	return out, nil
-}
-
 func ms(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }
-
-func split(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
 
 func check(err error) {
 	if err != nil {

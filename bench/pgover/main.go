@@ -39,15 +39,15 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/baton-ha/baton/internal/pglab"
 	"github.com/baton-ha/baton/internal/proctest"
+
+	"github.com/baton-ha/baton/internal/benchkit"
 )
 
 // Results is the content of pgover.json.
@@ -64,15 +64,10 @@ type Results struct {
 
 // Machine is what the numbers were measured on.
 type Machine struct {
-	CPU        string
-	NProc      int
-	Kernel     string
-	Go         string
+	benchkit.Host
 	PostgreSQL string
 	Patroni    string
 	Etcd       string
-	LoadAvg    string // at the start: the machine is shared
-	LoadAvgEnd string
 }
 
 // Trial is one fault against the primary.
@@ -129,7 +124,7 @@ func main() {
 		}
 		return
 	}
-	perSystem, err := parseTrialsFor(*trialsFor)
+	perSystem, err := benchkit.ParseCounts(*trialsFor, "system")
 	check(err)
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "pgover: needs root (network namespaces)")
@@ -138,16 +133,16 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	res := Results{Measured: time.Now().UTC().Truncate(time.Second), Command: command(), Machine: machine(), Settings: map[string]string{}}
+	res := Results{Measured: time.Now().UTC().Truncate(time.Second), Command: benchkit.Command("pgover"), Machine: machine(), Settings: map[string]string{}}
 	dir, err := os.MkdirTemp("", "baton-pgover-")
 	check(err)
 	defer os.RemoveAll(dir)
 	var bin string
 	all := map[string]system{}
-	for _, name := range split(*systems) {
+	for _, name := range benchkit.Split(*systems) {
 		switch name {
 		case "baton":
-			bin, res.Baton, err = build(dir, *rev)
+			bin, res.Baton, err = proctest.BuildRev(dir, *rev)
 			check(err)
 			fmt.Fprintf(os.Stderr, "pgover: baton built from %s\n", res.Baton)
 			all[name] = system{name: name, settings: "profile default",
@@ -184,19 +179,19 @@ func main() {
 		}
 		res.Settings[name] = all[name].settings
 	}
-	for _, f := range split(*faults) {
+	for _, f := range benchkit.Split(*faults) {
 		if f != pglab.LinkDown && f != pglab.Partition {
 			check(fmt.Errorf("-faults: unknown fault %q", f))
 		}
 	}
 
 run:
-	for _, name := range split(*systems) {
+	for _, name := range benchkit.Split(*systems) {
 		sys := all[name]
 		n := cmp.Or(perSystem[name], *trials)
-		for _, mode := range split(*modes) {
-			fmt.Fprintf(os.Stderr, "pgover: %s sync %s, %d trials × %v… (%s)\n", name, mode, n, split(*faults), time.Since(res.Measured).Round(time.Second))
-			ts, errs := runCell(ctx, sys, mode, split(*faults), n, *verbose)
+		for _, mode := range benchkit.Split(*modes) {
+			fmt.Fprintf(os.Stderr, "pgover: %s sync %s, %d trials × %v… (%s)\n", name, mode, n, benchkit.Split(*faults), time.Since(res.Measured).Round(time.Second))
+			ts, errs := runCell(ctx, sys, mode, benchkit.Split(*faults), n, *verbose)
 			res.Trials = append(res.Trials, ts...)
 			res.Errors = append(res.Errors, errs...)
 			if ctx.Err() != nil {
@@ -205,7 +200,7 @@ run:
 		}
 	}
 	res.Took = time.Since(res.Measured).Round(time.Second).String()
-	res.Machine.LoadAvgEnd = loadAvg()
+	res.Machine.LoadAvgEnd = benchkit.LoadAvg()
 	fmt.Fprintf(os.Stderr, "pgover: done in %s\n", res.Took)
 	fmt.Print(fragment(res))
 	if *out != "" && ctx.Err() == nil {
@@ -404,7 +399,7 @@ func faultName(f string) string {
 // publish writes pgover.json (if withJSON) and pgover.md under out/bench,
 // out being relative to the module root.
 func publish(out string, res Results, withJSON bool) error {
-	root, err := moduleRoot()
+	root, err := proctest.ModuleRoot()
 	if err != nil {
 		return err
 	}
@@ -431,116 +426,14 @@ func publish(out string, res Results, withJSON bool) error {
 	return nil
 }
 
-// build builds cmd/baton with proctest.Build from commit rev (extracted with
-// git archive), or from the working tree if rev is "", and says which.
-func build(dir, rev string) (bin, from string, err error) {
-	if rev == "" {
-		bin, err = proctest.Build(dir)
-		return bin, "the working tree", err
-	}
-	hash, err := exec.Command("git", "rev-parse", "--verify", rev+"^{commit}").Output()
-	if err != nil {
-		return "", "", fmt.Errorf("-rev %q: git rev-parse: %w", rev, err)
-	}
-	from = strings.TrimSpace(string(hash))
-	src := filepath.Join(dir, "src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		return "", "", err
-	}
-	tar := filepath.Join(dir, "src.tar")
-	for _, c := range []*exec.Cmd{exec.Command("git", "archive", "-o", tar, from), exec.Command("tar", "-xf", tar, "-C", src)} {
-		if out, err := c.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("%s: %w\n%s", strings.Join(c.Args, " "), err, out)
-		}
-	}
-	// proctest.Build builds the module around the working directory.
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", "", err
-	}
-	if err := os.Chdir(src); err != nil {
-		return "", "", err
-	}
-	defer os.Chdir(wd)
-	bin, err = proctest.Build(dir)
-	return bin, from, err
-}
-
 func machine() Machine {
-	m := Machine{NProc: runtime.NumCPU(), Go: runtime.Version()}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for l := range strings.Lines(string(b)) {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPU = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
-	}
+	m := Machine{Host: benchkit.ThisHost()}
 	if b, err := exec.Command(filepath.Join(pglab.BinDir, "postgres"), "--version").Output(); err == nil {
 		m.PostgreSQL = strings.TrimPrefix(strings.TrimSpace(string(b)), "postgres (PostgreSQL) ")
 	}
 	m.Patroni, m.Etcd = pglab.PatroniVersions()
 	m.Etcd = strings.TrimPrefix(m.Etcd, "etcd Version: ")
-	m.LoadAvg = loadAvg()
 	return m
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
-}
-
-// command is the command line of this run, as it would be typed.
-func command() string {
-	return strings.Join(append([]string{"go run ./bench/pgover"}, os.Args[1:]...), " ")
-}
-
-// moduleRoot is the nearest directory at or above the working directory
-// with a go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod at or above the working directory")
-		}
-		dir = parent
-	}
-}
-
-func parseTrialsFor(s string) (map[string]int, error) {
-	out := map[string]int{}
-	for _, kv := range split(s) {
-		k, n, ok := strings.Cut(kv, "=")
-		v, err := strconv.Atoi(n)
-		if !ok || err != nil || v < 1 {
-			return nil, fmt.Errorf("-trials-for: %q: want system=N with N ≥ 1", kv)
-		}
-		out[k] = v
-	}
-	return out, nil
-}
-
-func split(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 func check(err error) {

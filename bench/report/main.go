@@ -16,13 +16,14 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/template"
+
+	"github.com/baton-ha/baton/internal/proctest"
 )
 
 func main() {
@@ -30,7 +31,7 @@ func main() {
 	out := flag.String("out", "docs/benchmarks.md", "output, relative to the module root")
 	checkOnly := flag.Bool("check", false, "do not write; exit 1 if the output differs from what the template renders")
 	flag.Parse()
-	root, err := moduleRoot()
+	root, err := proctest.ModuleRoot()
 	check(err)
 	got, err := render(root, *tmpl)
 	check(err)
@@ -71,25 +72,6 @@ func render(root, name string) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
-}
-
-// moduleRoot is the nearest directory at or above the working directory
-// with a go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod at or above the working directory")
-		}
-		dir = parent
-	}
 }
 
 func check(err error) {

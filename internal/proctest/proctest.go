@@ -26,7 +26,7 @@ import (
 // Build compiles cmd/baton into dir and returns the binary's path.
 func Build(dir string) (string, error) {
 	bin := filepath.Join(dir, "baton")
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
 	}
@@ -38,7 +38,9 @@ func Build(dir string) (string, error) {
 	return bin, nil
 }
 
-func moduleRoot() (string, error) {
+// ModuleRoot is the nearest directory at or above the working directory with a
+// go.mod.
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
@@ -346,4 +348,38 @@ func RunWithBinary(m interface{ Run() int }, bin *string) int {
 		return 1
 	}
 	return m.Run()
+}
+
+// BuildRev builds cmd/baton into dir from commit rev (via git archive, so
+// uncommitted edits in the working tree do not end up in a benchmark's
+// numbers), or from the working tree if rev is "". It returns the binary
+// and what it was built from (the commit hash, or "working tree").
+func BuildRev(dir, rev string) (bin, from string, err error) {
+	if rev == "" {
+		bin, err = Build(dir)
+		return bin, "working tree", err
+	}
+	hash, err := exec.Command("git", "rev-parse", "--verify", rev+"^{commit}").Output()
+	if err != nil {
+		return "", "", fmt.Errorf("-rev %q: git rev-parse: %w", rev, err)
+	}
+	from = strings.TrimSpace(string(hash))
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return "", "", err
+	}
+	tar := filepath.Join(dir, "src.tar")
+	for _, c := range []*exec.Cmd{
+		exec.Command("git", "archive", "-o", tar, from),
+		exec.Command("tar", "-xf", tar, "-C", src),
+		exec.Command("go", "build", "-o", filepath.Join(dir, "baton"), "./cmd/baton"),
+	} {
+		if c.Args[0] == "go" {
+			c.Dir = src
+		}
+		if out, err := c.CombinedOutput(); err != nil {
+			return "", "", fmt.Errorf("%s: %w\n%s", strings.Join(c.Args, " "), err, out)
+		}
+	}
+	return filepath.Join(dir, "baton"), from, nil
 }

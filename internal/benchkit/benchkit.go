@@ -1,0 +1,85 @@
+// Package benchkit holds what the benchmark commands under bench/ share:
+// facts about the machine a run measured on, the command line to record,
+// and the parsing of their list flags.
+package benchkit
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// Host describes the machine of a run. Benchmark result structs embed it, so
+// its fields appear at the top level of their JSON.
+type Host struct {
+	CPU        string // /proc/cpuinfo model name
+	NProc      int
+	Kernel     string
+	Go         string
+	LoadAvg    string // /proc/loadavg at the start: the machine may be shared
+	LoadAvgEnd string // and at the end (set by the caller)
+}
+
+// ThisHost reads the facts of this machine, load average included.
+func ThisHost() Host {
+	h := Host{NProc: runtime.NumCPU(), Go: runtime.Version(), LoadAvg: LoadAvg()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for l := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				h.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		h.Kernel = strings.TrimSpace(string(b))
+	}
+	return h
+}
+
+// LoadAvg is the 1, 5 and 15 minute load average ("?" if unknown).
+func LoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// Command is this run's command line as it would be typed, for the record:
+// "go run ./bench/NAME" and the arguments.
+func Command(name string) string {
+	return strings.Join(append([]string{"go run ./bench/" + name}, os.Args[1:]...), " ")
+}
+
+// Split splits a comma-separated flag value, dropping empty items.
+func Split(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// ParseCounts reads "a=3,b=5" (the -trials-for flags); what names the keys
+// in the error ("fault", "system").
+func ParseCounts(s, what string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, kv := range Split(s) {
+		k, n, ok := strings.Cut(kv, "=")
+		v, err := strconv.Atoi(n)
+		if !ok || err != nil || v < 1 {
+			return nil, fmt.Errorf("-trials-for: %q: want %s=N with N ≥ 1", kv, what)
+		}
+		out[k] = v
+	}
+	return out, nil
+}

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -20,16 +18,7 @@ import (
 // across the failover to the new owner.
 func TestClientAcrossFailover(t *testing.T) {
 	c := start2(t, proctest.Spec{GroupExtra: "    port: $SVC\n"})
-	for _, n := range []string{"n1", "n2"} {
-		stop, err := proctest.Whoami(net.JoinHostPort(c.Addrs[n], fmt.Sprint(c.SvcPort)), n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(stop)
-	}
-	if owner, _, err := c.WaitOwner("w1", liveness); err != nil || owner != "n1" {
-		t.Fatalf("initial owner %q, %v", owner, err)
-	}
+	serveWhoami(t, c)
 	cl, err := client.New(client.Options{Agents: []string{c.APIs["n1"], c.APIs["n2"], c.APIs["w1"]}, RetryFor: liveness})
 	if err != nil {
 		t.Fatal(err)

@@ -30,23 +30,30 @@ stop)      echo stopped > $f.role ;;
 esac
 `
 
-func TestExecDriverFailover(t *testing.T) {
-	dir := t.TempDir()
+// startFakeDB starts two members and a witness whose group's database is
+// fakeDB in dir, n1 at position 1000 and n2 at 990 (so a failover to n2 may
+// lose 10 bytes), with the given sync mode.
+func startFakeDB(t *testing.T, sync string) (c *proctest.Cluster, dir string) {
+	t.Helper()
+	dir = t.TempDir()
 	script := filepath.Join(dir, "db.sh")
 	if err := os.WriteFile(script, []byte(fmt.Sprintf(fakeDB, dir)), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// n1 has written more than n2 has received: 10 bytes would be lost.
 	for node, lsn := range map[string]string{"n1": "1000", "n2": "990"} {
 		if err := os.WriteFile(filepath.Join(dir, node+".lsn"), []byte(lsn), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cmds := []string{}
+	var cmds []string
 	for _, op := range []string{"state", "bootstrap", "promote", "follow", "fence", "set_sync", "stop"} {
 		cmds = append(cmds, fmt.Sprintf("%s: [%q]", op, script))
 	}
-	c := start(t, proctest.Spec{GroupExtra: "    driver: {type: exec, sync: off, commands: {" + strings.Join(cmds, ", ") + "}}\n"})
+	return start(t, proctest.Spec{GroupExtra: "    driver: {type: exec, sync: " + sync + ", commands: {" + strings.Join(cmds, ", ") + "}}\n"}), dir
+}
+
+func TestExecDriverFailover(t *testing.T) {
+	c, dir := startFakeDB(t, "off")
 	ops := func() string { b, _ := os.ReadFile(filepath.Join(dir, "ops")); return string(b) }
 	waitOps := func(want string) {
 		t.Helper()
@@ -114,21 +121,7 @@ func TestExecDriverFailover(t *testing.T) {
 // nobody (status says why) until an operator forces it, which the history
 // records.
 func TestExecDriverForcedFailover(t *testing.T) {
-	dir := t.TempDir()
-	script := filepath.Join(dir, "db.sh")
-	if err := os.WriteFile(script, []byte(fmt.Sprintf(fakeDB, dir)), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for node, lsn := range map[string]string{"n1": "1000", "n2": "990"} {
-		if err := os.WriteFile(filepath.Join(dir, node+".lsn"), []byte(lsn), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var cmds []string
-	for _, op := range []string{"state", "bootstrap", "promote", "follow", "fence", "set_sync", "stop"} {
-		cmds = append(cmds, fmt.Sprintf("%s: [%q]", op, script))
-	}
-	c := start(t, proctest.Spec{GroupExtra: "    driver: {type: exec, sync: on, commands: {" + strings.Join(cmds, ", ") + "}}\n"})
+	c, _ := startFakeDB(t, "on")
 	if err := c.Kill("n1"); err != nil {
 		t.Fatal(err)
 	}

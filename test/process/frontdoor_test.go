@@ -26,6 +26,14 @@ var frontDoorSpec = proctest.Spec{
 func startFrontDoors(t *testing.T) *proctest.Cluster {
 	t.Helper()
 	c := start2(t, frontDoorSpec)
+	serveWhoami(t, c)
+	return c
+}
+
+// serveWhoami runs a who-am-I service on n1 and n2 at SvcPort and waits
+// until n1 owns the group.
+func serveWhoami(t *testing.T, c *proctest.Cluster) {
+	t.Helper()
 	for _, n := range []string{"n1", "n2"} {
 		stop, err := proctest.Whoami(net.JoinHostPort(c.Addrs[n], fmt.Sprint(c.SvcPort)), n)
 		if err != nil {
@@ -36,7 +44,6 @@ func startFrontDoors(t *testing.T) *proctest.Cluster {
 	if owner, _, err := c.WaitOwner("w1", liveness); err != nil || owner != "n1" {
 		t.Fatalf("initial owner %q, %v; want n1", owner, err)
 	}
-	return c
 }
 
 // lookup asks node's DNS server for web.baton. A and returns the addresses.

@@ -199,9 +199,12 @@ func validHostPort(s string) bool {
 // withTimeout bounds one probe by the check's own timeout and returns the time it has, for "timed out after" in
 // Detail (less than the timeout when the caller's deadline is earlier).
 func withTimeout(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc, time.Duration) {
+	budget := timeout
+	if parent, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(parent).Round(time.Millisecond))
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
-	deadline, _ := ctx.Deadline()
-	return ctx, cancel, time.Until(deadline).Round(time.Millisecond)
+	return ctx, cancel, budget
 }
 
 // interrupted describes why ctx ended a probe early, or "" if it did not.

@@ -383,3 +383,18 @@ func BuildRev(dir, rev string) (bin, from string, err error) {
 	}
 	return filepath.Join(dir, "baton"), from, nil
 }
+
+// RunWithin runs cmd to completion and returns its combined output, killing
+// it if it is still running after d (timedOut then reports that).
+func RunWithin(cmd *exec.Cmd, d time.Duration) (out []byte, err error, timedOut bool) {
+	done := make(chan struct{})
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+		return out, err, false
+	case <-time.After(d):
+		_ = cmd.Process.Kill()
+		<-done
+		return out, err, true
+	}
+}

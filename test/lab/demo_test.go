@@ -5,21 +5,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/baton-ha/baton/internal/proctest"
 )
 
 // TestDemoVIP runs `baton demo --vip` non-interactively: the README's demo
 // in the namespace lab with a real VIP.
 func TestDemoVIP(t *testing.T) {
 	cmd := exec.Command(bin, "demo", "--vip")
-	done := make(chan struct{})
-	var out []byte
-	var err error
-	go func() { out, err = cmd.CombinedOutput(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(120 * time.Second):
-		cmd.Process.Kill()
-		<-done
+	out, err, timedOut := proctest.RunWithin(cmd, 120*time.Second)
+	if timedOut {
 		t.Fatalf("demo --vip did not finish within 120 s:\n%s", out)
 	}
 	if err != nil {

@@ -363,17 +363,8 @@ func TestFailingChecksHandOff(t *testing.T) {
 
 // TestDemoRunsToCompletion runs the README's demo command non-interactively.
 func TestDemoRunsToCompletion(t *testing.T) {
-	cmd := exec.Command(bin, "demo")
-	cmd.Stdin = nil
-	done := make(chan struct{})
-	var out []byte
-	var err error
-	go func() { out, err = cmd.CombinedOutput(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(90 * time.Second):
-		cmd.Process.Kill()
-		<-done
+	out, err, timedOut := proctest.RunWithin(exec.Command(bin, "demo"), 90*time.Second)
+	if timedOut {
 		t.Fatalf("demo did not finish within 90 s:\n%s", out)
 	}
 	if err != nil {

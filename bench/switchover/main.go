@@ -39,7 +39,7 @@ func main() {
 		check(err)
 		defer stop()
 	}
-	hp, err := c.StartHAProxy(net.JoinHostPort("127.0.0.1", fmt.Sprint(c.Port+3)), []string{"n1", "n2"}, svcPort, *inter)
+	hp, err := c.StartHAProxy(net.JoinHostPort(c.Addrs["w1"], fmt.Sprint(c.ProxyPort)), []string{"n1", "n2"}, svcPort, *inter)
 	check(err)
 	defer hp.Stop()
 	_, _, err = c.WaitOwner("w1", 20*time.Second)

@@ -1,6 +1,7 @@
 package proctest
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -30,8 +31,9 @@ func Whoami(addr, node string) (stop func(), err error) {
 // service addresses, each health-checked on its agent's
 // /v1/groups/web/active (200 only on the owner).
 type HAProxy struct {
-	Front string
-	cmd   *exec.Cmd
+	Front  string
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 // StartHAProxy starts haproxy on front; svcPort is the members' service
@@ -64,19 +66,49 @@ backend owners
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		return nil, err
 	}
+	logPath := filepath.Join(c.Dir, "haproxy.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
 	cmd := exec.Command(bin, "-f", path, "-db")
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	return &HAProxy{Front: front, cmd: cmd}, nil
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	h := &HAProxy{Front: front, cmd: cmd, exited: exited}
+	// Wait until it listens: a front it could not bind (port taken) would
+	// otherwise look like HAProxy sending traffic nowhere.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if conn, err := net.DialTimeout("tcp", front, 200*time.Millisecond); err == nil {
+			conn.Close()
+			return h, nil
+		}
+		select {
+		case <-exited:
+			out, _ := os.ReadFile(logPath)
+			return nil, fmt.Errorf("%w: haproxy exited at start:\n%s", ErrHAProxyStart, out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			h.Stop()
+			out, _ := os.ReadFile(logPath)
+			return nil, fmt.Errorf("%w: haproxy does not listen on %s after 5 s:\n%s", ErrHAProxyStart, front, out)
+		}
+	}
 }
+
+// ErrHAProxyStart: haproxy is installed but did not come up.
+var ErrHAProxyStart = errors.New("haproxy did not start")
 
 // Stop kills haproxy.
 func (h *HAProxy) Stop() {
 	_ = h.cmd.Process.Kill()
-	_, _ = h.cmd.Process.Wait()
+	<-h.exited
 }
 
 // Get fetches / through haproxy and returns the trimmed body ("" on error).

@@ -1,6 +1,7 @@
 package process
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -62,7 +63,12 @@ func behindHAProxy(t *testing.T, c *proctest.Cluster, inter time.Duration) *proc
 		}
 		t.Cleanup(stop)
 	}
-	hp, err := c.StartHAProxy(net.JoinHostPort("127.0.0.1", fmt.Sprint(c.Port+3)), []string{"n1", "n2"}, svcPort, inter)
+	// The front on the witness's own 127.0.x.y address: a port on 127.0.0.1
+	// may be an ephemeral port another test is using.
+	hp, err := c.StartHAProxy(net.JoinHostPort(c.Addrs["w1"], fmt.Sprint(c.ProxyPort)), []string{"n1", "n2"}, svcPort, inter)
+	if errors.Is(err, proctest.ErrHAProxyStart) {
+		t.Fatal(err)
+	}
 	if err != nil {
 		t.Skip("SKIPPED LOUDLY: " + err.Error() + " (scripts/test installs it as root)")
 	}

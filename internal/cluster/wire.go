@@ -1,7 +1,8 @@
-// Package cluster carries Baton's node-to-node heartbeats: the wire format
-// (authenticated with HMAC-SHA256 keyed from the cluster secret, with replay
-// protection), the UDP transport, and an in-memory network twin with
-// partitions, loss and delay for the in-process cluster harness.
+// Package cluster is Baton's node-to-node heartbeat protocol: the messages the
+// core sends and receives, and their wire format (authenticated with
+// HMAC-SHA256 keyed from the cluster secret, with replay protection). It does
+// no I/O: the UDP transport is package cluster/udp, and the in-process
+// harness (package sim) delivers messages on a simulated network.
 //
 // Heartbeats are the lease clock of the cluster (see docs/design.md): every
 // node sends one to every other node each heartbeat_interval; owners claim
@@ -84,6 +85,11 @@ type GroupStatus struct {
 	Pos     uint64   `json:"pos,omitempty"`
 	Sync    []string `json:"sy,omitempty"`
 	SyncSet bool     `json:"sys,omitempty"`
+	// SyncSeq numbers the owner's requests for Sync within its epoch: it
+	// grows with every change, and the leader records a request only if its
+	// number is higher than the recorded one (so a late, superseded request
+	// never overrides a newer one).
+	SyncSeq uint64 `json:"sq,omitempty"`
 	// Div: when this old primary rejoined after losing the group at
 	// DivEpoch, it held Div bytes the new primary lacked (discarded by the
 	// rewind): what the failover actually lost.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/baton-ha/baton/internal/core"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -597,7 +598,7 @@ func TestTimingOverrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Timing{
+	want := core.Timing{
 		HeartbeatInterval:    100 * time.Millisecond,
 		FailureTimeout:       2 * time.Second,
 		LeaseGuard:           300 * time.Millisecond,

@@ -1,8 +1,13 @@
-package quorum
+// Package raftstore is the durable quorum store: hashicorp/raft with
+// raft-boltdb in the node's data_dir, over mutual TLS whose Ed25519 keys are
+// derived from the cluster secret and pinned, applying quorum.Command to a
+// quorum.State. It implements quorum.Quorum for the agent.
+package raftstore
 
 import (
 	"errors"
 	"fmt"
+	"github.com/baton-ha/baton/internal/quorum"
 	"log/slog"
 	"net"
 	"os"
@@ -84,7 +89,7 @@ type Raft struct {
 	closeErr  error
 }
 
-var _ Quorum = (*Raft)(nil)
+var _ quorum.Quorum = (*Raft)(nil)
 
 // OpenRaft opens (or creates) this node's raft stores, bootstraps the cluster
 // from Peers if the stores hold no state yet, and starts raft. Every node
@@ -335,7 +340,7 @@ func (r *Raft) run(onChange func()) {
 }
 
 // View returns the latest applied state; callers must not mutate it.
-func (r *Raft) View() *State { return r.fsm.View() }
+func (r *Raft) View() *quorum.State { return r.fsm.View() }
 
 // IsLeader reports whether this node is the raft leader.
 func (r *Raft) IsLeader() bool { return r.raft.State() == raft.Leader }
@@ -347,10 +352,10 @@ func (r *Raft) Leader() string {
 }
 
 // Propose hands c to raft without waiting for it to commit; the outcome shows
-// in a later View. Followers return ErrNotLeader.
-func (r *Raft) Propose(c Command) error {
+// in a later View. Followers return quorum.ErrNotLeader.
+func (r *Raft) Propose(c quorum.Command) error {
 	if r.raft.State() != raft.Leader {
-		return ErrNotLeader
+		return quorum.ErrNotLeader
 	}
 	// The future is dropped on purpose: commands are CAS, so a proposal lost
 	// to a leadership change is simply proposed again from the next View.
@@ -379,7 +384,7 @@ func (r *Raft) TransferLeadership(to string) error {
 
 func mapErr(err error) error {
 	if errors.Is(err, raft.ErrNotLeader) {
-		return ErrNotLeader
+		return quorum.ErrNotLeader
 	}
 	return err
 }

@@ -1,4 +1,8 @@
-package cluster
+// Package udp is the production heartbeat transport: one UDP socket per node
+// on its address and the cluster port, sealing and opening packets with the
+// cluster codec and dropping replays, unknown senders and forgeries (counted
+// in Stats, never fatal).
+package udp
 
 import (
 	"errors"
@@ -8,12 +12,14 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"github.com/baton-ha/baton/internal/cluster"
 )
 
 // Inbound is an authenticated, replay-checked message from a known node.
 type Inbound struct {
 	From string
-	Msg  Message
+	Msg  cluster.Message
 }
 
 // Stats counts packets by outcome; all fields are read atomically.
@@ -33,7 +39,7 @@ func (s *Stats) Rejected() uint64 {
 // safe for concurrent use.
 type UDP struct {
 	conn  *net.UDPConn
-	codec *Codec
+	codec *cluster.Codec
 	self  string
 	inc   uint64
 	seq   atomic.Uint64
@@ -46,10 +52,10 @@ type UDP struct {
 	once  sync.Once
 }
 
-// ListenUDP binds bind ("ip:port") and starts reading. peers maps every node
+// Listen binds bind ("ip:port") and starts reading. peers maps every node
 // name (self included) to its "ip:port". inc must grow across restarts of this
 // node (e.g. the start time in unix nanoseconds).
-func ListenUDP(bind, self string, inc uint64, peers map[string]string, codec *Codec, log *slog.Logger) (*UDP, error) {
+func Listen(bind, self string, inc uint64, peers map[string]string, codec *cluster.Codec, log *slog.Logger) (*UDP, error) {
 	ap, err := netip.ParseAddrPort(bind)
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat address %q: %w", bind, err)
@@ -77,7 +83,7 @@ func ListenUDP(bind, self string, inc uint64, peers map[string]string, codec *Co
 func (u *UDP) In() <-chan Inbound { return u.in }
 
 // Send seals m and sends it to the named peer.
-func (u *UDP) Send(to string, m *Message) error {
+func (u *UDP) Send(to string, m *cluster.Message) error {
 	addr, ok := u.peers[to]
 	if !ok {
 		return fmt.Errorf("unknown peer %q", to)
@@ -96,8 +102,8 @@ func (u *UDP) Send(to string, m *Message) error {
 
 func (u *UDP) readLoop() {
 	defer close(u.in)
-	guard := NewReplayGuard()
-	buf := make([]byte, MaxPacket+1)
+	guard := cluster.NewReplayGuard()
+	buf := make([]byte, cluster.MaxPacket+1)
 	for {
 		n, src, err := u.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -108,7 +114,7 @@ func (u *UDP) readLoop() {
 		}
 		env, err := u.codec.Open(buf[:n])
 		switch {
-		case errors.Is(err, ErrAuth):
+		case errors.Is(err, cluster.ErrAuth):
 			u.Stats.RejectedAuth.Add(1)
 			u.log.Debug("rejected heartbeat", "from", src, "reason", err)
 			continue

@@ -3,11 +3,12 @@ package raftstore
 import (
 	"errors"
 	"fmt"
-	"github.com/baton-ha/baton/internal/quorum"
 	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
+
+	"github.com/baton-ha/baton/internal/quorum"
 
 	"github.com/hashicorp/raft"
 )

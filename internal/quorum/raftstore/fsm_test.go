@@ -3,11 +3,12 @@ package raftstore
 import (
 	"bytes"
 	"errors"
-	"github.com/baton-ha/baton/internal/quorum"
 	"io"
 	"reflect"
 	"sync/atomic"
 	"testing"
+
+	"github.com/baton-ha/baton/internal/quorum"
 
 	"github.com/hashicorp/raft"
 )

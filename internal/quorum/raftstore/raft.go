@@ -7,13 +7,15 @@ package raftstore
 import (
 	"errors"
 	"fmt"
-	"github.com/baton-ha/baton/internal/quorum"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/baton-ha/baton/internal/quorum"
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
@@ -173,10 +175,24 @@ func OpenRaft(cfg RaftConfig) (r *Raft, err error) {
 		if advertise == "" {
 			advertise = cfg.Bind
 		}
-		stream, err := newTLSStreamLayer(cfg.Bind, cfg.Secret, cfg.Cluster, tlsOptions{
-			advertise: advertise,
-			logger:    logger,
-		})
+		o := tlsOptions{advertise: advertise, logger: logger}
+		// Only the cluster's nodes may connect, and this node dials from its
+		// own address so that the others accept it.
+		for _, p := range cfg.Peers {
+			ap, err := netip.ParseAddrPort(p.Addr)
+			if err != nil {
+				// A peer named by host name: its address is not known here,
+				// so no address can be refused.
+				logger.Warn("quorum: peer address is not ip:port; accepting connections from any address", "peer", p.ID, "addr", p.Addr)
+				o.allowed, o.local = nil, netip.Addr{}
+				break
+			}
+			o.allowed = append(o.allowed, ap.Addr())
+			if p.ID == cfg.NodeID {
+				o.local = ap.Addr()
+			}
+		}
+		stream, err := newTLSStreamLayer(cfg.Bind, cfg.Secret, cfg.Cluster, o)
 		if err != nil {
 			return nil, fmt.Errorf("quorum: %w", err)
 		}

@@ -3,13 +3,14 @@ package raftstore
 import (
 	"errors"
 	"fmt"
-	"github.com/baton-ha/baton/internal/quorum"
 	"log/slog"
 	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/baton-ha/baton/internal/quorum"
 
 	"github.com/hashicorp/raft"
 	"go.uber.org/goleak"

@@ -61,6 +61,9 @@ func printStatus(out io.Writer, st core.Status) {
 		} else if n.LastSeenMs >= 0 {
 			seen = fmt.Sprintf("%dms ago", n.LastSeenMs)
 		}
+		if n.RejectedStale > 0 {
+			seen += fmt.Sprintf(" (its heartbeats refused as stale: %d; see the log)", n.RejectedStale)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Address, alive, role, seen)
 	}
 	tw.Flush()

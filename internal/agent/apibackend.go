@@ -26,6 +26,9 @@ func (a *Agent) Status(r *http.Request) (core.Status, error) {
 			st.Groups[i].DBError = *dg.lastErr.Load()
 		}
 	}
+	for i := range st.Nodes {
+		st.Nodes[i].RejectedStale = a.udp.StaleFrom(st.Nodes[i].Name)
+	}
 	st.RejectedPackets = a.udp.Stats.Rejected()
 	st.RejectedQuorumConns = a.raft.RejectedConns()
 	return st, err

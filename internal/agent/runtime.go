@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -117,7 +118,11 @@ func open(opts Options) (_ *Agent, err error) {
 		raftPeers = append(raftPeers, raftstore.Peer{ID: n.Name, Addr: addr})
 	}
 	bind := net.JoinHostPort(self.Address, port)
-	a.udp, err = udp.Listen(bind, self.Name, uint64(time.Now().UnixNano()), peers,
+	inc, err := nextIncarnation(filepath.Join(self.DataDir, "incarnation"), time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("nodes[%s].data_dir: %w", self.Name, err)
+	}
+	a.udp, err = udp.Listen(bind, self.Name, inc, peers,
 		cluster.NewCodec(cfg.Secret, cfg.Cluster.Name), log.With("component", "heartbeat"))
 	if err != nil {
 		return nil, err

@@ -41,6 +41,10 @@ type NodeStatus struct {
 	RaftRole   string `json:"raft_role"`
 	LastSeenMs int64  `json:"last_seen_ms"` // -1: never heard
 	Leaving    bool   `json:"leaving"`
+	// RejectedStale counts this node's refusals of the peer's heartbeats
+	// as stale (it restarted with a lower incarnation: see the log); set by
+	// the shell.
+	RejectedStale uint64 `json:"rejected_stale,omitempty"`
 }
 
 // GroupStatus is one group's replicated ownership plus this node's role.

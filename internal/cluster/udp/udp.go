@@ -12,8 +12,10 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/baton-ha/baton/internal/cluster"
+	"golang.org/x/time/rate"
 )
 
 // Inbound is an authenticated, replay-checked message from a known node.
@@ -48,8 +50,12 @@ type UDP struct {
 	log   *slog.Logger
 	in    chan Inbound
 	Stats Stats
-	done  chan struct{}
-	once  sync.Once
+	// stale counts, per peer, packets refused because they came from an
+	// incarnation older than one seen before; staleLog rate-limits saying so.
+	stale    map[string]*atomic.Uint64
+	staleLog map[string]*rate.Limiter
+	done     chan struct{}
+	once     sync.Once
 }
 
 // Listen binds bind ("ip:port") and starts reading. peers maps every node
@@ -65,7 +71,8 @@ func Listen(bind, self string, inc uint64, peers map[string]string, codec *clust
 		return nil, fmt.Errorf("heartbeat socket on %s: %w (is another agent running, or is the address not on this host?)", bind, err)
 	}
 	u := &UDP{conn: conn, codec: codec, self: self, inc: inc, peers: map[string]netip.AddrPort{},
-		byIP: map[netip.Addr]string{}, log: log, in: make(chan Inbound, 1024), done: make(chan struct{})}
+		byIP: map[netip.Addr]string{}, log: log, in: make(chan Inbound, 1024), done: make(chan struct{}),
+		stale: map[string]*atomic.Uint64{}, staleLog: map[string]*rate.Limiter{}}
 	for name, a := range peers {
 		pa, err := netip.ParseAddrPort(a)
 		if err != nil {
@@ -74,6 +81,8 @@ func Listen(bind, self string, inc uint64, peers map[string]string, codec *clust
 		}
 		u.peers[name] = pa
 		u.byIP[pa.Addr().Unmap()] = name
+		u.stale[name] = &atomic.Uint64{}
+		u.staleLog[name] = rate.NewLimiter(rate.Every(10*time.Second), 1)
 	}
 	go u.readLoop()
 	return u, nil
@@ -129,8 +138,18 @@ func (u *UDP) readLoop() {
 			u.log.Debug("rejected heartbeat: sender name does not match its address", "from", src, "claims", env.From)
 			continue
 		}
-		if !guard.Accept(env.From, env.Incarnation, env.Seq) {
+		switch guard.Admit(env.From, env.Incarnation, env.Seq) {
+		case cluster.Replayed:
 			u.Stats.RejectedReplay.Add(1)
+			continue
+		case cluster.Stale:
+			u.Stats.RejectedReplay.Add(1)
+			u.stale[env.From].Add(1)
+			if u.staleLog[env.From].Allow() {
+				u.log.Warn("refusing heartbeats from a peer as stale: it restarted with a lower incarnation than before",
+					"peer", env.From, "refused", u.stale[env.From].Load(),
+					"fix", "its clock stepped back and its data_dir lost the incarnation file; restart that agent with its data_dir intact, or restart this one")
+			}
 			continue
 		}
 		u.Stats.Received.Add(1)
@@ -150,4 +169,13 @@ func (u *UDP) Close() error {
 		err = u.conn.Close()
 	})
 	return err
+}
+
+// StaleFrom counts the packets from peer refused as stale (an incarnation
+// lower than one seen before).
+func (u *UDP) StaleFrom(peer string) uint64 {
+	if c := u.stale[peer]; c != nil {
+		return c.Load()
+	}
+	return 0
 }

@@ -57,6 +57,7 @@ func (a *Agent) openFrontDoors() error {
 		}
 		group := g.Name
 		p, err := proxy.Listen(proxy.Options{Listen: a.onOwnAddress(g.Proxy.Listen), Log: a.log.With("component", "proxy", "group", group),
+			MaxConns: g.Proxy.MaxConnections, IdleTimeout: g.Proxy.IdleTimeout.D(),
 			OnConn: func(node string) { a.metrics.ProxyConn(group, node) }})
 		if err != nil {
 			return fmt.Errorf("groups[%d].proxy.listen: %w", i, err)

@@ -102,6 +102,7 @@ func open(opts Options) (_ *Agent, err error) {
 			a.close()
 		}
 	}()
+	raiseFDLimit(log)
 	a.metrics = metrics.New(cfg.Cluster.Name, self.Name)
 	a.metrics.Log = log.With("component", "metrics")
 	a.metrics.SetBuildInfo(opts.Version)
@@ -203,9 +204,12 @@ func open(opts Options) (_ *Agent, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("nodes[%s].api: cannot listen on %s: %w", self.Name, self.API, err)
 	}
-	a.http = &http.Server{Handler: opts.Handler(a), ReadHeaderTimeout: 5 * time.Second}
+	a.http = &http.Server{Handler: opts.Handler(a), ReadHeaderTimeout: apiReadHeaderTimeout,
+		ReadTimeout: apiReadTimeout, WriteTimeout: apiWriteTimeout, IdleTimeout: apiIdleTimeout,
+		ErrorLog: slog.NewLogLogger(log.With("component", "api").Handler(), slog.LevelDebug)}
+	limited := newLimitListener(ln, apiMaxConns, apiMaxPerSource, log.With("component", "api"))
 	go func() {
-		if err := a.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := a.http.Serve(limited); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("api server stopped", "err", err)
 		}
 	}()

@@ -1,0 +1,78 @@
+package process
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/proctest"
+)
+
+// TestAPIConnectionFloodChangesNothing: 600 idle connections to the owner's
+// API from one address (more than the agent's per-address bound, and in all
+// more descriptors than a default soft limit allows) neither exhaust the
+// owner's file descriptors nor move the group; the API still answers other
+// clients, and an idle connection is closed by the server.
+func TestAPIConnectionFloodChangesNothing(t *testing.T) {
+	c := start(t, proctest.Spec{})
+	api := c.APIs["n1"]
+	pid := c.PID("n1")
+	before := openFDs(t, pid)
+	// 127.0.0.2: a local address that is not the test's own, so the bound
+	// per address falls on the flood, not on the test's status requests.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: time.Second}
+	var held []net.Conn
+	defer func() {
+		for _, conn := range held {
+			conn.Close()
+		}
+	}()
+	for range 600 {
+		conn, err := d.Dial("tcp", api)
+		if err != nil {
+			continue
+		}
+		held = append(held, conn)
+	}
+	lease, _ := config.Profile("default") // proctest clusters run the default profile
+	time.Sleep(3 * lease.FailureTimeout)  // several leases' worth of flood
+	if n := openFDs(t, pid); n > before+100 {
+		t.Fatalf("the owner holds %d descriptors during the flood (%d before): the API bound did not hold", n, before)
+	}
+	st, err := c.Status("n1")
+	if err != nil {
+		t.Fatalf("the API does not answer during the flood: %v", err)
+	}
+	if g := st.Groups[0]; g.Owner != "n1" || g.Epoch != 1 {
+		t.Fatalf("the flood moved the group: owner %s epoch %d", g.Owner, g.Epoch)
+	}
+	// An idle keep-alive connection is closed by the server.
+	conn, err := net.Dial("tcp", api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	_ = conn.SetReadDeadline(time.Now().Add(45 * time.Second))
+	buf := make([]byte, 4096)
+	for {
+		if _, err := conn.Read(buf); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("an idle keep-alive API connection stayed open for 45 s")
+			}
+			break // closed by the server
+		}
+	}
+}
+
+func openFDs(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}

@@ -309,6 +309,12 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, required bool) bo
 		writeError(w, http.StatusBadRequest, "malformed JSON body: "+err.Error())
 		return false
 	}
+	// One object and nothing after it: {"on":false}{"on":true} is not a
+	// request whose meaning anyone can be sure of.
+	if _, err := dec.Token(); err != io.EOF {
+		writeError(w, http.StatusBadRequest, "malformed JSON body: send exactly one JSON object")
+		return false
+	}
 	return true
 }
 

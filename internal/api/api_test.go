@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -194,5 +195,18 @@ func TestForwardedMutationWaitsForApply(t *testing.T) {
 	}
 	if follower.waited != 42 {
 		t.Fatalf("the follower answered after waiting for index %d, want the leader's 42", follower.waited)
+	}
+}
+
+// TestBodyMustBeOneObject: a second object after the first is refused, not
+// silently ignored.
+func TestBodyMustBeOneObject(t *testing.T) {
+	s := New(&fakeBackend{token: "tok"}, slog.New(slog.DiscardHandler))
+	code, body := do(t, s, "POST", "/v1/maintenance", "Bearer tok", `{"on":false}{"on":true}`)
+	if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(body["error"]), "exactly one JSON object") {
+		t.Fatalf("two objects: %d %v", code, body)
+	}
+	if code, _ := do(t, s, "POST", "/v1/maintenance", "Bearer tok", `{"on":false} `); code != http.StatusOK {
+		t.Fatalf("one object and a space: %d", code)
 	}
 }

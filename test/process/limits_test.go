@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,4 +78,33 @@ func openFDs(t *testing.T, pid int) int {
 		t.Fatal(err)
 	}
 	return len(ents)
+}
+
+// TestSIGHUPNeverKillsAnAgent: SIGHUP's default action would kill the agent
+// (an unplanned failover for keepalived habits); it is ignored with a log
+// line until live reload exists.
+func TestSIGHUPNeverKillsAnAgent(t *testing.T) {
+	c := start(t, proctest.Spec{})
+	for _, n := range []string{"n1", "w1"} {
+		if err := c.Signal(n, syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lease, _ := config.Profile("default")
+	time.Sleep(3 * lease.FailureTimeout)
+	for _, n := range []string{"n1", "w1"} {
+		if err := syscall.Kill(c.PID(n), 0); err != nil {
+			t.Fatalf("%s died of SIGHUP: %v", n, err)
+		}
+	}
+	st, err := c.Status("w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := st.Groups[0]; g.Owner != "n1" || g.Epoch != 1 {
+		t.Fatalf("SIGHUP moved the group: owner %s epoch %d", g.Owner, g.Epoch)
+	}
+	if b, err := os.ReadFile(filepath.Join(c.Dir, "n1.log")); err != nil || !strings.Contains(string(b), "SIGHUP received") {
+		t.Fatalf("n1's log does not say it ignored SIGHUP (%v)", err)
+	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/baton-ha/baton/internal/drill"
 	"github.com/baton-ha/baton/internal/lab"
+	"github.com/baton-ha/baton/internal/probe"
 	"github.com/baton-ha/baton/internal/proctest"
 )
 
@@ -81,12 +82,7 @@ func run(bin, dir, profile, mode string, delay time.Duration, trials int) []time
 		if !pr.WaitServed(other, t0, 60*time.Second) {
 			check(fmt.Errorf("%s/%v trial %d: client not served by %s", mode, delay, i+1, other))
 		}
-		var worst lab.Outage
-		for _, o := range lab.Outages(pr.Probes(), t0.Add(-time.Second)) {
-			if o.End.After(t0) && o.Duration > worst.Duration {
-				worst = o
-			}
-		}
+		worst := probe.Worst(pr.Probes(), t0)
 		out = append(out, worst.Duration)
 		fmt.Fprintf(os.Stderr, "%s start-up %v trial %d: %s → %s, outage %v\n", mode, delay, i+1, holder, other, worst.Duration.Round(time.Millisecond))
 		check(c.StartAgent(holder))

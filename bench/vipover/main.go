@@ -23,6 +23,7 @@ import (
 
 	"github.com/baton-ha/baton/internal/drill"
 	"github.com/baton-ha/baton/internal/lab"
+	"github.com/baton-ha/baton/internal/probe"
 	"github.com/baton-ha/baton/internal/proctest"
 )
 
@@ -84,7 +85,7 @@ func run(bin, dir, profile, fault string, trials int) (_ []time.Duration, dual, 
 	check(err)
 	arp, err := l.StartARPWatch(vip, 20*time.Millisecond)
 	check(err)
-	var pr2 *lab.Prober
+	var pr2 *probe.Prober
 	var arp2 *lab.ARPWatch
 	if activeActive {
 		_, err := c.WaitHolder(vip2, "", 30*time.Second)
@@ -111,19 +112,14 @@ func run(bin, dir, profile, fault string, trials int) (_ []time.Duration, dual, 
 			check(fmt.Errorf("unknown fault %q", fault))
 		}
 		served := pr.WaitServed(other, t0, 60*time.Second)
-		var worst lab.Outage
-		for _, o := range lab.Outages(pr.Probes(), t0.Add(-time.Second)) {
-			if o.End.After(t0) && o.Duration > worst.Duration {
-				worst = o
-			}
-		}
+		worst := probe.Worst(pr.Probes(), t0)
 		if !served {
 			check(fmt.Errorf("%s %s trial %d: client not served by %s", profile, fault, i+1, other))
 		}
 		out = append(out, worst.Duration)
 		if pr2 != nil {
 			time.Sleep(200 * time.Millisecond)
-			otherOutages += len(lab.Outages(pr2.Probes(), t0))
+			otherOutages += len(probe.Outages(pr2.Probes(), t0))
 		}
 		fmt.Fprintf(os.Stderr, "%s %s trial %d: %s → %s, outage %v\n", profile, fault, i+1, holder, other, worst.Duration.Round(time.Millisecond))
 		switch fault {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/lab"
+	"github.com/baton-ha/baton/internal/probe"
 )
 
 // runVIPDemo is `baton demo --vip`: the same story in a network-namespace
@@ -71,12 +72,7 @@ func runVIPDemo(ctx context.Context, out io.Writer, keep bool) error {
 	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
 		return err
 	}
-	var worst lab.Outage
-	for _, o := range lab.Outages(p.Probes(), killed) {
-		if o.Duration > worst.Duration {
-			worst = o
-		}
-	}
+	worst := probe.Worst(p.Probes(), killed)
 	rep := w.Report()
 	fmt.Fprintf(out, "%s took over the VIP; the client saw an outage of %v (%d failed probes, last answer %q, next %q)\n",
 		other, worst.Duration.Round(time.Millisecond), worst.Failed, worst.Before, worst.After)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/lab"
+	"github.com/baton-ha/baton/internal/probe"
 )
 
 // System under test.
@@ -232,7 +233,7 @@ type driver struct {
 	tg  target
 	s   Scenario
 	log *slog.Logger
-	pr  *lab.Prober
+	pr  *probe.Prober
 	arp *lab.ARPWatch
 }
 
@@ -339,7 +340,7 @@ func (d *driver) trial(ctx context.Context) (Trial, error) {
 		t.To = d.servedBy(from, t0, end)
 	}
 	t.DualMs = time.Duration(d.arp.Report().DualRounds-dual0) * ARPEvery
-	for _, o := range lab.Outages(d.pr.Probes(), t0) {
+	for _, o := range probe.Outages(d.pr.Probes(), t0) {
 		if o.Start.After(end) {
 			break
 		}

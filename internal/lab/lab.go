@@ -4,8 +4,9 @@
 // pair, addressed from 10.77.0.0/24 (and fd77::/64). It starts processes inside
 // host namespaces, runs an in-process "who am I" service, injects reversible
 // faults (link down, nftables partitions and packet loss) and observes the
-// result from the client: a TCP prober that measures client-visible outages
-// and an ARP watcher that counts how many MACs answer for one address.
+// result from the client: a prober (internal/probe, dialling from the client
+// namespace) that measures client-visible outages and an ARP watcher that
+// counts how many MACs answer for one address.
 //
 // The lab is closed off by construction: the namespaces have no default route
 // and no link to the root namespace, so traffic generated inside them cannot
@@ -39,6 +40,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/baton-ha/baton/internal/probe"
 )
 
 // The lab's address plan. Test traffic must stay inside these prefixes (or
@@ -100,7 +103,7 @@ type Lab struct {
 	procs    map[*Proc]struct{}
 	nftables map[string]bool // roles holding table inet batonlab
 	whoami   map[string]*whoami
-	probers  map[*Prober]struct{}
+	probers  map[*probe.Prober]struct{}
 	watches  map[*ARPWatch]struct{}
 }
 
@@ -136,7 +139,7 @@ func New(opts Options) (*Lab, error) {
 		procs:    map[*Proc]struct{}{},
 		nftables: map[string]bool{},
 		whoami:   map[string]*whoami{},
-		probers:  map[*Prober]struct{}{},
+		probers:  map[*probe.Prober]struct{}{},
 		watches:  map[*ARPWatch]struct{}{},
 	}
 	for i := 1; i <= opts.Hosts; i++ {

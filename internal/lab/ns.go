@@ -73,31 +73,6 @@ func inNS(target netns.NsHandle, f func() error) error {
 	return r.err
 }
 
-// enterNS locks the calling goroutine to its thread and switches that thread
-// into target, for observers that live in a namespace for longer than one
-// call. leave switches back (or leaves the thread locked, so it dies with the
-// goroutine, if switching back fails).
-func enterNS(target netns.NsHandle) (leave func(), err error) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	if err := netns.Set(target); err != nil {
-		orig.Close()
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	return func() {
-		err := netns.Set(orig)
-		orig.Close()
-		if err == nil {
-			runtime.UnlockOSThread()
-		}
-	}, nil
-}
-
 // writeSysctls writes /proc/sys entries of the calling thread's network
 // namespace (call inside InNS). optional: skip entries that do not exist
 // (IPv6 disabled in the kernel).

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/baton-ha/baton/internal/benchkit"
 	"github.com/baton-ha/baton/internal/drill"
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/probe"
@@ -41,15 +42,12 @@ func main() {
 	mode := flag.String("mode", "active-passive", "group mode: active-passive (one VIP) or active-active (two VIPs, one per member)")
 	flag.Parse()
 	activeActive = *mode == "active-active"
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "vipover: needs root (network namespaces)")
-		os.Exit(2)
-	}
+	benchkit.NeedRoot("network namespaces")
 	dir, err := os.MkdirTemp("", "baton-vipover-")
-	check(err)
+	benchkit.Check(err)
 	defer os.RemoveAll(dir)
 	bin, err := proctest.Build(dir)
-	check(err)
+	benchkit.Check(err)
 	fmt.Printf("# VIP failover (%s), client-visible outage (last answer before → first answer after), %s\n\n", *mode, time.Now().UTC().Format("2006-01-02"))
 	if activeActive {
 		fmt.Println("| profile | fault | trials | p50 | p90 | p99 | max | ARP rounds with two MACs | outages of the other VIP |")
@@ -67,9 +65,9 @@ func main() {
 }
 
 func run(bin, dir, profile, fault string, trials int) (_ []time.Duration, dual, otherOutages int) {
-	check(os.MkdirAll(dir, 0o755))
+	benchkit.Check(os.MkdirAll(dir, 0o755))
 	l, err := lab.New(lab.Options{Hosts: 3})
-	check(err)
+	benchkit.Check(err)
 	defer l.Close()
 	spec := lab.ClusterSpec{Bin: bin, Dir: dir, Profile: profile, VIP: vip + "/24"}
 	if activeActive {
@@ -78,22 +76,22 @@ func run(bin, dir, profile, fault string, trials int) (_ []time.Duration, dual, 
 			"      - {address: " + vip2 + "/24, interface: eth0}\n"
 	}
 	c, err := l.StartCluster(spec)
-	check(err)
+	benchkit.Check(err)
 	defer c.Stop()
 	holder := waitSingleHolder(c, "")
 	pr, err := l.StartProber(vip+":8080", 5*time.Millisecond)
-	check(err)
+	benchkit.Check(err)
 	arp, err := l.StartARPWatch(vip, 20*time.Millisecond)
-	check(err)
+	benchkit.Check(err)
 	var pr2 *probe.Prober
 	var arp2 *lab.ARPWatch
 	if activeActive {
 		_, err := c.WaitHolder(vip2, "", 30*time.Second)
-		check(err)
+		benchkit.Check(err)
 		pr2, err = l.StartProber(vip2+":8080", 5*time.Millisecond)
-		check(err)
+		benchkit.Check(err)
 		arp2, err = l.StartARPWatch(vip2, 20*time.Millisecond)
-		check(err)
+		benchkit.Check(err)
 	}
 	var out []time.Duration
 	for i := 0; i < trials; i++ {
@@ -105,16 +103,16 @@ func run(bin, dir, profile, fault string, trials int) (_ []time.Duration, dual, 
 		t0 := time.Now()
 		switch fault {
 		case "linkdown":
-			check(l.LinkDown(holder))
+			benchkit.Check(l.LinkDown(holder))
 		case "kill9":
-			check(c.KillAgent(holder))
+			benchkit.Check(c.KillAgent(holder))
 		default:
-			check(fmt.Errorf("unknown fault %q", fault))
+			benchkit.Check(fmt.Errorf("unknown fault %q", fault))
 		}
 		served := pr.WaitServed(other, t0, 60*time.Second)
 		worst := probe.Worst(pr.Probes(), t0)
 		if !served {
-			check(fmt.Errorf("%s %s trial %d: client not served by %s", profile, fault, i+1, other))
+			benchkit.Check(fmt.Errorf("%s %s trial %d: client not served by %s", profile, fault, i+1, other))
 		}
 		out = append(out, worst.Duration)
 		if pr2 != nil {
@@ -124,9 +122,9 @@ func run(bin, dir, profile, fault string, trials int) (_ []time.Duration, dual, 
 		fmt.Fprintf(os.Stderr, "%s %s trial %d: %s → %s, outage %v\n", profile, fault, i+1, holder, other, worst.Duration.Round(time.Millisecond))
 		switch fault {
 		case "linkdown":
-			check(l.Heal())
+			benchkit.Check(l.Heal())
 		case "kill9":
-			check(c.StartAgent(holder))
+			benchkit.Check(c.StartAgent(holder))
 		}
 		if activeActive {
 			// Failback returns the first VIP to its home member: same start
@@ -147,7 +145,7 @@ func run(bin, dir, profile, fault string, trials int) (_ []time.Duration, dual, 
 
 func waitSingleHolder(c *lab.Cluster, want string) string {
 	h, err := c.WaitHolder(vip, want, 30*time.Second)
-	check(err)
+	benchkit.Check(err)
 	return h
 }
 
@@ -158,11 +156,4 @@ func row(profile, fault string, d []time.Duration, dual, other int) {
 		fmt.Printf(" %d |", other)
 	}
 	fmt.Println()
-}
-
-func check(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "vipover:", err)
-		os.Exit(1)
-	}
 }

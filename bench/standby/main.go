@@ -18,7 +18,6 @@ import (
 	"github.com/baton-ha/baton/internal/benchkit"
 	"github.com/baton-ha/baton/internal/drill"
 	"github.com/baton-ha/baton/internal/lab"
-	"github.com/baton-ha/baton/internal/probe"
 	"github.com/baton-ha/baton/internal/proctest"
 )
 
@@ -69,23 +68,23 @@ func run(bin, dir, profile, mode string, delay time.Duration, trials int) []time
 	holder := waitReady(c, "", mode, delay)
 	pr, err := l.StartProber(vip+":8080", 5*time.Millisecond)
 	benchkit.Check(err)
-	var out []time.Duration
-	for i := 0; i < trials; i++ {
-		other := "h1"
-		if holder == "h1" {
-			other = "h2"
-		}
-		t0 := time.Now()
-		benchkit.Check(c.KillAgent(holder))
-		if !pr.WaitServed(other, t0, 60*time.Second) {
-			benchkit.Check(fmt.Errorf("%s/%v trial %d: client not served by %s", mode, delay, i+1, other))
-		}
-		worst := probe.Worst(pr.Probes(), t0)
-		out = append(out, worst.Duration)
-		fmt.Fprintf(os.Stderr, "%s start-up %v trial %d: %s → %s, outage %v\n", mode, delay, i+1, holder, other, worst.Duration.Round(time.Millisecond))
-		benchkit.Check(c.StartAgent(holder))
-		holder = waitReady(c, other, mode, delay)
+	loop := drill.FailoverLoop{
+		Members: [2]string{"h1", "h2"},
+		Prober:  pr,
+		Fault:   c.KillAgent,
+		Repair:  c.StartAgent,
+		Next: func(_, other string) (string, error) {
+			return waitReady(c, other, mode, delay), nil
+		},
+		Log: func(t drill.FailoverTrial) {
+			fmt.Fprintf(os.Stderr, "%s start-up %v trial %d: %s → %s, outage %v\n", mode, delay, t.N, t.From, t.To, t.Outage.Duration.Round(time.Millisecond))
+		},
 	}
+	ts, err := loop.Run(holder, trials)
+	if err != nil {
+		benchkit.Check(fmt.Errorf("%s/%v %w", mode, delay, err))
+	}
+	out := drill.Durations(ts)
 	pr.Stop()
 	return out
 }

@@ -93,47 +93,48 @@ func run(bin, dir, profile, fault string, trials int) (_ []time.Duration, dual, 
 		arp2, err = l.StartARPWatch(vip2, 20*time.Millisecond)
 		benchkit.Check(err)
 	}
-	var out []time.Duration
-	for i := 0; i < trials; i++ {
-		time.Sleep(1500 * time.Millisecond)
-		other := "h1"
-		if holder == "h1" {
-			other = "h2"
-		}
-		t0 := time.Now()
-		switch fault {
-		case "linkdown":
-			benchkit.Check(l.LinkDown(holder))
-		case "kill9":
-			benchkit.Check(c.KillAgent(holder))
-		default:
-			benchkit.Check(fmt.Errorf("unknown fault %q", fault))
-		}
-		served := pr.WaitServed(other, t0, 60*time.Second)
-		worst := probe.Worst(pr.Probes(), t0)
-		if !served {
-			benchkit.Check(fmt.Errorf("%s %s trial %d: client not served by %s", profile, fault, i+1, other))
-		}
-		out = append(out, worst.Duration)
-		if pr2 != nil {
-			time.Sleep(200 * time.Millisecond)
-			otherOutages += len(probe.Outages(pr2.Probes(), t0))
-		}
-		fmt.Fprintf(os.Stderr, "%s %s trial %d: %s → %s, outage %v\n", profile, fault, i+1, holder, other, worst.Duration.Round(time.Millisecond))
-		switch fault {
-		case "linkdown":
-			benchkit.Check(l.Heal())
-		case "kill9":
-			benchkit.Check(c.StartAgent(holder))
-		}
-		if activeActive {
-			// Failback returns the first VIP to its home member: same start
-			// for every trial, and the other VIP stays put.
-			holder = waitSingleHolder(c, holder)
-			continue
-		}
-		holder = waitSingleHolder(c, other)
+	if fault != "linkdown" && fault != "kill9" {
+		benchkit.Check(fmt.Errorf("-faults: unknown fault %q (want linkdown or kill9)", fault))
 	}
+	loop := drill.FailoverLoop{
+		Members: [2]string{"h1", "h2"},
+		Prober:  pr,
+		Settle:  1500 * time.Millisecond,
+		Fault: func(holder string) error {
+			if fault == "linkdown" {
+				return l.LinkDown(holder)
+			}
+			return c.KillAgent(holder)
+		},
+		Repair: func(holder string) error {
+			if fault == "linkdown" {
+				return l.Heal()
+			}
+			return c.StartAgent(holder)
+		},
+		Next: func(holder, other string) (string, error) {
+			if activeActive {
+				// Failback returns the first VIP to its home member: same
+				// start for every trial, and the other VIP stays put.
+				return c.WaitHolder(vip, holder, 30*time.Second)
+			}
+			return c.WaitHolder(vip, other, 30*time.Second)
+		},
+		Observe: func(t drill.FailoverTrial) {
+			if pr2 != nil {
+				time.Sleep(200 * time.Millisecond)
+				otherOutages += len(probe.Outages(pr2.Probes(), t.T0))
+			}
+		},
+		Log: func(t drill.FailoverTrial) {
+			fmt.Fprintf(os.Stderr, "%s %s trial %d: %s → %s, outage %v\n", profile, fault, t.N, t.From, t.To, t.Outage.Duration.Round(time.Millisecond))
+		},
+	}
+	ts, err := loop.Run(holder, trials)
+	if err != nil {
+		benchkit.Check(fmt.Errorf("%s %s %w", profile, fault, err))
+	}
+	out := drill.Durations(ts)
 	pr.Stop()
 	dual = arp.Stop().DualRounds
 	if pr2 != nil {

@@ -15,8 +15,8 @@ import (
 	"github.com/miekg/dns"
 	"github.com/spf13/cobra"
 
+	"github.com/baton-ha/baton/internal/demo"
 	"github.com/baton-ha/baton/internal/probe"
-	"github.com/baton-ha/baton/internal/proctest"
 )
 
 func newDemoCmd() *cobra.Command {
@@ -76,7 +76,7 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 		return err
 	}
 	defer cleanup()
-	c, err := proctest.New(bin, dir, proctest.Spec{Cluster: "demo", Members: []string{"n1", "n2"}, Witness: "w1",
+	c, err := demo.NewCluster(bin, dir, demo.Spec{Cluster: "demo", Members: []string{"n1", "n2"}, Witness: "w1",
 		Profile:    "default",
 		Top:        "dns: {listen: \":$DNS\", ttl: 1s}\n",
 		GroupExtra: "    dns: {name: web}\n    proxy: {listen: \":$PROXY\", port: $SVC}\n"})
@@ -86,7 +86,7 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 	defer c.Stop()
 	services := map[string]func(){}
 	startService := func(n string) error {
-		stop, err := proctest.Whoami(net.JoinHostPort(c.Addrs[n], fmt.Sprint(c.SvcPort)), n)
+		stop, err := demo.Whoami(net.JoinHostPort(c.Addrs[n], fmt.Sprint(c.SvcPort)), n)
 		if err != nil {
 			return fmt.Errorf("demo service on %s: %w", c.Addrs[n], err)
 		}
@@ -160,7 +160,7 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 			return err
 		}
 	}
-	e, err := c.WaitHook(20*time.Second, func(e proctest.HookEvent) bool {
+	e, err := c.WaitHook(20*time.Second, func(e demo.HookEvent) bool {
 		return e.Node == other && e.Role == "active" && e.At.After(killed)
 	})
 	if err != nil {
@@ -186,7 +186,7 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 	if err := c.Start(owner); err != nil {
 		return err
 	}
-	if _, err := c.WaitHook(20*time.Second, func(e proctest.HookEvent) bool {
+	if _, err := c.WaitHook(20*time.Second, func(e demo.HookEvent) bool {
 		return e.Node == owner && e.Role == "standby" && e.At.After(killed)
 	}); err != nil {
 		return err
@@ -225,7 +225,7 @@ func demoLookup(server string) string {
 	return strings.Join(addrs, ",")
 }
 
-func printDemoStatus(out io.Writer, c *proctest.Cluster, via string) error {
+func printDemoStatus(out io.Writer, c *demo.Cluster, via string) error {
 	st, err := c.Status(via)
 	if err != nil {
 		return err

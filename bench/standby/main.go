@@ -76,14 +76,11 @@ func run(bin, dir, profile, mode string, delay time.Duration, trials int) []time
 		Next: func(_, other string) (string, error) {
 			return waitReady(c, other, mode, delay), nil
 		},
-		Log: func(t drill.FailoverTrial) {
-			fmt.Fprintf(os.Stderr, "%s start-up %v trial %d: %s → %s, outage %v\n", mode, delay, t.N, t.From, t.To, t.Outage.Duration.Round(time.Millisecond))
-		},
+		Label:    fmt.Sprintf("%s start-up %v", mode, delay),
+		Progress: os.Stderr,
 	}
 	ts, err := loop.Run(holder, trials)
-	if err != nil {
-		benchkit.Check(fmt.Errorf("%s/%v %w", mode, delay, err))
-	}
+	benchkit.Check(err)
 	out := drill.Durations(ts)
 	pr.Stop()
 	return out

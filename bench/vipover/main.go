@@ -126,14 +126,11 @@ func run(bin, dir, profile, fault string, trials int) (_ []time.Duration, dual, 
 				otherOutages += len(probe.Outages(pr2.Probes(), t.T0))
 			}
 		},
-		Log: func(t drill.FailoverTrial) {
-			fmt.Fprintf(os.Stderr, "%s %s trial %d: %s → %s, outage %v\n", profile, fault, t.N, t.From, t.To, t.Outage.Duration.Round(time.Millisecond))
-		},
+		Label:    profile + " " + fault,
+		Progress: os.Stderr,
 	}
 	ts, err := loop.Run(holder, trials)
-	if err != nil {
-		benchkit.Check(fmt.Errorf("%s %s %w", profile, fault, err))
-	}
+	benchkit.Check(err)
 	out := drill.Durations(ts)
 	pr.Stop()
 	dual = arp.Stop().DualRounds

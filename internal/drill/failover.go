@@ -2,6 +2,7 @@ package drill
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/baton-ha/baton/internal/probe"
@@ -31,8 +32,12 @@ type FailoverLoop struct {
 	// Observe, if set, runs after a trial's outage is taken and before
 	// Repair (e.g. to look at another VIP since T0).
 	Observe func(FailoverTrial)
-	// Log, if set, is told every trial's result.
-	Log func(FailoverTrial)
+	// Label names the cell of the benchmark's table in progress lines and
+	// errors, e.g. "fast kill9".
+	Label string
+	// Progress, if set, gets a line per trial ("LABEL trial N: h1 → h2,
+	// outage 160ms"): a long run shows it is alive and what it measures.
+	Progress io.Writer
 }
 
 // FailoverTrial is one trial of a FailoverLoop.
@@ -44,8 +49,16 @@ type FailoverTrial struct {
 }
 
 // Run runs trials trials, the first with holder holding the service, and
-// returns the trials done, also on error.
+// returns the trials done, also on error; errors start with Label.
 func (f FailoverLoop) Run(holder string, trials int) ([]FailoverTrial, error) {
+	ts, err := f.run(holder, trials)
+	if err != nil && f.Label != "" {
+		err = fmt.Errorf("%s %w", f.Label, err)
+	}
+	return ts, err
+}
+
+func (f FailoverLoop) run(holder string, trials int) ([]FailoverTrial, error) {
 	within := f.Served
 	if within == 0 {
 		within = 60 * time.Second
@@ -69,8 +82,8 @@ func (f FailoverLoop) Run(holder string, trials int) ([]FailoverTrial, error) {
 		if f.Observe != nil {
 			f.Observe(t)
 		}
-		if f.Log != nil {
-			f.Log(t)
+		if f.Progress != nil {
+			fmt.Fprintf(f.Progress, "%s trial %d: %s → %s, outage %v\n", f.Label, t.N, t.From, t.To, t.Outage.Duration.Round(time.Millisecond))
 		}
 		if err := f.Repair(holder); err != nil {
 			return out, fmt.Errorf("trial %d: repair %s: %w", i, holder, err)

@@ -48,7 +48,7 @@ func TestFailoverLoop(t *testing.T) {
 	}
 	defer pr.Stop()
 	const gap = 60 * time.Millisecond
-	var logged []string
+	var progress strings.Builder
 	loop := FailoverLoop{
 		Members: [2]string{"h1", "h2"},
 		Prober:  pr,
@@ -60,16 +60,24 @@ func TestFailoverLoop(t *testing.T) {
 			time.AfterFunc(gap, func() { set(other) })
 			return nil
 		},
-		Repair: func(string) error { return nil },
-		Next:   func(_, other string) (string, error) { return other, nil },
-		Log:    func(ft FailoverTrial) { logged = append(logged, ft.From+"→"+ft.To) },
+		Repair:   func(string) error { return nil },
+		Next:     func(_, other string) (string, error) { return other, nil },
+		Label:    "loopback",
+		Progress: &progress,
 	}
 	ts, err := loop.Run("h1", 3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(logged, " "); got != "h1→h2 h2→h1 h1→h2" {
-		t.Errorf("trials %q, want h1→h2 h2→h1 h1→h2", got)
+	var got []string
+	for _, ft := range ts {
+		got = append(got, ft.From+"→"+ft.To)
+	}
+	if strings.Join(got, " ") != "h1→h2 h2→h1 h1→h2" {
+		t.Errorf("trials %v, want h1→h2 h2→h1 h1→h2", got)
+	}
+	if !strings.HasPrefix(progress.String(), "loopback trial 1: h1 → h2, outage ") || strings.Count(progress.String(), "\n") != 3 {
+		t.Errorf("progress lines:\n%s", progress.String())
 	}
 	for i, d := range Durations(ts) {
 		if o := ts[i].Outage; d < gap || o.Before != ts[i].From || o.After != ts[i].To {
@@ -80,7 +88,7 @@ func TestFailoverLoop(t *testing.T) {
 	// A fault that fails ends the loop with the trials done so far.
 	loop.Fault = func(string) error { return errors.New("no such host") }
 	ts, err = loop.Run("h2", 2)
-	if len(ts) != 0 || err == nil || err.Error() != "trial 1: fault on h2: no such host" {
+	if len(ts) != 0 || err == nil || err.Error() != "loopback trial 1: fault on h2: no such host" {
 		t.Errorf("failing fault: %d trials, %v", len(ts), err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"time"
 
@@ -59,6 +60,14 @@ func (l *Lab) Dialer(host string) probe.DialFunc {
 		})
 		return c, err
 	}
+}
+
+// HTTPClient returns an HTTP client whose connections are dialled from host's
+// namespace (see Dialer), a new one per request, each request bounded by
+// timeout. (http.Transport dials on goroutines of its own, which InNS alone
+// would not put in the namespace.)
+func (l *Lab) HTTPClient(host string, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: l.Dialer(host), DisableKeepAlives: true}}
 }
 
 // checkTarget enforces the lab's address rule for observers.

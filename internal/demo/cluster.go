@@ -307,16 +307,3 @@ func (c *Cluster) WaitOwner(via string, d time.Duration) (string, uint64, error)
 	}
 	return "", 0, fmt.Errorf("no active owner seen via %s within %v", via, d)
 }
-
-// Whoami serves "I am NODE" over HTTP on addr; call the returned func to stop.
-func Whoami(addr, node string) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "I am %s\n", node)
-	})}
-	go srv.Serve(ln)
-	return func() { srv.Close() }, nil
-}

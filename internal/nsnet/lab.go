@@ -46,6 +46,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/baton-ha/baton/internal/demo"
 	"github.com/baton-ha/baton/internal/probe"
 )
 
@@ -107,7 +108,7 @@ type Lab struct {
 	macs    map[string]net.HardwareAddr // role → MAC of its eth0
 	procs   map[*Proc]struct{}
 	onClose []func() error // run first by Close, newest first
-	whoami  map[string]*whoami
+	whoami  map[string]*demo.WhoamiServer
 	probers map[*probe.Prober]struct{}
 	watches map[*ARPWatch]struct{}
 }
@@ -140,7 +141,7 @@ func New(opts Options) (*Lab, error) {
 		nl:      map[string]*netlink.Handle{},
 		macs:    map[string]net.HardwareAddr{},
 		procs:   map[*Proc]struct{}{},
-		whoami:  map[string]*whoami{},
+		whoami:  map[string]*demo.WhoamiServer{},
 		probers: map[*probe.Prober]struct{}{},
 		watches: map[*ARPWatch]struct{}{},
 	}
@@ -330,11 +331,11 @@ func (l *Lab) close() error {
 	probers := mapKeys(l.probers)
 	watches := mapKeys(l.watches)
 	procs := mapKeys(l.procs)
-	servers := make([]*whoami, 0, len(l.whoami))
+	servers := make([]*demo.WhoamiServer, 0, len(l.whoami))
 	for _, s := range l.whoami {
 		servers = append(servers, s)
 	}
-	l.whoami = map[string]*whoami{}
+	l.whoami = map[string]*demo.WhoamiServer{}
 	hooks := slices.Clone(l.onClose)
 	l.mu.Unlock()
 
@@ -352,7 +353,7 @@ func (l *Lab) close() error {
 	}
 	// Sockets keep a namespace alive after `ip netns del`; close them first.
 	for _, s := range servers {
-		s.close()
+		s.Close()
 	}
 	for _, p := range procs {
 		if err := p.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {

@@ -39,23 +39,11 @@ const (
 	Bridge = nsnet.Bridge
 )
 
-// MaxHosts is the largest Options.Hosts.
-const MaxHosts = nsnet.MaxHosts
-
-// ProbeTimeout bounds one probe of StartProber.
-const ProbeTimeout = nsnet.ProbeTimeout
-
 // Errors from nsnet.
 var (
 	ErrNotRoot = nsnet.ErrNotRoot
 	ErrClosed  = nsnet.ErrClosed
 	ErrTimeout = nsnet.ErrTimeout
-)
-
-// The lab's address plan (see nsnet.Prefix4).
-var (
-	Prefix4 = nsnet.Prefix4
-	Prefix6 = nsnet.Prefix6
 )
 
 // Lab is a running namespace lab with fault injection. Its methods may be

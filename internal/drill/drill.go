@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"math"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -422,20 +421,8 @@ func (d *driver) waitStable(ctx context.Context, within time.Duration) (string, 
 	return "", fmt.Errorf("VIP not held by exactly one host for %v within %v (now on %v)", stableFor, within, last)
 }
 
-// holders lists the hosts whose eth0 carries the VIP.
-func (d *driver) holders() ([]string, error) {
-	var out []string
-	for _, h := range d.tg.hosts() {
-		b, err := d.l.Run(h, "ip", "-o", "addr", "show", "dev", d.l.Iface())
-		if err != nil {
-			return nil, err
-		}
-		if strings.Contains(string(b), " "+VIP+"/") {
-			out = append(out, h)
-		}
-	}
-	return out, nil
-}
+// holders lists the members whose eth0 carries the VIP.
+func (d *driver) holders() ([]string, error) { return d.l.Holders(VIP, d.tg.hosts()) }
 
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)

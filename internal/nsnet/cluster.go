@@ -161,19 +161,7 @@ func (c *Cluster) Owner(host string) (string, uint64, error) {
 }
 
 // HoldersOf lists the hosts whose eth0 carries the address (without prefix).
-func (c *Cluster) HoldersOf(addr string) ([]string, error) {
-	var out []string
-	for _, h := range c.L.Hosts() {
-		b, err := c.L.Run(h, "ip", "-o", "addr", "show", "dev", c.L.Iface())
-		if err != nil {
-			return nil, err
-		}
-		if strings.Contains(string(b), " "+addr+"/") {
-			out = append(out, h)
-		}
-	}
-	return out, nil
-}
+func (c *Cluster) HoldersOf(addr string) ([]string, error) { return c.L.Holders(addr, c.L.Hosts()) }
 
 // Stop kills every agent (SIGCONT first for stopped ones).
 func (c *Cluster) Stop() {

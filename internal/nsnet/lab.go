@@ -400,6 +400,23 @@ func (l *Lab) close() error {
 	return errors.Join(errs...)
 }
 
+// Holders lists those of hosts whose eth0 carries addr (an address without
+// prefix, e.g. a VIP), by asking `ip addr` in each namespace: what the kernel
+// has, not what an agent reports.
+func (l *Lab) Holders(addr string, hosts []string) ([]string, error) {
+	var out []string
+	for _, h := range hosts {
+		b, err := l.Run(h, "ip", "-o", "addr", "show", "dev", ifaceName)
+		if err != nil {
+			return nil, err
+		}
+		if strings.Contains(string(b), " "+addr+"/") {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
 // Hosts returns the host names "h1".."hN".
 func (l *Lab) Hosts() []string { return slices.Clone(l.hosts) }
 

@@ -2,8 +2,6 @@ package main
 
 import (
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -13,8 +11,9 @@ import (
 // internal/lab (fault injection) are for tests and benchmarks; `baton demo`
 // uses internal/demo and internal/nsnet instead.
 func TestNoTestHarnessInTheBinary(t *testing.T) {
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	out, err := exec.Command(goTool, "list", "-deps", ".").CombinedOutput()
+	// go test puts its own GOROOT/bin first in the test's PATH: this is the
+	// go that is building the test.
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list -deps ./cmd/baton: %v\n%s", err, out)
 	}

@@ -475,12 +475,15 @@ func validateCheck(errs *Errors, ch Check, p string) {
 
 func validateDriver(errs *Errors, g *Group, p string) {
 	dr := g.Driver
-	switch dr.Type {
-	case "exec", "postgres", "redis":
-	case "":
-		errs.add(p+".type", "missing; use exec, postgres or redis")
+	use := orList(DriverTypes)
+	switch {
+	case slices.Contains(DriverTypes, dr.Type):
+	case dr.Type == "":
+		errs.add(p+".type", "missing; use %s", use)
+	case slices.Contains(plannedDriverTypes, dr.Type):
+		errs.add(p+".type", "the %s driver is not available yet; use %s", dr.Type, use)
 	default:
-		errs.add(p+".type", "%q is not a driver; use exec, postgres or redis", dr.Type)
+		errs.add(p+".type", "%q is not a driver; use %s", dr.Type, use)
 	}
 	if g.Mode == "active-active" {
 		errs.add(p, "a data driver needs mode active-passive (one writable primary), not active-active")

@@ -184,7 +184,8 @@ type Options struct {
 	Timeouts map[string]time.Duration
 }
 
-// New builds the driver cfg names.
+// New builds the driver cfg names. It builds exactly the types in [config.DriverTypes], the list check-config
+// accepts; add a new driver to both (TestNewBuildsExactlyTheConfigDriverTypes checks they agree).
 func New(cfg *config.Driver, opts Options) (Driver, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("%w: no driver section", ErrConfig)
@@ -195,7 +196,7 @@ func New(cfg *config.Driver, opts Options) (Driver, error) {
 	case "postgres":
 		return NewPostgres(cfg, opts)
 	default:
-		return nil, fmt.Errorf("%w: driver.type %q is not implemented here; use exec or postgres", ErrConfig, cfg.Type)
+		return nil, fmt.Errorf("%w: driver.type %q is not a driver this agent can run; use one of %s", ErrConfig, cfg.Type, strings.Join(config.DriverTypes, ", "))
 	}
 }
 

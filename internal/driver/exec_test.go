@@ -204,9 +204,6 @@ func TestNewExecRejectsBadCommands(t *testing.T) {
 			t.Errorf("NewExec(%v) = %v, want %q", tt.cmds, err, tt.err)
 		}
 	}
-	if _, err := New(&config.Driver{Type: "redis"}, Options{}); err == nil || !strings.Contains(err.Error(), `"redis" is not implemented`) {
-		t.Errorf("New(redis) = %v", err)
-	}
 	if _, err := NewExec(&config.Driver{Type: "exec", OSUser: "no-such-user-here", Commands: map[string][]string{OpState: {"true"}}}, Options{}); err == nil ||
 		!strings.Contains(err.Error(), `driver.os_user "no-such-user-here"`) {
 		t.Errorf("unknown os_user: %v", err)

@@ -88,7 +88,7 @@ func New(zone string, ttl time.Duration, snap Snapshot, log *slog.Logger) (*Serv
 	}
 	zone = dns.CanonicalName(zone)
 	if zone == "." {
-		return nil, errors.New("dns: zone \".\" is the root; use a zone of its own, e.g. baton.")
+		return nil, errors.New(`dns: zone "." is the root; use a zone of its own, such as "baton." or "ha.example.com."`)
 	}
 	if _, ok := dns.IsDomainName(zone); !ok || strings.ContainsAny(zone, "\\ ") || strings.Contains(zone, "..") {
 		return nil, fmt.Errorf("dns: zone %q is not a domain name (e.g. baton. or ha.example.com.)", zone)

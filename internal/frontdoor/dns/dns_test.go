@@ -229,7 +229,7 @@ func TestNew(t *testing.T) {
 		{"", 0, snap, "baton.", 1},
 		{"Baton", 5 * time.Second, snap, "baton.", 5},
 		{"ha.example.com.", 0, snap, "ha.example.com.", 1},
-		{".", 0, snap, `dns: zone "." is the root; use a zone of its own, e.g. baton.`, 0},
+		{".", 0, snap, `dns: zone "." is the root; use a zone of its own, such as "baton." or "ha.example.com."`, 0},
 		{"a..b", 0, snap, `dns: zone "a..b." is not a domain name (e.g. baton. or ha.example.com.)`, 0},
 		{"a b", 0, snap, `dns: zone "a b." is not a domain name (e.g. baton. or ha.example.com.)`, 0},
 		{"", -time.Second, snap, "dns: ttl -1s is negative; use e.g. 1s", 0},

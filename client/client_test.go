@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/baton-ha/baton/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -525,17 +527,6 @@ func (c *Client) watching(group string) bool {
 	return g != nil && g.watching
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // A group nobody holds connections to is not polled; the next Dial resumes it.
 func TestWatcherRestsWithoutConns(t *testing.T) {
 	agent := newFakeAgent(t)
@@ -549,7 +540,7 @@ func TestWatcherRestsWithoutConns(t *testing.T) {
 		t.Fatal("no watcher after Dial")
 	}
 	conn.Close()
-	waitFor(t, "the idle watcher to stop", func() bool { return !c.watching("web") })
+	testkit.WaitFor(t, 5*time.Second, "the idle watcher to stop", func() bool { return !c.watching("web") })
 	before := agent.hits.Load()
 	time.Sleep(5 * c.opts.Refresh)
 	if h := agent.hits.Load(); h != before {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/testkit"
 )
 
 // script writes an executable shell script into dir and returns its path.
@@ -171,13 +172,7 @@ func TestExecTimeoutKillsProcessGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	deadline := time.Now().Add(2 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the script's child %d survived the timeout", pid)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 2*time.Second, "the script's child "+strconv.Itoa(pid)+" to die with it after the timeout", func() bool { return !alive(pid) })
 }
 
 func TestExecCancelledContext(t *testing.T) {

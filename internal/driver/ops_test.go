@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/testkit"
 )
 
 // check-config validates driver.commands against config.DriverOperations;
@@ -66,17 +67,7 @@ func TestNewBuildsExactlyTheConfigDriverTypes(t *testing.T) {
 // driverTypeErrors returns check-config's errors about driver.type for a group whose driver is of type typ.
 func driverTypeErrors(t *testing.T, typ string) []string {
 	t.Helper()
-	doc := `version: 1
-cluster: {name: prod, secret: 0123456789abcdef}
-nodes:
-  - {name: n1, address: 10.0.0.11}
-  - {name: n2, address: 10.0.0.12}
-  - {name: w1, address: 10.0.0.13, witness: true}
-groups:
-  - name: db
-    members: [{node: n1}, {node: n2}]
-    driver: {type: ` + typ + `}
-`
+	doc := testkit.ThreeNodes{Group: "db", GroupExtra: "driver: {type: " + typ + "}"}.YAML()
 	_, err := config.Parse([]byte(doc), t.TempDir())
 	var es config.Errors
 	if err != nil && !errors.As(err, &es) {

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/testkit"
 )
 
 // pgBinDir returns the PostgreSQL binaries, or fails the test with what is missing: these tests need root (to run
@@ -181,27 +182,11 @@ func (n *pgNode) state(t *testing.T) State {
 	return st
 }
 
-// eventually polls cond every 20 ms for up to d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v (%s)", what, d, detail)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // caughtUp waits until standby's position reaches the primary's.
 func caughtUp(t *testing.T, standby, primary *pgNode) {
 	t.Helper()
 	target := primary.state(t).Pos
-	eventually(t, 20*time.Second, standby.peer.Node+" catches up with "+primary.peer.Node, func() (bool, string) {
+	testkit.WaitForState(t, 20*time.Second, standby.peer.Node+" to catch up with "+primary.peer.Node, func() (bool, string) {
 		st := standby.state(t)
 		return st.Role == RoleStandby && st.Pos.Compare(target) >= 0, fmt.Sprintf("%s at %v, primary at %v", st.Role, st.Pos, target)
 	})
@@ -258,7 +243,7 @@ func TestPostgres(t *testing.T) {
 	mustExec(t, c1, "CREATE TABLE t (i int PRIMARY KEY)")
 	mustExec(t, c1, "INSERT INTO t SELECT generate_series(1, 1000)")
 	caughtUp(t, n2, n1)
-	eventually(t, 10*time.Second, "n1 sees n2 with no lag", func() (bool, string) {
+	testkit.WaitForState(t, 10*time.Second, "n1 to see n2 with no lag", func() (bool, string) {
 		st := n1.state(t)
 		l, ok := st.Lag["n2"]
 		return len(st.Lag) == 1 && ok && l.Bytes == 0, fmt.Sprintf("lag %+v", st.Lag)
@@ -272,7 +257,7 @@ func TestPostgres(t *testing.T) {
 		if err := n1.d.SetSync(ctx, []string{"n2"}, false); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 10*time.Second, "n2 synchronous", func() (bool, string) {
+		testkit.WaitForState(t, 10*time.Second, "n2 to be synchronous", func() (bool, string) {
 			var state string
 			err := c1.QueryRow(ctx, "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'n2'").Scan(&state)
 			st := n1.state(t)
@@ -293,7 +278,7 @@ func TestPostgres(t *testing.T) {
 		wctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { _, err := c.Exec(wctx, "INSERT INTO t VALUES (1002)"); done <- err }()
-		eventually(t, 5*time.Second, "the writer waits for a synchronous standby", func() (bool, string) {
+		testkit.WaitForState(t, 5*time.Second, "the writer to wait for a synchronous standby", func() (bool, string) {
 			var waiting int
 			err := c1.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'").Scan(&waiting)
 			return err == nil && waiting == 1, fmt.Sprintf("%d waiting, %v", waiting, err)
@@ -407,7 +392,7 @@ func TestPostgres(t *testing.T) {
 	if err := n2.d.SetSync(ctx, []string{"n1"}, true); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "n1 synchronous to n2", func() (bool, string) {
+	testkit.WaitForState(t, 10*time.Second, "n1 to be synchronous to n2", func() (bool, string) {
 		st := n2.state(t)
 		return slices.Equal(st.Sync, []string{"n1"}), fmt.Sprintf("sync %v lag %v", st.Sync, st.Lag)
 	})

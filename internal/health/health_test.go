@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/testkit"
 	"go.uber.org/goleak"
 	"go.yaml.in/yaml/v3"
 )
@@ -29,19 +30,6 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func dur(d time.Duration) config.Duration { return config.Duration(d) }
-
-// waitFor polls cond until it holds or a generous deadline passes: tests on real time assert what happens, not how
-// fast.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // events records onChange calls.
 type events struct {
@@ -409,7 +397,7 @@ func TestExecCheckTimeoutKillsTheProcessGroup(t *testing.T) {
 	if r.OK || err != nil {
 		t.Fatalf("result = %v %q, want a timeout with the background pid", r.OK, r.Detail)
 	}
-	waitFor(t, fmt.Sprintf("background sleep %d to die", pid), func() bool {
+	testkit.WaitFor(t, 5*time.Second, fmt.Sprintf("background sleep %d to die", pid), func() bool {
 		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		// Gone, or a zombie waiting for a PID 1 that does not reap.
 		return err != nil || strings.Contains(string(stat), ") Z ")
@@ -684,14 +672,14 @@ func TestGroupFollowsAnHTTPService(t *testing.T) {
 	g.Start(context.Background())
 	defer g.Stop()
 
-	waitFor(t, "healthy", ev.is(true))
+	testkit.WaitFor(t, 5*time.Second, "healthy", ev.is(true))
 	status.Store(http.StatusServiceUnavailable)
-	waitFor(t, "unhealthy", ev.is(true, false))
+	testkit.WaitFor(t, 5*time.Second, "unhealthy", ev.is(true, false))
 	if g.Healthy() {
 		t.Error("Healthy() disagrees with onChange")
 	}
 	status.Store(http.StatusOK)
-	waitFor(t, "healthy again", ev.is(true, false, true))
+	testkit.WaitFor(t, 5*time.Second, "healthy again", ev.is(true, false, true))
 	want := fmt.Sprintf(`level=WARN msg="health check failing" group=web check=http[0] detail="http 503 from %s/healthz" failures=2`, srv.URL)
 	if !strings.Contains(logs.String(), want) {
 		t.Errorf("log lacks %q:\n%s", want, logs.String())
@@ -726,12 +714,12 @@ func TestGroupHungExecCheck(t *testing.T) {
 		results = append(results, r)
 	})
 	g.Start(context.Background())
-	waitFor(t, "healthy", g.Healthy)
+	testkit.WaitFor(t, 5*time.Second, "healthy", g.Healthy)
 
 	if err := os.WriteFile(flag, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "unhealthy", func() bool { mu.Lock(); defer mu.Unlock(); return atFlip >= 0 })
+	testkit.WaitFor(t, 5*time.Second, "unhealthy", func() bool { mu.Lock(); defer mu.Unlock(); return atFlip >= 0 })
 	mu.Lock()
 	seen := results[:atFlip]
 	mu.Unlock()

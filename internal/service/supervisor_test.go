@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/testkit"
 )
 
 // syncBuffer collects log output written from several goroutines.
@@ -61,18 +62,6 @@ func newTestSupervisor(t *testing.T, o SupervisorOptions) (*Supervisor, *syncBuf
 	return s, logs
 }
 
-// eventually polls cond until it holds, failing the test after a generous deadline.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // procStat returns the state letter and process group of pid; ok is false when it does not exist.
 func procStat(pid int) (state byte, pgrp int, ok bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -93,17 +82,6 @@ func procStat(pid int) (state byte, pgrp int, ok bool) {
 func alive(pid int) bool {
 	st, _, ok := procStat(pid)
 	return ok && st != 'Z'
-}
-
-// lingers reports whether pid is still alive 5 s from now (a SIGKILL is
-// delivered asynchronously, and a loaded machine may take a moment).
-func lingers(pid int) bool {
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if !alive(pid) {
-			return false
-		}
-	}
-	return true
 }
 
 // groupAlive reports whether any live process is in process group pgid.
@@ -160,7 +138,7 @@ func TestSupervisorRunsInItsOwnGroupAndLogsOutput(t *testing.T) {
 		`msg="service output" group=web stream=stderr line=oops`,
 		`msg="service output" group=web stream=stdout line=active`,
 	} {
-		eventually(t, want, func() bool { return strings.Contains(logs.String(), want) })
+		testkit.WaitFor(t, 10*time.Second, want, func() bool { return strings.Contains(logs.String(), want) })
 	}
 	if err := s.Start(); err != nil || s.Pid() != pid {
 		t.Fatalf("second Start: %v, pid %d → %d; want a no-op", err, pid, s.Pid())
@@ -194,7 +172,7 @@ func TestSupervisorRestartsWithBackoffAndKillsLeftovers(t *testing.T) {
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "4 starts", func() bool { return len(lines(t, starts)) >= 4 })
+	testkit.WaitFor(t, 10*time.Second, "4 starts", func() bool { return len(lines(t, starts)) >= 4 })
 	if n := s.Restarts(); n < 3 {
 		t.Fatalf("Restarts() = %d after 4 starts, want at least 3", n)
 	}
@@ -222,9 +200,8 @@ func TestSupervisorRestartsWithBackoffAndKillsLeftovers(t *testing.T) {
 	}
 	for _, k := range lines(t, children) {
 		pid, _ := strconv.Atoi(k)
-		if lingers(pid) {
-			t.Errorf("child %d still alive after Stop", pid)
-		}
+		// A SIGKILL is delivered asynchronously, and a loaded machine may take a moment.
+		testkit.WaitFor(t, 5*time.Second, "child "+k+" to be gone after Stop", func() bool { return !alive(pid) })
 	}
 }
 
@@ -237,7 +214,7 @@ func TestSupervisorGivesUpOnCrashLoop(t *testing.T) {
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "Failed", s.Failed)
+	testkit.WaitFor(t, 10*time.Second, "Failed", s.Failed)
 	// The supervising goroutine has returned: nothing can restart the service any more.
 	s.mu.Lock()
 	r := s.cur
@@ -264,7 +241,7 @@ func TestSupervisorGivesUpOnCrashLoop(t *testing.T) {
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a run after the new Start", func() bool { return len(lines(t, count)) > 4 })
+	testkit.WaitFor(t, 10*time.Second, "a run after the new Start", func() bool { return len(lines(t, count)) > 4 })
 	if err := s.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +259,7 @@ func TestSupervisorStopKillsAfterStopTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := s.Pid()
-	eventually(t, "ready", func() bool { return strings.Contains(logs.String(), "line=ready") })
+	testkit.WaitFor(t, 10*time.Second, "ready", func() bool { return strings.Contains(logs.String(), "line=ready") })
 	began := time.Now()
 	if err := s.Stop(); err != nil {
 		t.Fatal(err)
@@ -310,9 +287,9 @@ func TestSupervisorStopKillsTheWholeGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	pgid := s.Pid()
-	eventually(t, "the child's pid", func() bool { return len(lines(t, child)) == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the child's pid", func() bool { return len(lines(t, child)) == 1 })
 	cpid, _ := strconv.Atoi(lines(t, child)[0])
-	eventually(t, "the child to run sleep", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the child to run sleep", func() bool {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cpid))
 		return string(b) == "sleep\n"
 	})
@@ -323,7 +300,7 @@ func TestSupervisorStopKillsTheWholeGroup(t *testing.T) {
 	if took := time.Since(began); took > 5*time.Second {
 		t.Fatalf("Stop took %v; the shell exits on SIGTERM at once", took)
 	}
-	eventually(t, "the child to die", func() bool { return !alive(cpid) })
+	testkit.WaitFor(t, 10*time.Second, "the child to die", func() bool { return !alive(cpid) })
 	if groupAlive(pgid) {
 		t.Fatal("process group still alive")
 	}
@@ -349,8 +326,8 @@ func TestSupervisorCommands(t *testing.T) {
 	if err := os.Remove(marker); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a restart", func() bool { return s.Restarts() == 1 && slices.Equal(lines(t, log), []string{"start", "start"}) })
-	eventually(t, "running again", func() bool { return s.State() == StateRunning })
+	testkit.WaitFor(t, 10*time.Second, "a restart", func() bool { return s.Restarts() == 1 && slices.Equal(lines(t, log), []string{"start", "start"}) })
+	testkit.WaitFor(t, 10*time.Second, "running again", func() bool { return s.State() == StateRunning })
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +360,7 @@ func TestSupervisorCommandsFailingStart(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "service start command: exit status 7") {
 		t.Fatalf("Start = %v, want the start command's failure", err)
 	}
-	eventually(t, "Failed", s.Failed)
+	testkit.WaitFor(t, 10*time.Second, "Failed", s.Failed)
 	if got := lines(t, log); !slices.Equal(got, []string{"stop", "start", "start"}) {
 		t.Fatalf("commands run: %v", got)
 	}
@@ -466,7 +443,7 @@ func TestCleanupLeftovers(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("leftover still running")
 	}
-	eventually(t, "the leftover's child to die", func() bool { return !groupAlive(pgid) })
+	testkit.WaitFor(t, 10*time.Second, "the leftover's child to die", func() bool { return !groupAlive(pgid) })
 	if left, _ := filepath.Glob(filepath.Join(dir, "*.pid")); len(left) != 0 {
 		t.Fatalf("pidfiles left: %v", left)
 	}
@@ -501,7 +478,7 @@ func TestSupervisorCloseLeavesNoGoroutines(t *testing.T) {
 			if err := s.Start(); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, tc.name, func() bool { return tc.wait(s) })
+			testkit.WaitFor(t, 10*time.Second, tc.name, func() bool { return tc.wait(s) })
 			s.Close()
 			s.Close()
 			if err := s.Start(); !errors.Is(err, ErrClosed) {

@@ -10,9 +10,10 @@ import (
 	"time"
 )
 
-// WaitFor polls cond until it holds and returns how long that took. If within passes first it fails t, naming
-// what it waited for and how long: "still not <what> after 5s". cond runs on the calling goroutine and is asked
-// once more after the deadline, so a test that was descheduled past it (a loaded CI host) is not failed for that.
+// WaitFor polls cond until it holds and returns how long that took. If within passes first it fails t, naming how
+// long it waited and for what: "timed out after 5s waiting for <what>". cond runs on the calling goroutine and is
+// asked once more after the deadline, so a test that was descheduled past it (a loaded CI host) is not failed for
+// that.
 //
 // Tests on real time assert what happens, not how fast: give within a generous bound (seconds), or a multiple of
 // the profile timing the behaviour depends on.
@@ -21,8 +22,8 @@ func WaitFor(t testing.TB, within time.Duration, what string, cond func() bool) 
 	return WaitForState(t, within, what, func() (bool, string) { return cond(), "" })
 }
 
-// WaitForState is [WaitFor] for a condition that also says what it saw; on failure the message ends with the last
-// thing it saw, e.g. "still not n2 caught up after 20s (standby at 1/3000060, primary at 1/3000100)".
+// WaitForState is [WaitFor] for a condition that also says what it saw; on failure the message ends with the
+// last thing it saw, e.g. "timed out after 20s waiting for n2 to catch up (n2 at 1/3000060, n1 at 1/3000100)".
 func WaitForState(t testing.TB, within time.Duration, what string, cond func() (ok bool, state string)) time.Duration {
 	t.Helper()
 	start := time.Now()
@@ -37,7 +38,7 @@ func WaitForState(t testing.TB, within time.Duration, what string, cond func() (
 			if state != "" {
 				state = " (" + state + ")"
 			}
-			t.Fatalf("still not %s after %v%s", what, waited.Round(time.Millisecond), state)
+			t.Fatalf("timed out after %v waiting for %s%s", waited.Round(time.Millisecond), what, state)
 			return waited
 		}
 		time.Sleep(every)

@@ -28,13 +28,13 @@ func TestWaitFor(t *testing.T) {
 	}
 
 	f := &fakeT{TB: t}
-	WaitForState(f, 30*time.Millisecond, "n2 caught up", func() (bool, string) { return false, "n2 at 1/30" })
-	if !strings.HasPrefix(f.failed, "still not n2 caught up after ") || !strings.HasSuffix(f.failed, " (n2 at 1/30)") {
+	WaitForState(f, 30*time.Millisecond, "n2 to catch up", func() (bool, string) { return false, "n2 at 1/30" })
+	if !strings.HasPrefix(f.failed, "timed out after ") || !strings.HasSuffix(f.failed, " waiting for n2 to catch up (n2 at 1/30)") {
 		t.Errorf("failure message %q: want what, how long and what it last saw", f.failed)
 	}
 	f = &fakeT{TB: t}
 	WaitFor(f, 10*time.Millisecond, "ready", func() bool { return false })
-	if !strings.HasPrefix(f.failed, "still not ready after ") || strings.Contains(f.failed, "(") {
+	if !strings.HasPrefix(f.failed, "timed out after ") || !strings.HasSuffix(f.failed, " waiting for ready") {
 		t.Errorf("failure message %q", f.failed)
 	}
 }

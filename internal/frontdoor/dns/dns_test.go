@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/baton-ha/baton/internal/testkit"
 )
 
 // cluster is the zone most tests answer from: web failed over to n2 (one IPv4 and one IPv6 address) with the node
@@ -441,17 +443,12 @@ func TestOnQuery(t *testing.T) {
 	// OnQuery runs once the answer has gone to the socket, so the client may
 	// have it a moment before the count moves.
 	want := map[int]int{dns.RcodeSuccess: 2, dns.RcodeNameError: 1, dns.RcodeRefused: 1, dns.RcodeFormatError: 1}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+	testkit.WaitForState(t, 5*time.Second, fmt.Sprintf("the counts to reach %v", want), func() (bool, string) {
 		mu.Lock()
 		got := fmt.Sprint(counts)
 		mu.Unlock()
-		if got == fmt.Sprint(want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("counts %v, want %v", got, want)
-		}
-	}
+		return got == fmt.Sprint(want), "counts " + got
+	})
 }
 
 func TestSnapshotPanicIsServfail(t *testing.T) {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/baton-ha/baton/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -179,16 +181,6 @@ func cutWithin(t *testing.T, c net.Conn, d time.Duration) {
 	}
 }
 
-// waitFor polls cond until it is true or within has passed.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(within); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: still not %s", within, what)
-		}
-	}
-}
-
 func activeOn(p *Proxy, node string) int {
 	n := 0
 	for _, ts := range p.Stats().Targets {
@@ -238,7 +230,7 @@ func TestForwardsBothWaysWithHalfClose(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no EOF after the half-close")
 	}
-	waitFor(t, 5*time.Second, "done with the connection", func() bool { return activeOn(p, "a") == 0 })
+	testkit.WaitFor(t, 5*time.Second, "the proxy to be done with the connection", func() bool { return activeOn(p, "a") == 0 })
 	s := p.Stats()
 	if s.Accepted != 1 || onConn.Load() != 1 || s.Refused != 0 || s.DialFailures != 0 {
 		t.Fatalf("stats %+v, OnConn(a) called %d times; want 1 accepted, 1 OnConn", s, onConn.Load())
@@ -262,7 +254,7 @@ func TestFailoverResetsOldConnectionsAtOnce(t *testing.T) {
 	for _, c := range old {
 		cutWithin(t, c, 5*time.Second) // a DrainTimeout of an hour: only the failover can have cut them
 	}
-	waitFor(t, 5*time.Second, "the old owner's connections closed", func() bool { return a.open() == 0 })
+	testkit.WaitFor(t, 5*time.Second, "the old owner's connections to close", func() bool { return a.open() == 0 })
 
 	c, name := mustWho(t, p)
 	if name != "b" {
@@ -273,7 +265,7 @@ func TestFailoverResetsOldConnectionsAtOnce(t *testing.T) {
 	if s.ClosedOnFailover != 5 {
 		t.Fatalf("ClosedOnFailover = %d, want 5", s.ClosedOnFailover)
 	}
-	waitFor(t, 5*time.Second, "a gone from Stats", func() bool { return activeOn(p, "a") == 0 })
+	testkit.WaitFor(t, 5*time.Second, "a to be gone from Stats", func() bool { return activeOn(p, "a") == 0 })
 }
 
 // TestNoConnectionToARemovedTarget runs clients in a loop while the target flips between a and b. A connection
@@ -404,8 +396,8 @@ func TestDialCompletingAfterUpdateIsNotUsed(t *testing.T) {
 			if r.name != "b" {
 				t.Fatalf("answered by %q after the Update that removed a, want b", r.name)
 			}
-			waitFor(t, 5*time.Second, "a's late connection accepted", func() bool { return a.accepted.Load() == 1 })
-			waitFor(t, 5*time.Second, "a's late connection closed", func() bool { return a.open() == 0 })
+			testkit.WaitFor(t, 5*time.Second, "a to accept the late connection", func() bool { return a.accepted.Load() == 1 })
+			testkit.WaitFor(t, 5*time.Second, "a's late connection to close", func() bool { return a.open() == 0 })
 			echoes(t, r.c)
 		})
 	}
@@ -477,14 +469,14 @@ func TestSwitchoverDrainsUntilDeadline(t *testing.T) {
 		t.Fatalf("Stats: %d connections on a during the drain, want 2", got)
 	}
 	leaves.Close()
-	waitFor(t, 5*time.Second, "the closed connection counted as drained", func() bool { return p.Stats().Drained == 1 })
+	testkit.WaitFor(t, 5*time.Second, "the closed connection to count as drained", func() bool { return p.Stats().Drained == 1 })
 
 	cutWithin(t, stays, drain+10*time.Second)
 	if el := time.Since(start); el < drain {
 		t.Fatalf("cut after %v, before the drain deadline %v", el, drain)
 	}
-	waitFor(t, 5*time.Second, "a's connections closed", func() bool { return a.open() == 0 })
-	waitFor(t, 5*time.Second, "a gone from Stats", func() bool { return len(p.Stats().Targets) == 1 })
+	testkit.WaitFor(t, 5*time.Second, "a's connections to close", func() bool { return a.open() == 0 })
+	testkit.WaitFor(t, 5*time.Second, "a to be gone from Stats", func() bool { return len(p.Stats().Targets) == 1 })
 	if s := p.Stats(); s.DrainTimedOut != 1 || s.ClosedOnFailover != 0 {
 		t.Fatalf("stats %+v: want DrainTimedOut 1, ClosedOnFailover 0", s)
 	}
@@ -718,7 +710,7 @@ func TestMaxConnsBoundsDescriptors(t *testing.T) {
 		t.Fatalf("OverLimit = %d, want 1", s.OverLimit)
 	}
 	held[0].Close()
-	waitFor(t, 5*time.Second, "a slot freed by a closed connection", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "a closed connection to free a slot", func() bool {
 		c, _, err := who(p.Addr().String())
 		if err == nil {
 			c.Close()

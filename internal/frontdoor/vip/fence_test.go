@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/baton-ha/baton/internal/testkit"
 )
 
 // The fence against the real kernel, in a namespace of its own, fed through a real pipe. The exact timing is
@@ -96,7 +98,7 @@ func (f *labFence) present(vs ...VIP) (all, none bool) {
 // waitGone waits until every one of vs is gone and returns how long that took.
 func (f *labFence) waitGone(within time.Duration, vs ...VIP) time.Duration {
 	f.t.Helper()
-	return waitFor(f.t, within, fmt.Sprintf("removed: %v", vs), func() bool { _, none := f.present(vs...); return none })
+	return testkit.WaitFor(f.t, within, fmt.Sprintf("%v to be removed", vs), func() bool { _, none := f.present(vs...); return none })
 }
 
 func (f *labFence) wantPresent(vs ...VIP) {
@@ -190,7 +192,7 @@ func TestFence(t *testing.T) {
 			return RunFence(context.Background(), r, map[string][]VIP{"g": {v}}, NewManager(testLog(t)), testLog(t))
 		})
 		inNS(t, ns, func() {
-			waitFor(t, time.Second, "removed", func() bool { ok, err := m.Present(v); return err == nil && !ok })
+			testkit.WaitFor(t, time.Second, "the VIP to be removed", func() bool { ok, err := m.Present(v); return err == nil && !ok })
 		})
 		w.Close()
 		if err := <-errc; err != nil {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/vishvananda/netns"
 	"go.uber.org/goleak"
+
+	"github.com/baton-ha/baton/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -96,13 +98,10 @@ func newPair(t *testing.T) (a, b string) {
 
 func waitLinkLocal(t *testing.T, ns, ifname string) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	testkit.WaitFor(t, 5*time.Second, "a usable link-local address on "+ifname+" in "+ns, func() bool {
 		out, err := exec.Command("ip", "-n", ns, "-6", "addr", "show", "dev", ifname, "scope", "link").CombinedOutput()
-		if err == nil && strings.Contains(string(out), "inet6 fe80") && !strings.Contains(string(out), "tentative") {
-			return
-		}
-	}
-	t.Fatalf("no usable link-local address on %s in %s", ifname, ns)
+		return err == nil && strings.Contains(string(out), "inet6 fe80") && !strings.Contains(string(out), "tentative")
+	})
 }
 
 // enterNS moves the calling goroutine, locked to its thread, into namespace name; restore moves it back.
@@ -167,17 +166,4 @@ func mustParse(t testing.TB, address, iface string) VIP {
 		t.Fatal(err)
 	}
 	return v
-}
-
-// waitFor polls cond until it is true or within has passed, and returns how long that took.
-func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > within {
-			t.Fatalf("after %v: still not %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
 }

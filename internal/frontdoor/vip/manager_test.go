@@ -10,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/baton-ha/baton/internal/testkit"
 )
 
 // kernelEntry reads v's entry back from the kernel (in the current namespace).
@@ -178,7 +180,7 @@ func TestKernelLifetime(t *testing.T) {
 				if err := m.Add(v, time.Second); err != nil {
 					t.Fatal(err)
 				}
-				took := waitFor(t, 5*time.Second, "expired", func() bool {
+				took := testkit.WaitFor(t, 5*time.Second, "the kernel to expire the VIP", func() bool {
 					ok, err := m.Present(v)
 					return err == nil && !ok
 				})

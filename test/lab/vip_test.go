@@ -1,6 +1,10 @@
-// Package labtest runs Baton with a real VIP in the network-namespace lab
-// (root only): two members and a witness on a bridge, a client namespace
-// that probes VIP:port every 5 ms and watches ARP for a second owner.
+// Package labtest runs Baton with real VIPs in the network-namespace lab
+// (root only): members and a witness on a bridge, and a client namespace that
+// probes VIP:port every 5 ms and watches ARP for a second owner. It covers the
+// faults (kill -9, SIGSTOP, link down, partitions, packet loss that must not
+// cause a failover) over IPv4 and IPv6, active-active VIP spreading, a
+// PostgreSQL group's acknowledged writes across a failover, and `baton demo
+// --vip`.
 package labtest
 
 import (

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/baton-ha/baton/client"
 	"github.com/baton-ha/baton/internal/proctest"
+	"github.com/baton-ha/baton/internal/testkit"
 )
 
 // The Go client against real agents: it dials the owner, loses the
@@ -66,18 +68,11 @@ func TestActiveActiveProcesses(t *testing.T) {
 	slices.Sort(both)
 	waitAA := func(node string, want []string) {
 		t.Helper()
-		deadline := time.Now().Add(liveness)
-		for {
+		testkit.WaitForState(t, liveness, fmt.Sprintf("DNS on %s to answer %v", node, want), func() (bool, string) {
 			got, err := lookup(c, node)
 			slices.Sort(got)
-			if err == nil && slices.Equal(got, want) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("DNS on %s: %v (%v), want %v", node, got, err, want)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return err == nil && slices.Equal(got, want), fmt.Sprintf("answers %v (%v)", got, err)
+		})
 	}
 	for _, n := range []string{"n1", "n2", "w1"} {
 		waitAA(n, both)

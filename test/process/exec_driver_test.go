@@ -12,6 +12,7 @@ import (
 
 	"github.com/baton-ha/baton/internal/proctest"
 	"github.com/baton-ha/baton/internal/quorum"
+	"github.com/baton-ha/baton/internal/testkit"
 )
 
 // A "database" made of one shell script, wired in through the exec driver:
@@ -57,11 +58,10 @@ func TestExecDriverFailover(t *testing.T) {
 	ops := func() string { b, _ := os.ReadFile(filepath.Join(dir, "ops")); return string(b) }
 	waitOps := func(want string) {
 		t.Helper()
-		for deadline := time.Now().Add(liveness); !strings.Contains(ops(), want); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q in the driver's operations:\n%s", want, ops())
-			}
-		}
+		testkit.WaitForState(t, liveness, fmt.Sprintf("%q in the driver's operations", want), func() (bool, string) {
+			o := ops()
+			return strings.Contains(o, want), "operations:\n" + o
+		})
 	}
 	waitOps("promote n1 1")
 	waitOps("follow n2 n1")
@@ -70,7 +70,7 @@ func TestExecDriverFailover(t *testing.T) {
 	}
 	waitOps("promote n2 2")
 	var last quorum.Event
-	for deadline := time.Now().Add(liveness); last.Epoch != 2; time.Sleep(50 * time.Millisecond) {
+	testkit.WaitForState(t, liveness, "the failover in w1's history", func() (bool, string) {
 		out, err := c.Baton("w1", "history", "--json")
 		if err != nil {
 			t.Fatal(err)
@@ -84,10 +84,8 @@ func TestExecDriverFailover(t *testing.T) {
 				last = e
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no failover in the history:\n%s", out)
-		}
-	}
+		return last.Epoch == 2, "history:\n" + out
+	})
 	if last.To != "n2" || last.PrimaryPos != 1000 || last.PromotedPos != 990 || last.LostBytes != 10 {
 		t.Fatalf("failover recorded as %+v; want positions 1000 → 990 and 10 bytes maybe lost", last)
 	}
@@ -99,7 +97,7 @@ func TestExecDriverFailover(t *testing.T) {
 	if o := ops(); strings.Index(o, "fence n1") > strings.Index(o, "follow n1 n2") || !strings.Contains(o, "fence n1") {
 		t.Errorf("the returning old primary was not fenced before it followed:\n%s", o)
 	}
-	for deadline := time.Now().Add(liveness); ; time.Sleep(50 * time.Millisecond) {
+	testkit.WaitForState(t, liveness, "database roles n1 standby and n2 primary", func() (bool, string) {
 		st, err := c.Status("w1")
 		if err != nil {
 			t.Fatal(err)
@@ -108,13 +106,8 @@ func TestExecDriverFailover(t *testing.T) {
 		for _, m := range st.Groups[0].Members {
 			roles[m.Node] = m.DB
 		}
-		if roles["n1"] == "standby" && roles["n2"] == "primary" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("database roles %v, want n1 standby and n2 primary", roles)
-		}
-	}
+		return roles["n1"] == "standby" && roles["n2"] == "primary", fmt.Sprintf("roles %v", roles)
+	})
 }
 
 // sync: on with no synchronous standby recorded: the owner's death promotes
@@ -125,7 +118,7 @@ func TestExecDriverForcedFailover(t *testing.T) {
 	if err := c.Kill("n1"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second)
+	time.Sleep(quiet(t, c)) // long enough for a failover to show
 	st, err := c.Status("w1")
 	if err != nil {
 		t.Fatal(err)
@@ -141,10 +134,11 @@ func TestExecDriverForcedFailover(t *testing.T) {
 	if err != nil || !strings.Contains(out, "forced failover n1 → n2 (epoch 2)") {
 		t.Fatalf("forced failover: %v\n%s", err, out)
 	}
-	hist, err := c.Baton("w1", "history")
-	if err != nil || !strings.Contains(hist, "manual") || !strings.Contains(hist, "allow-data-loss") {
-		t.Fatalf("history does not record the forced failover: %v\n%s", err, hist)
-	}
+	// w1's replica applies the change a moment after the leader answered.
+	testkit.WaitForState(t, liveness, "w1's history to record the forced failover", func() (bool, string) {
+		hist, err := c.Baton("w1", "history")
+		return err == nil && strings.Contains(hist, "manual") && strings.Contains(hist, "allow-data-loss"), fmt.Sprintf("%v\n%s", err, hist)
+	})
 }
 
 // Bad driver input gives a clear error: a missing bin_dir stops the agent at
@@ -179,16 +173,13 @@ func TestDriverBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2 := start2(t, proctest.Spec{GroupExtra: fmt.Sprintf("    driver: {type: exec, commands: {state: [%q], promote: [%q]}}\n", script, script)})
-	for deadline := time.Now().Add(liveness); ; time.Sleep(100 * time.Millisecond) {
+	testkit.WaitForState(t, liveness, "n1's status to show the database error", func() (bool, string) {
 		s, err := c2.Status("n1")
-		if err == nil && strings.Contains(s.Groups[0].DBError, "password authentication failed") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status never showed the database error: %+v %v", s, err)
-		}
-	}
-	time.Sleep(3 * time.Second) // past the startup grace
+		return err == nil && strings.Contains(s.Groups[0].DBError, "password authentication failed"), fmt.Sprintf("%+v %v", s, err)
+	})
+	// Watch past the startup grace (no member takes a group before it) and a
+	// takeover's worth more.
+	time.Sleep(timing(t, c2).StartupGrace + quiet(t, c2))
 	if s, err := c2.Status("w1"); err != nil || s.Groups[0].Owner != "" {
 		t.Fatalf("a member whose database cannot report took the group: %+v (%v)", s.Groups, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/baton-ha/baton/internal/proctest"
+	"github.com/baton-ha/baton/internal/testkit"
 )
 
 // frontDoorSpec: group web with a DNS name and a proxy on every agent; each
@@ -73,21 +74,14 @@ func lookup(c *proctest.Cluster, node string) ([]string, error) {
 // waitDNS polls every node's DNS server until all answer want.
 func waitDNS(t *testing.T, c *proctest.Cluster, want string) {
 	t.Helper()
-	deadline := time.Now().Add(liveness)
 	for _, n := range []string{"n1", "n2", "w1"} {
 		if c.PID(n) == 0 {
 			continue
 		}
-		for {
+		testkit.WaitForState(t, liveness, fmt.Sprintf("DNS on %s to answer [%s]", n, want), func() (bool, string) {
 			got, err := lookup(c, n)
-			if err == nil && len(got) == 1 && got[0] == want {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("DNS on %s answers %v (%v), want [%s]", n, got, err, want)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return err == nil && len(got) == 1 && got[0] == want, fmt.Sprintf("answers %v (%v)", got, err)
+		})
 	}
 }
 
@@ -136,17 +130,10 @@ func TestDNSAndProxyFollowFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Once w1's status shows the new owner, its proxy sends nothing to n1.
-	deadline := time.Now().Add(liveness)
-	for {
+	testkit.WaitForState(t, liveness, "w1 to see n2 own web", func() (bool, string) {
 		st, err := c.Status("w1")
-		if err == nil && st.Groups[0].Owner == "n2" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("w1 never saw n2 own web: %+v %v", st, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return err == nil && st.Groups[0].Owner == "n2", fmt.Sprintf("%+v %v", st, err)
+	})
 	for i := range 20 {
 		who, conn, _, err := viaProxy(c, "w1")
 		if err != nil {

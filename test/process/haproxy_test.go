@@ -20,7 +20,8 @@ func TestHAProxyFollowsTheOwner(t *testing.T) {
 	client := &http.Client{Timeout: time.Second}
 	// onlyFrom waits until `want` answers 10 times in a row (HAProxy marks the
 	// new owner up and the old one down on separate checks, so for a moment
-	// both may be up), then requires every answer for 1 s to come from it.
+	// both may be up), then requires every answer to come from it for as long
+	// as the cluster would need to move the group (quiet).
 	onlyFrom := func(want string) {
 		t.Helper()
 		deadline := time.Now().Add(liveness)
@@ -34,7 +35,7 @@ func TestHAProxyFollowsTheOwner(t *testing.T) {
 				t.Fatalf("HAProxy never sent traffic to %s alone", want)
 			}
 		}
-		for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		for end := time.Now().Add(quiet(t, c)); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 			if got := hp.Get(client); got != "I am "+want {
 				t.Fatalf("HAProxy answered %q while %s owns the group", got, want)
 			}
@@ -73,6 +74,6 @@ func behindHAProxy(t *testing.T, c *proctest.Cluster, inter time.Duration) *proc
 		t.Skip("SKIPPED LOUDLY: " + err.Error() + " (scripts/test installs it as root)")
 	}
 	t.Cleanup(hp.Stop)
-	time.Sleep(500 * time.Millisecond) // HAProxy starts servers up until their first check
+	time.Sleep(10 * inter) // HAProxy counts servers up until their first check
 	return hp
 }

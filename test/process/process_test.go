@@ -1,6 +1,11 @@
-// Package process runs real `baton agent` processes on 127.0.0.x: two
-// members and a witness, faults by signal (kill -9, SIGSTOP/SIGCONT,
-// SIGTERM) and an impostor without the cluster secret.
+// Package process runs real `baton agent` processes on 127.0.0.x (two members
+// and a witness, see internal/proctest) and tests what needs whole agents:
+// faults by signal (kill -9, SIGSTOP/SIGCONT, SIGTERM), an impostor without
+// the cluster secret, the CLI (switchover, maintenance, history, drill), the
+// metrics endpoint, health checks, supervised services, the exec driver, the
+// DNS and proxy front doors, HAProxy in front of the role endpoints, the Go
+// client, and `baton demo`. Windows in which nothing may happen are measured
+// in the cluster's own failure_timeout (see quiet).
 package process
 
 import (
@@ -9,13 +14,18 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/proctest"
+	"github.com/baton-ha/baton/internal/testkit"
 )
 
 var bin string
@@ -27,6 +37,26 @@ func TestMain(m *testing.M) {
 // liveness is a generous bound for things that take well under a second:
 // this is a correctness test on a shared machine, not a benchmark.
 const liveness = 15 * time.Second
+
+// timing is the cluster's effective timing (its profile with the overrides of
+// its cluster section), read from the file proctest wrote for it.
+func timing(t *testing.T, c *proctest.Cluster) core.Timing {
+	t.Helper()
+	cfg, err := config.Load(c.ConfigPath)
+	if err != nil {
+		t.Fatalf("reading the cluster's config %s: %v", c.ConfigPath, err)
+	}
+	return cfg.Timing()
+}
+
+// quiet is how long a test watches for something that must not happen (a
+// failover, a reclaim, a start): five failure timeouts of the cluster's
+// profile. Each of those would follow a lapsed lease: one failure_timeout
+// (plus clock drift), a commit and the takeover, well within two; the rest is
+// room for a loaded shared host. With the default profile that is 2 s.
+func quiet(t *testing.T, c *proctest.Cluster) time.Duration {
+	return 5 * timing(t, c).FailureTimeout
+}
 
 // start starts two members and a witness and waits for n1 (highest
 // priority) to own the group at epoch 1.
@@ -75,7 +105,7 @@ func TestKill9OwnerFailsOver(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second)
+	time.Sleep(quiet(t, c)) // long enough for a reclaim to show
 	st, err := c.Status("n1")
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +125,9 @@ func TestSIGSTOPOwner(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Stay frozen one lease longer than the takeover needed, so that n1 wakes
+	// well past the end of its own lease.
+	time.Sleep(timing(t, c).FailureTimeout)
 	resumed := time.Now()
 	if err := c.Signal("n1", syscall.SIGCONT); err != nil {
 		t.Fatal(err)
@@ -105,7 +137,7 @@ func TestSIGSTOPOwner(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second)
+	time.Sleep(quiet(t, c)) // long enough for the thawed owner to act, if it were going to
 	for _, e := range c.Hooks() {
 		if e.Node == "n1" && e.Role == "active" && e.At.After(resumed) {
 			t.Fatalf("frozen owner acted after SIGCONT: %+v", e)
@@ -152,23 +184,27 @@ func TestSIGTERMHandsOffWithoutLeaseWait(t *testing.T) {
 	if !sawStandby {
 		t.Fatalf("n1 did not run its standby hook before n2 became active: %+v", c.Hooks())
 	}
-	for deadline := time.Now().Add(liveness); ; time.Sleep(50 * time.Millisecond) {
+	testkit.WaitForState(t, liveness, "w1 to see n2 own web at epoch 2", func() (bool, string) {
 		st, err := c.Status("w1")
-		if err == nil && st.Groups[0].Owner == "n2" && st.Groups[0].Epoch == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("w1 sees %+v (%v); want n2@2", st.Groups, err)
-		}
-	}
+		return err == nil && st.Groups[0].Owner == "n2" && st.Groups[0].Epoch == 2, fmt.Sprintf("w1 sees %+v (%v)", st.Groups, err)
+	})
 }
 
 func TestWrongSecretCannotJoin(t *testing.T) {
 	c := start(t, proctest.Spec{})
-	// Replace n2 with an impostor that has everything but the secret.
+	// Replace n2 with an impostor that has everything but the secret. First
+	// let w1 see the real n2 gone, so that whatever counts n2 alive later is
+	// the impostor.
 	if err := c.Kill("n2"); err != nil {
 		t.Fatal(err)
 	}
+	n2Alive := func(st core.Status) bool {
+		return slices.ContainsFunc(st.Nodes, func(n core.NodeStatus) bool { return n.Name == "n2" && n.Alive })
+	}
+	testkit.WaitForState(t, liveness, "w1 to see the killed n2 gone", func() (bool, string) {
+		st, err := c.Status("w1")
+		return err == nil && !n2Alive(st), fmt.Sprintf("%+v (%v)", st.Nodes, err)
+	})
 	bad, err := os.ReadFile(c.ConfigPath)
 	if err != nil {
 		t.Fatal(err)
@@ -183,18 +219,17 @@ func TestWrongSecretCannotJoin(t *testing.T) {
 	if err := c.StartWith("n2", impostorCfg); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second)
-	st, err := c.Status("w1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range st.Nodes {
-		if n.Name == "n2" && n.Alive {
-			t.Fatalf("w1 considers the impostor n2 alive: %+v", n)
-		}
-	}
-	if st.RejectedPackets == 0 || st.RejectedQuorumConns == 0 {
-		t.Fatalf("w1 rejected %d packets and %d quorum connections; want both > 0", st.RejectedPackets, st.RejectedQuorumConns)
+	// Once w1 has refused the impostor's packets and quorum connections, it
+	// has heard from it and must not count it alive.
+	var st core.Status
+	testkit.WaitForState(t, liveness, "w1 to reject the impostor's packets and quorum connections", func() (bool, string) {
+		var err error
+		st, err = c.Status("w1")
+		return err == nil && st.RejectedPackets > 0 && st.RejectedQuorumConns > 0,
+			fmt.Sprintf("rejected %d packets and %d quorum connections (%v)", st.RejectedPackets, st.RejectedQuorumConns, err)
+	})
+	if n2Alive(st) {
+		t.Fatalf("w1 considers the impostor n2 alive: %+v", st.Nodes)
 	}
 	ist, err := c.Status("n2")
 	if err != nil {
@@ -203,11 +238,13 @@ func TestWrongSecretCannotJoin(t *testing.T) {
 	if ist.Applied != 0 || ist.Groups[0].Owner != "" {
 		t.Fatalf("impostor learned the replicated state: applied %d, owner %q", ist.Applied, ist.Groups[0].Owner)
 	}
-	// And it never gets the group, even when the real owner dies.
+	// And it never gets the group, even when the real owner dies: watch past
+	// the impostor's startup grace (had it been let in, it would take no group
+	// before then) and a takeover's worth more.
 	if err := c.Kill("n1"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second)
+	time.Sleep(timing(t, c).StartupGrace + quiet(t, c))
 	for _, e := range c.Hooks() {
 		if e.Node == "n2" && e.Role == "active" {
 			t.Fatalf("impostor became active: %+v", e)
@@ -246,18 +283,14 @@ func TestSwitchoverAndMaintenanceThroughTheCLI(t *testing.T) {
 	if out, err := c.Baton("w1", "maintenance", "on"); err != nil {
 		t.Fatalf("maintenance on: %v\n%s", err, out)
 	}
-	shown := false
-	for deadline := time.Now().Add(liveness); time.Now().Before(deadline) && !shown; time.Sleep(20 * time.Millisecond) {
+	testkit.WaitFor(t, liveness, "n1's status to show maintenance", func() bool {
 		st, err := c.Status("n1")
-		shown = err == nil && st.Maintenance && st.Groups[0].Maintenance
-	}
-	if !shown {
-		t.Fatal("n1's status never showed maintenance")
-	}
+		return err == nil && st.Maintenance && st.Groups[0].Maintenance
+	})
 	if err := c.Kill("n2"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second)
+	time.Sleep(quiet(t, c)) // long enough for a failover to show
 	if st, _ := c.Status("w1"); st.Groups[0].Owner != "n2" {
 		t.Fatalf("failover during maintenance: %+v", st.Groups[0])
 	}
@@ -299,25 +332,21 @@ func TestMetricsEndpoint(t *testing.T) {
 		regexp.MustCompile(`baton_peer_up\{cluster="proctest",node="w1",peer="n1"\} 0\n`),
 		regexp.MustCompile(`baton_heartbeat_packets_received_total\{cluster="proctest",node="w1"\} [1-9]`),
 	}
-	var missing []string
-	for deadline := time.Now().Add(liveness); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	testkit.WaitForState(t, liveness, "w1's /metrics to show the failover", func() (bool, string) {
 		resp, err := http.Get("http://" + c.APIs["w1"] + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		missing = missing[:0]
+		var missing []string
 		for _, re := range want {
 			if !re.Match(b) {
 				missing = append(missing, re.String())
 			}
 		}
-		if len(missing) == 0 {
-			return
-		}
-	}
-	t.Fatalf("/metrics never showed:\n%s", strings.Join(missing, "\n"))
+		return len(missing) == 0, "missing:\n" + strings.Join(missing, "\n")
+	})
 }
 
 // TestFailingChecksHandOff: an exec check fails on the owner only (a file
@@ -338,27 +367,26 @@ func TestFailingChecksHandOff(t *testing.T) {
 		t.Fatalf("n2 active at epoch %d, want 2", e.Epoch)
 	}
 	// w1's replica applies the change a little later: poll.
-	var out string
-	for deadline := time.Now().Add(liveness); ; time.Sleep(50 * time.Millisecond) {
-		out, err = c.Baton("w1", "history", "--json")
-		if err == nil && strings.Contains(out, `"reason": "check"`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("history lacks a check failover: %v\n%s", err, out)
-		}
-	}
+	testkit.WaitForState(t, liveness, "a check failover in w1's history", func() (bool, string) {
+		out, err := c.Baton("w1", "history", "--json")
+		return err == nil && strings.Contains(out, `"reason": "check"`), fmt.Sprintf("%v\n%s", err, out)
+	})
 	// Now n2 fails too: nobody is healthy, n2 keeps the group.
 	if err := os.WriteFile(dir+"/down-n2", nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second)
-	st, err := c.Status("n2")
-	if err != nil {
-		t.Fatal(err)
+	everyoneDown := func() (bool, string) {
+		st, err := c.Status("n2")
+		if err != nil {
+			return false, err.Error()
+		}
+		g := st.Groups[0]
+		return g.Owner == "n2" && !g.Healthy && strings.Contains(g.Note, "no member is healthy"), fmt.Sprintf("%+v", g)
 	}
-	if g := st.Groups[0]; g.Owner != "n2" || g.Healthy || !strings.Contains(g.Note, "no member is healthy") {
-		t.Fatalf("with every member unhealthy: %+v", g)
+	testkit.WaitForState(t, liveness, "n2's status to say no member is healthy", everyoneDown)
+	time.Sleep(quiet(t, c)) // long enough for a handoff to show
+	if ok, g := everyoneDown(); !ok {
+		t.Fatalf("with every member unhealthy, n2 should keep the group and say why: %s", g)
 	}
 }
 
@@ -382,8 +410,16 @@ func TestDemoRunsToCompletion(t *testing.T) {
 // started is gone and its temporary directory is removed.
 func TestDemoCtrlCLeavesNothing(t *testing.T) {
 	cmd := exec.Command(bin, "demo")
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
+	// The demo's output goes to a file, which the test can read while the demo
+	// writes to it.
+	outPath := filepath.Join(t.TempDir(), "demo.out")
+	outFile, err := os.Create(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outFile.Close()
+	output := func() string { b, _ := os.ReadFile(outPath); return string(b) }
+	cmd.Stdout, cmd.Stderr = outFile, outFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -391,16 +427,14 @@ func TestDemoCtrlCLeavesNothing(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 	dirRE := regexp.MustCompile(`/tmp/baton-demo-[0-9]+`)
 	var dir string
-	for deadline := time.Now().Add(liveness); dir == ""; time.Sleep(50 * time.Millisecond) {
+	t.Cleanup(func() { cmd.Process.Kill() }) // if the test fails before Ctrl-C; a no-op after
+	testkit.WaitForState(t, liveness, "the demo to start its agents", func() (bool, string) {
 		// The agents' command lines name the demo's directory.
 		if b, err := exec.Command("pgrep", "-af", "baton-demo-").Output(); err == nil {
 			dir = dirRE.FindString(string(b))
 		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("demo started no agents:\n%s", out.String())
-		}
-	}
+		return dir != "", "demo output:\n" + output()
+	})
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
@@ -408,12 +442,13 @@ func TestDemoCtrlCLeavesNothing(t *testing.T) {
 	case <-done:
 	case <-time.After(liveness):
 		cmd.Process.Kill()
-		t.Fatalf("demo did not stop on Ctrl-C:\n%s", out.String())
+		t.Fatalf("demo did not stop on Ctrl-C:\n%s", output())
 	}
-	time.Sleep(500 * time.Millisecond)
-	if b, err := exec.Command("pgrep", "-af", dir).Output(); err == nil && len(b) > 0 {
-		t.Errorf("processes left behind after Ctrl-C:\n%s", b)
-	}
+	// The agents get their signal as the demo exits; give them a moment to go.
+	testkit.WaitForState(t, 5*time.Second, "the demo's agents to exit after Ctrl-C", func() (bool, string) {
+		b, err := exec.Command("pgrep", "-af", dir).Output()
+		return err != nil || len(b) == 0, "left behind:\n" + string(b)
+	})
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("demo directory %s left behind (%v)", dir, err)
 	}

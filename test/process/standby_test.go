@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/proctest"
+	"github.com/baton-ha/baton/internal/testkit"
 )
 
 // svcScript writes a supervised service that logs each start to starts.log,
@@ -58,12 +59,7 @@ func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	for deadline := time.Now().Add(liveness); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if !alive(pid) {
-			return
-		}
-	}
-	t.Fatalf("process %d still running", pid)
+	testkit.WaitFor(t, liveness, fmt.Sprintf("process %d to exit", pid), func() bool { return !alive(pid) })
 }
 
 func TestColdTakeoverStartsTheServiceOnceAndNoOrphans(t *testing.T) {
@@ -91,10 +87,16 @@ func TestColdTakeoverStartsTheServiceOnceAndNoOrphans(t *testing.T) {
 		t.Fatalf("n2 started its service %d times, want once: %v", len(s["n2"]), s)
 	}
 	// The restarted agent finds nothing left over and does not start the cold service.
+	restarted := time.Now()
 	if err := c.Start("n1"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second)
+	if _, err := c.WaitHook(liveness, func(e proctest.HookEvent) bool {
+		return e.Node == "n1" && e.Role == "standby" && e.At.After(restarted)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(quiet(t, c)) // long enough for a wrong start to show
 	if s := starts(dir); len(s["n1"]) != 1 {
 		t.Fatalf("restarted n1 (standby, cold) started its service: %v", s)
 	}
@@ -112,15 +114,10 @@ func TestServiceThatNeverGetsHealthyPassesTheGroupOn(t *testing.T) {
 			t.Fatalf("n1 ran its active hook although its service never became healthy: %+v", h)
 		}
 	}
-	for deadline := time.Now().Add(liveness); ; time.Sleep(50 * time.Millisecond) {
+	testkit.WaitForState(t, liveness, `the history to say why ("reason": "start")`, func() (bool, string) {
 		out, err := c.Baton("w1", "history", "--json")
-		if err == nil && strings.Contains(out, `"reason": "start"`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("history does not say why: %v\n%s", err, out)
-		}
-	}
+		return err == nil && strings.Contains(out, `"reason": "start"`), fmt.Sprintf("%v\n%s", err, out)
+	})
 	// n1 stopped its service when it gave the group up (cold).
 	for _, pid := range starts(dir)["n1"] {
 		waitGone(t, pid)
@@ -150,15 +147,10 @@ func TestCrashLoopingServiceMakesItsNodeUnhealthy(t *testing.T) {
 	if _, err := c.WaitHook(liveness, func(e proctest.HookEvent) bool { return e.Node == "n2" && e.Role == "active" }); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(liveness); ; time.Sleep(100 * time.Millisecond) {
+	testkit.WaitForState(t, liveness, "n1 with a crash-looping service to be unhealthy, n2 owning web", func() (bool, string) {
 		st, err := c.Status("n1")
-		if err == nil && !st.Groups[0].Healthy && st.Groups[0].Owner == "n2" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("n1 with a crash-looping service: %+v %v", st.Groups, err)
-		}
-	}
+		return err == nil && !st.Groups[0].Healthy && st.Groups[0].Owner == "n2", fmt.Sprintf("%+v %v", st.Groups, err)
+	})
 	if n := len(starts(dir)["n1"]); n < 2 {
 		t.Fatalf("n1's service started %d times; want restarts before giving up", n)
 	}

@@ -14,7 +14,8 @@ const state = {
   history: new Map(),// seq → history entry
   connected: false,
   lostAt: null,
-  windowMs: DAY,
+  windowMs: DAY,     // the window ending now; or
+  range: null,       // {from, to}: a range dragged on the strip, or "fit"
 };
 
 const $ = (id) => document.getElementById(id);
@@ -216,8 +217,9 @@ function unitsHTML(g) {
 
 function renderGroups(st) {
   const unlocked = !!token();
-  document.querySelectorAll(".actions-only").forEach((e) => { e.hidden = !unlocked; });
-  if (unlocked) $("cluster-maint").textContent = st.maintenance ? "End cluster maintenance…" : "Cluster maintenance…";
+  // Without a token the action buttons are not in the page at all.
+  $("cluster-actions").innerHTML = unlocked ? `<button type="button" id="cluster-maint" data-action="maintenance" data-group="">${
+    st.maintenance ? "End cluster maintenance…" : "Cluster maintenance…"}</button>` : "";
   const keep = {}; // the switchover target each group's menu shows, kept across renders
   document.querySelectorAll("select[data-target-for]").forEach((s) => { keep[s.dataset.targetFor] = s.value; });
   $("groups").innerHTML = st.groups.map((g) => {
@@ -296,18 +298,32 @@ function fmtTime(ms) {
   return (sameDay ? "" : d.toLocaleDateString() + " ") + d.toLocaleTimeString([], {hour12: false}) + "." + String(d.getMilliseconds()).padStart(3, "0");
 }
 
-function renderTimeline() {
+// timeWindow is the span the timeline shows: never more than the last 24 h.
+function timeWindow() {
   const now = Date.now();
-  const from = now - state.windowMs;
-  const entries = [...state.history.values()].filter((e) => e.time_unix_ms >= from && e.time_unix_ms >= now - DAY)
+  if (state.range === "fit") {
+    const times = [...state.history.values()].map((e) => e.time_unix_ms).filter((t) => t >= now - DAY);
+    const first = times.length ? Math.min(...times) : now - 60000;
+    const span = Math.max(10000, now - first);
+    return {from: Math.max(now - DAY, first - span * 0.05), to: now, live: true};
+  }
+  if (state.range) return {from: Math.max(now - DAY, state.range.from), to: state.range.to, live: false};
+  return {from: now - state.windowMs, to: now, live: true};
+}
+
+function renderTimeline() {
+  const w = timeWindow();
+  const span = Math.max(1, w.to - w.from);
+  const entries = [...state.history.values()].filter((e) => e.time_unix_ms >= w.from && e.time_unix_ms <= w.to)
     .sort((a, b) => b.seq - a.seq);
-  $("axis-from").textContent = fmtTime(from);
-  $("strip").innerHTML = entries.map((e) => {
-    const x = ((e.time_unix_ms - from) / state.windowMs * 100).toFixed(2);
+  $("axis-from").textContent = fmtTime(w.from);
+  $("axis-to").textContent = w.live ? "now" : fmtTime(w.to);
+  $("strip-marks").innerHTML = entries.map((e) => {
+    const x = ((e.time_unix_ms - w.from) / span * 100).toFixed(2);
     return `<span class="mark ${esc(e.reason)}" style-left="${x}" title="${esc(fmtTime(e.time_unix_ms) + " " + e.group + ": " + (e.from || "—") + " → " + (e.to || "—") + " (" + e.reason + ")")}"></span>`;
   }).join("");
   // CSP forbids style attributes in markup; set positions through the CSSOM.
-  $("strip").querySelectorAll(".mark").forEach((m) => { m.style.left = m.getAttribute("style-left") + "%"; });
+  $("strip-marks").querySelectorAll(".mark").forEach((m) => { m.style.left = m.getAttribute("style-left") + "%"; });
   const total = (e) => (e.detect_ms || 0) + (e.decide_ms || 0) + (e.takeover_ms || 0);
   const longest = Math.max(1, ...entries.map(total));
   $("timeline").innerHTML = entries.map((e) => {
@@ -410,14 +426,48 @@ function syncToken() {
   render();
 }
 
-function setWindow(ms) {
-  state.windowMs = ms;
-  $("window").value = String(ms);
+function setWindow(v) {
+  state.range = v === "fit" ? "fit" : null;
+  if (v !== "fit") state.windowMs = Number(v);
+  $("window").value = String(v);
   renderTimeline();
 }
-$("window").addEventListener("change", () => setWindow(Number($("window").value)));
-$("zoom-in").addEventListener("click", () => { const i = $("window").selectedIndex; if (i > 0) setWindow(Number($("window").options[i - 1].value)); });
-$("zoom-out").addEventListener("click", () => { const s = $("window"); if (s.selectedIndex < s.options.length - 1) setWindow(Number(s.options[s.selectedIndex + 1].value)); });
+const presets = () => [...$("window").options].map((o) => o.value).filter((v) => /^\d+$/.test(v)).map(Number);
+// Zooming steps through the presets around the span shown now.
+function zoom(dir) {
+  const w = timeWindow(), span = w.to - w.from, p = presets();
+  const next = dir < 0 ? [...p].reverse().find((v) => v < span * 0.99) : p.find((v) => v > span * 1.01);
+  if (next) setWindow(next);
+}
+$("window").addEventListener("change", () => setWindow($("window").value));
+$("zoom-in").addEventListener("click", () => zoom(-1));
+$("zoom-out").addEventListener("click", () => zoom(1));
+
+// Drag across the strip to zoom into that range.
+(() => {
+  const strip = $("strip"), sel = $("strip-sel");
+  let x0 = null;
+  const frac = (ev) => { const r = strip.getBoundingClientRect(); return Math.min(1, Math.max(0, (ev.clientX - r.left) / r.width)); };
+  strip.addEventListener("pointerdown", (ev) => { x0 = frac(ev); strip.setPointerCapture(ev.pointerId); });
+  strip.addEventListener("pointermove", (ev) => {
+    if (x0 === null) return;
+    const x1 = frac(ev);
+    sel.hidden = false;
+    sel.style.left = (Math.min(x0, x1) * 100) + "%";
+    sel.style.width = (Math.abs(x1 - x0) * 100) + "%";
+  });
+  strip.addEventListener("pointerup", (ev) => {
+    const x1 = frac(ev);
+    sel.hidden = true;
+    if (x0 !== null && Math.abs(x1 - x0) > 0.01) {
+      const w = timeWindow(), span = w.to - w.from;
+      state.range = {from: w.from + Math.min(x0, x1) * span, to: w.from + Math.max(x0, x1) * span};
+      $("window").value = "custom";
+      renderTimeline();
+    }
+    x0 = null;
+  });
+})();
 
 // The lease bars move every frame; banners and "last heard" twice a second.
 function frame() { updateLeases(); requestAnimationFrame(frame); }

@@ -186,8 +186,10 @@ function checksHTML(g) {
     return g.role ? '<p class="muted">No health checks: always healthy.</p>' : "";
   }
   return `<ul class="checks" aria-label="health checks on ${esc(state.status.node)}">` + g.checks.map((c) => {
-    const last = c.last || {};
-    const detail = !last.ok && last.detail ? ` <span class="detail">— ${esc(last.detail)}</span>` : "";
+    const last = c.last || {}, fail = c.last_failure;
+    let detail = "";
+    if (!last.ok && last.detail) detail = ` <span class="detail">— ${esc(last.detail)}</span>`;
+    else if (fail && fail.detail) detail = ` <span class="detail">— last failure${fail.at ? " " + esc(fmtTime(Date.parse(fail.at))) : ""}: ${esc(fail.detail)}</span>`;
     const flaps = c.falls ? ` <span class="muted">(${c.falls} failure${c.falls > 1 ? "s" : ""} since start)</span>` : "";
     return `<li>${c.healthy ? '<span class="pill ok">✓ pass</span>' : '<span class="pill bad">✗ fail</span>'}
       <code>${esc(c.name)}</code>${detail}${flaps}</li>`;

@@ -248,6 +248,44 @@ func (c *Cluster) Stop() {
 	}
 }
 
+// TB is the part of testing.TB that Start needs (this package is linked into
+// the product's demo, so it does not import testing).
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	Failed() bool
+	TempDir() string
+}
+
+// Start writes spec's cluster under t's temporary directory and starts every
+// node. When the test ends the agents are killed, and if it failed the tail
+// of each agent's log is printed.
+func Start(t TB, bin string, spec Spec) *Cluster {
+	t.Helper()
+	c, err := New(bin, t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Stop()
+		if t.Failed() {
+			for n := range c.Addrs {
+				b, _ := os.ReadFile(filepath.Join(c.Dir, n+".log"))
+				if len(b) > 3000 {
+					b = b[len(b)-3000:]
+				}
+				t.Logf("=== %s.log (tail) ===\n%s", n, b)
+			}
+		}
+	})
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // HookEvent is one line of the hook log.
 type HookEvent struct {
 	At                 time.Time

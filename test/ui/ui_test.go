@@ -42,32 +42,18 @@ func TestMain(m *testing.M) {
 // shared machine, not a benchmark.
 const liveness = 15 * time.Second
 
-func startCluster(t *testing.T) *proctest.Cluster {
+// startCluster starts n1, n2 (members of group web) and the witness w1. The
+// group's check fails on a node while flags/fail-<node> exists.
+func startCluster(t *testing.T) (c *proctest.Cluster, flags string) {
 	t.Helper()
-	c, err := proctest.New(bin, t.TempDir(), proctest.Spec{Members: []string{"n1", "n2"}, Witness: "w1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Stop()
-		if t.Failed() {
-			for n := range c.Addrs {
-				b, _ := os.ReadFile(filepath.Join(c.Dir, n+".log"))
-				s := string(b)
-				if len(s) > 3000 {
-					s = s[len(s)-3000:]
-				}
-				t.Logf("=== %s.log (tail) ===\n%s", n, s)
-			}
-		}
-	})
-	if err := c.StartAll(); err != nil {
-		t.Fatal(err)
-	}
+	flags = t.TempDir()
+	script := fmt.Sprintf(`if [ -e %s/fail-$BATON_NODE ]; then echo "flag file says fail"; exit 1; fi`, flags)
+	c = proctest.Start(t, bin, proctest.Spec{Members: []string{"n1", "n2"}, Witness: "w1",
+		GroupExtra: fmt.Sprintf("    checks: [{type: exec, command: [/bin/sh, -c, %q], interval: 100ms, rise: 1}]\n", script)})
 	if owner, epoch, err := c.WaitOwner("w1", liveness); err != nil || owner != "n1" || epoch != 1 {
 		t.Fatalf("initial owner %s@%d (%v), want n1@1", owner, epoch, err)
 	}
-	return c
+	return c, flags
 }
 
 // browser starts headless Chromium with the flags a closed network needs
@@ -141,7 +127,7 @@ func screenshot(t *testing.T, ctx context.Context, path string) {
 
 func TestDashboardFollowsFailoverAndSwitchesOver(t *testing.T) {
 	ctx := browser(t) // skips without chromium, before starting a cluster
-	c := startCluster(t)
+	c, flags := startCluster(t)
 	shots := t.TempDir()
 
 	// The page is served by the witness, which survives the owner's death.
@@ -265,11 +251,28 @@ func TestDashboardFollowsFailoverAndSwitchesOver(t *testing.T) {
 		t.Logf("wrote docs/dashboard.png")
 	}
 
-	// On a phone-sized screen nothing sticks out sideways (tables scroll in
-	// their own boxes).
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile)); err != nil {
+	// The standby's own page shows its check failing with the probe's
+	// output, and keeps that detail once the check passes again.
+	fail := filepath.Join(flags, "fail-n2")
+	if err := os.WriteFile(fail, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+c.APIs["n2"]+"/ui/")); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, ctx, liveness, "n2's check failing with its detail",
+		`(() => { const c = document.querySelector('article[data-group="web"] .checks'); return c && c.innerText.includes("✗ fail") && c.innerText.includes("flag file says fail"); })()`)
+	os.Remove(fail)
+	poll(t, ctx, liveness, "n2's check passing with the last failure kept",
+		`(() => { const c = document.querySelector('article[data-group="web"] .checks'); return c && c.innerText.includes("✓ pass") && c.innerText.includes("last failure") && c.innerText.includes("flag file says fail"); })()`)
+
+	// On a phone-sized screen nothing sticks out sideways (tables scroll in
+	// their own boxes).
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+c.APIs["n1"]+"/ui/"),
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile)); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, ctx, 5*time.Second, "the group on the phone", `document.getElementById("owner-web")?.textContent === "n1"`)
 	poll(t, ctx, 5*time.Second, "a page no wider than a 390 px phone", `document.documentElement.scrollWidth <= window.innerWidth + 1`)
 	screenshot(t, ctx, filepath.Join(shots, "phone.png"))
 
@@ -282,6 +285,7 @@ func TestDashboardFollowsFailoverAndSwitchesOver(t *testing.T) {
 	}
 	poll(t, ctx, liveness, "the partition banner on n1", `document.getElementById("banner-partition") !== null`)
 	poll(t, ctx, liveness, "the no-leader banner on n1", `document.getElementById("banner-leader") !== null`)
+	screenshot(t, ctx, filepath.Join(shots, "partitioned-phone.png"))
 }
 
 // heartbeatRTT reads the mean heartbeat round-trip time a node measured
@@ -322,7 +326,7 @@ func meanRTT(t *testing.T, api string, d time.Duration) time.Duration {
 // signals one hub, which snapshots at most every 100 ms whatever the number
 // of streams.
 func TestManyStreamsCostNoHeartbeatDelay(t *testing.T) {
-	c := startCluster(t)
+	c, _ := startCluster(t)
 	api := c.APIs["n1"] // the owner: it streams the most (lease renewals)
 	const window = 3 * time.Second
 	base := meanRTT(t, api, window)

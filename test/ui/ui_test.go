@@ -29,9 +29,18 @@ import (
 )
 
 var (
-	bin  string
-	docs = flag.Bool("ui.docs", false, "also write the after-failover screenshot to docs/dashboard.png")
+	bin   string
+	docs  = flag.Bool("ui.docs", false, "also write the owner's view after the failover and switchover to docs/dashboard.png")
+	shots = flag.String("ui.shots", "", "keep the screenshots in this directory (default: the test's temporary directory)")
 )
+
+// shotsDir is where a test's screenshots go.
+func shotsDir(t *testing.T) string {
+	if *shots != "" {
+		return *shots
+	}
+	return t.TempDir()
+}
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -128,7 +137,7 @@ func screenshot(t *testing.T, ctx context.Context, path string) {
 func TestDashboardFollowsFailoverAndSwitchesOver(t *testing.T) {
 	ctx := browser(t) // skips without chromium, before starting a cluster
 	c, flags := startCluster(t)
-	shots := t.TempDir()
+	shots := shotsDir(t)
 
 	// The page is served by the witness, which survives the owner's death.
 	url := "http://" + c.APIs["w1"] + "/ui/"

@@ -246,7 +246,7 @@ function renderGroups(st) {
       <button type="button" data-action="switchover" data-group="${esc(g.name)}">Switchover…</button>
       <button type="button" data-action="maintenance" data-group="${esc(g.name)}" data-on="${!g.maintenance}">${g.maintenance ? "End maintenance…" : "Maintenance…"}</button>
     </div>` : "";
-    return `<article class="group" data-group="${esc(g.name)}" aria-labelledby="g-${esc(g.name)}">
+    return `<article class="group${g.sync_mode || aa ? " wide" : ""}" data-group="${esc(g.name)}" aria-labelledby="g-${esc(g.name)}">
       <div class="group-head"><h3 id="g-${esc(g.name)}">${esc(g.name)}</h3><div class="badges">${badges}</div></div>
       <p class="owner-line">Owner: <span class="owner" id="owner-${esc(g.name)}">${esc(owner || "none")}</span>
         · epoch <span class="epoch" id="epoch-${esc(g.name)}">${g.epoch}</span>${g.handoff_to ? ` · handing off to ${esc(g.handoff_to)}` : ""}</p>

@@ -362,6 +362,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		after = n
 	}
 	rc := http.NewResponseController(w)
+	// The deadlines below are per write; the server sets none of its own, so
+	// clear ours before the connection may serve another request.
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 	// Subscribe before reading the backlog so that nothing falls between
 	// the two; an entry in both is sent twice with the same id, harmlessly.
 	c := s.hub.subscribe()

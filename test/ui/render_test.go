@@ -106,6 +106,26 @@ func TestDashboardShowsDataAwareAndActiveActiveGroups(t *testing.T) {
 	poll(t, ctx, 5*time.Second, "the timeline entry's phases and possible loss",
 		`(() => { const e = document.querySelector('#timeline .timeline-entry[data-seq="1"]')?.innerText ?? ""; return e.includes("detect 420 ms · decide 12 ms · takeover 180 ms") && e.includes("may have lost 4.0 KiB"); })()`)
 
+	// A refused action shows the API's error as it came.
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("token-input"), "not-the-token"),
+		chromedp.Click(chromedp.CSS(`#token-form button[type="submit"]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, ctx, 5*time.Second, "the switchover button", `document.querySelector('button[data-action="switchover"][data-group="db"]') !== null`)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[data-action="switchover"][data-group="db"]`))); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, ctx, 5*time.Second, "the confirmation", `document.getElementById("confirm").open`)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("confirm-ok"))); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, ctx, 5*time.Second, "the API's refusal", `document.querySelector(".result.error #result-body")?.textContent.startsWith("403") && document.getElementById("result-body").textContent.includes("mutations are disabled")`)
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("result-close")), chromedp.Click(chromedp.ID("token-clear"))); err != nil {
+		t.Fatal(err)
+	}
+
 	// Dark mode follows the system.
 	light := eval[string](t, ctx, `getComputedStyle(document.body).backgroundColor`)
 	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{

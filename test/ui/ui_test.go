@@ -228,6 +228,22 @@ func TestDashboardFollowsFailoverAndSwitchesOver(t *testing.T) {
 		t.Errorf("/v1/status after the switchover: owner %v (%v), want n1", st.Groups, err)
 	}
 
+	// Maintenance on and off for the group, each confirmed, each answered.
+	for _, on := range []bool{true, false} {
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("result-close")),
+			chromedp.Click(chromedp.CSS(`button[data-action="maintenance"][data-group="web"]`))); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, ctx, 5*time.Second, "the maintenance confirmation", `document.getElementById("confirm").open`)
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("confirm-ok"))); err != nil {
+			t.Fatal(err)
+		}
+		poll(t, ctx, liveness, "the API's answer to maintenance", fmt.Sprintf(
+			`document.getElementById("result-body")?.textContent.startsWith("200") && document.getElementById("result-body").textContent.includes('"maintenance": %v')`, on))
+		poll(t, ctx, 5*time.Second, fmt.Sprintf("the group's maintenance badge %v", on), fmt.Sprintf(
+			`document.querySelector('article[data-group="web"]').innerText.includes("🔧 maintenance") === %v`, on))
+	}
+
 	// Locking again removes the buttons.
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("token-clear"))); err != nil {
 		t.Fatal(err)

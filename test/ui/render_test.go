@@ -114,6 +114,9 @@ func TestDashboardShowsDataAwareAndActiveActiveGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll(t, ctx, 5*time.Second, "the switchover button", `document.querySelector('button[data-action="switchover"][data-group="db"]') !== null`)
+	// An active-active group moves unit by unit: a button per unit, none for the group.
+	poll(t, ctx, 5*time.Second, "a switchover button per unit",
+		`document.querySelector('button[data-action="switchover"][data-group="edge[1]"]') !== null && document.querySelector('button[data-action="switchover"][data-group="edge"]') === null`)
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`button[data-action="switchover"][data-group="db"]`))); err != nil {
 		t.Fatal(err)
 	}

@@ -210,11 +210,22 @@ function membersHTML(g) {
   return `<div class="scroll"><table class="grid members">${head}${rows}</table></div>`;
 }
 
-function unitsHTML(g) {
-  return `<div class="scroll"><table class="grid units"><tr><th scope="col">Unit</th><th scope="col">VIP</th><th scope="col">Owner</th><th scope="col">Epoch</th><th scope="col">Lease here</th></tr>` +
+// switchoverHTML is the target menu and button for a group or, in an
+// active-active group, one unit (each unit moves on its own).
+function switchoverHTML(name, members, owner) {
+  return `<label for="to-${esc(name)}">Switch ${esc(name)} over to</label>
+    <select id="to-${esc(name)}" data-target-for="${esc(name)}"><option value="">best standby</option>${
+      members.filter((m) => m.node !== owner).map((m) => `<option>${esc(m.node)}</option>`).join("")}</select>
+    <button type="button" data-action="switchover" data-group="${esc(name)}">Switchover…</button>`;
+}
+
+function unitsHTML(g, unlocked) {
+  return `<div class="scroll"><table class="grid units"><tr><th scope="col">Unit</th><th scope="col">VIP</th><th scope="col">Owner</th><th scope="col">Epoch</th><th scope="col">Lease here</th>${
+    unlocked ? '<th scope="col">Action</th>' : ""}</tr>` +
     g.units.map((u) => `<tr><th scope="row">${esc(u.name)}</th><td>${esc(u.vip || "—")}</td>
       <td class="owner" id="owner-${esc(u.name)}">${esc(u.owner || "none")}</td><td>${u.epoch}</td>
-      <td>${u.role === "active" ? leaseHTML(u.name, u.lease_remaining_ms) : "—"}</td></tr>`).join("") + "</table></div>";
+      <td>${u.role === "active" ? leaseHTML(u.name, u.lease_remaining_ms) : "—"}</td>${
+        unlocked ? `<td class="group-actions">${switchoverHTML(u.name, g.members, u.owner)}</td>` : ""}</tr>`).join("") + "</table></div>";
 }
 
 function renderGroups(st) {
@@ -240,10 +251,7 @@ function renderGroups(st) {
         : `<p class="muted">Lease: counted by its owner${g.owner ? ` (see <a href="http://${esc(apiOf(st, g.owner))}/ui/">${esc(g.owner)}'s dashboard</a>)` : ""}.</p>`;
     }
     const actions = unlocked ? `<div class="group-actions">
-      <label for="to-${esc(g.name)}">Switch over to</label>
-      <select id="to-${esc(g.name)}" data-target-for="${esc(g.name)}"><option value="">best standby</option>${
-        g.members.filter((m) => m.node !== g.owner).map((m) => `<option>${esc(m.node)}</option>`).join("")}</select>
-      <button type="button" data-action="switchover" data-group="${esc(g.name)}">Switchover…</button>
+      ${aa ? "" : switchoverHTML(g.name, g.members, g.owner)}
       <button type="button" data-action="maintenance" data-group="${esc(g.name)}" data-on="${!g.maintenance}">${g.maintenance ? "End maintenance…" : "Maintenance…"}</button>
     </div>` : "";
     return `<article class="group${g.sync_mode || aa ? " wide" : ""}" data-group="${esc(g.name)}" aria-labelledby="g-${esc(g.name)}">
@@ -253,7 +261,7 @@ function renderGroups(st) {
       ${g.note ? `<p class="note">ℹ ${esc(g.note)}</p>` : ""}
       ${g.db_error ? `<p class="note">⚠ database on ${esc(st.node)}: ${esc(g.db_error)}</p>` : ""}
       ${lease}
-      ${aa ? unitsHTML(g) : ""}
+      ${aa ? unitsHTML(g, unlocked) : ""}
       ${membersHTML(g)}
       ${g.sync_mode ? `<p>Synchronous standby: <strong>${esc((g.sync || []).join(", ") || "none")}</strong></p>` : ""}
       ${checksHTML(g)}

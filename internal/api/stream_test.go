@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/agent"
+	"github.com/baton-ha/baton/internal/health"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
@@ -379,5 +380,69 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 		if time.Now().After(end) {
 			t.Fatalf("not %s within %v", what, d)
 		}
+	}
+}
+
+// Which changes are worth a status frame at once, and which the page
+// follows by itself (clocks) or gets with the once-a-second refresh.
+func TestStreamSendsStatusOnViewChangesOnly(t *testing.T) {
+	b := newStreamBackend(t)
+	b.st.Groups[0].LeaseMs = 400
+	b.st.Groups[0].Checks = []health.CheckState{{Name: "tcp[0]", Healthy: true, Last: health.Result{OK: true, Detail: "ok", Took: time.Millisecond}}}
+	b.st.Nodes[1].LastSeenMs = 10
+	s := &snapshotter{events: map[uint64]quorum.Event{}}
+	ctx := t.Context()
+	take := func() bool {
+		t.Helper()
+		frames, err := s.take(ctx, b, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(frames) > 0
+	}
+	if !take() {
+		t.Fatal("the first snapshot sent no status")
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(st *agent.Status)
+		send bool
+	}{
+		{"nothing changed", func(*agent.Status) {}, false},
+		{"last heard, generated, applied index", func(st *agent.Status) {
+			st.Nodes[1].LastSeenMs, st.Generated, st.Applied = 40, time.Now(), st.Applied+5
+		}, false},
+		{"a probe ran again (took, at, consecutive)", func(st *agent.Status) {
+			st.Groups[0].Checks = []health.CheckState{{Name: "tcp[0]", Healthy: true, Consecutive: 9,
+				Last: health.Result{OK: true, Detail: "ok", Took: 3 * time.Millisecond, At: time.Now()}}}
+		}, false},
+		{"a member row appeared", func(st *agent.Status) { st.Groups[0].Members = []agent.MemberStatus{{Node: "n1", Pos: 99, LagB: 3}} }, true},
+		{"only the position moved again", func(st *agent.Status) { st.Groups[0].Members[0].Pos, st.Groups[0].Members[0].LagB = 200, 7 }, false},
+		{"a check failed", func(st *agent.Status) {
+			st.Groups[0].Checks = []health.CheckState{{Name: "tcp[0]", Healthy: false, Last: health.Result{Detail: "refused"}}}
+		}, true},
+		{"a peer died", func(st *agent.Status) { st.Nodes[1].Alive = false }, true},
+		{"the owner changed", func(st *agent.Status) { st.Groups[0].Owner, st.Groups[0].Epoch = "n2", 2 }, true},
+		{"the lease was renewed", func(st *agent.Status) { st.Groups[0].LeaseMs = 400 + 2*leaseSlack.Milliseconds() }, true},
+		{"maintenance", func(st *agent.Status) { st.Groups[0].Maintenance = true }, true},
+		{"no leader", func(st *agent.Status) { st.Leader = "" }, true},
+	} {
+		b.change(func(b *streamBackend) { tc.edit(&b.st) })
+		if got := take(); got != tc.send {
+			t.Errorf("%s: status sent %v, want %v", tc.name, got, tc.send)
+		}
+	}
+	// A lease that counts down as the last frame said sends nothing; one
+	// that stops short of that (renewed, or lost early) does.
+	b.change(func(b *streamBackend) { b.st.Groups[0].LeaseMs = 400 })
+	take()
+	time.Sleep(50 * time.Millisecond)
+	b.change(func(b *streamBackend) { b.st.Groups[0].LeaseMs = 350 })
+	if take() {
+		t.Error("a lease counting down as expected sent a status")
+	}
+	b.change(func(b *streamBackend) { b.st.Groups[0].LeaseMs = 0 })
+	if !take() {
+		t.Error("a lease lost early sent no status")
 	}
 }

@@ -125,6 +125,7 @@ func TestDashboardShowsDataAwareAndActiveActiveGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll(t, ctx, 5*time.Second, "the API's refusal", `document.querySelector(".result.error #result-body")?.textContent.startsWith("403") && document.getElementById("result-body").textContent.includes("mutations are disabled")`)
+	screenshot(t, ctx, filepath.Join(shotsDir(t), "refused-action.png"))
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("result-close")), chromedp.Click(chromedp.ID("token-clear"))); err != nil {
 		t.Fatal(err)
 	}

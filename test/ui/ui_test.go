@@ -243,7 +243,7 @@ func TestDashboardFollowsFailoverAndSwitchesOver(t *testing.T) {
 		poll(t, ctx, liveness, "the API's answer to maintenance", fmt.Sprintf(
 			`document.getElementById("result-body")?.textContent.startsWith("200") && document.getElementById("result-body").textContent.includes('"maintenance": %v')`, on))
 		poll(t, ctx, 5*time.Second, fmt.Sprintf("the group's maintenance badge %v", on), fmt.Sprintf(
-			`document.querySelector('article[data-group="web"]').innerText.includes("🔧 maintenance") === %v`, on))
+			`document.querySelector('article[data-group="web"]').innerText.includes("⚙ maintenance") === %v`, on))
 	}
 
 	// Locking again removes the buttons.

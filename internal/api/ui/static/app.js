@@ -112,7 +112,7 @@ function renderBanners() {
         ${Math.round((performance.now() - state.statusAt) / 1000)} s</strong>: the agent may be overloaded or frozen.</div>`);
     }
     if (st.maintenance) {
-      out.push(`<div class="banner warn" id="banner-maint"><strong>🔧 Cluster-wide maintenance</strong>: automatic
+      out.push(`<div class="banner warn" id="banner-maint"><strong>⚙ Cluster-wide maintenance</strong>: automatic
         failover is paused for every group.</div>`);
     }
   }
@@ -152,7 +152,7 @@ function renderNodes(st) {
     <td class="last-heard">${esc(lastHeard(n))}</td>
     <td class="muted">${esc(n.address)}</td></tr>`).join("");
   const flags = [];
-  if (st.maintenance) flags.push('<span class="pill warn">🔧 maintenance: cluster</span>');
+  if (st.maintenance) flags.push('<span class="pill warn">⚙ maintenance: cluster</span>');
   flags.push(`<span class="pill">profile ${esc(st.profile)}</span>`);
   $("cluster-flags").innerHTML = flags.join(" ");
 }
@@ -240,7 +240,7 @@ function renderGroups(st) {
     const owner = aa ? (g.owners || []).join(", ") : g.owner;
     const badges = [
       `<span class="pill">${esc(g.mode)}</span>`, `<span class="pill">standby: ${esc(g.standby)}</span>`,
-      g.maintenance ? '<span class="pill warn">🔧 maintenance</span>' : "",
+      g.maintenance ? '<span class="pill warn">⚙ maintenance</span>' : "",
       g.failback ? '<span class="pill">failback on</span>' : "",
       g.sync_mode ? `<span class="pill">sync: ${esc(g.sync_mode)}</span>` : "",
       g.role ? `<span class="pill">${esc(st.node)}: ${esc(g.role)}</span>` : "",

@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -363,9 +364,18 @@ func TestManyStreamsCostNoHeartbeatDelay(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	statuses := 0
-	for range streams {
+	// 100 browsers come from many addresses: spread the streams over four
+	// loopback sources, as an agent may cap the connections of one address.
+	var clients []*http.Client
+	for i := range 4 {
+		src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(10+i))}
+		tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: src}).DialContext, MaxConnsPerHost: 0}
+		t.Cleanup(tr.CloseIdleConnections)
+		clients = append(clients, &http.Client{Transport: tr})
+	}
+	for i := range streams {
 		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+api+"/v1/events/stream", nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := clients[i%len(clients)].Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

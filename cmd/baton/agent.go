@@ -53,6 +53,7 @@ off every group this node owns to a successor at once, then exits.`,
 			os.Setenv("BATON_NODE", self.Name)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			ignoreHangup(ctx, log)
 			slog.SetDefault(log)
 			return agent.Run(ctx, agent.Options{
 				Config: cfg, Node: self.Name, Log: log, Version: version,
@@ -72,4 +73,23 @@ func newLogger(level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// ignoreHangup keeps SIGHUP from killing the agent (its default action), which
+// for anyone with keepalived habits would be an unplanned failover. Live
+// reload is not built yet: say so and carry on.
+func ignoreHangup(ctx context.Context, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-hup:
+				log.Warn("SIGHUP received: live reload is not available yet; ignoring it (restart the agent, one node at a time, to apply a changed config)")
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/baton-ha/baton/internal/agent"
+	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
@@ -58,11 +59,11 @@ Needs the API token.`,
 			if (target == "") == (url == "") {
 				return fmt.Errorf("give exactly one of --target HOST:PORT or --url URL: the service the drill probes")
 			}
-			var st agent.Status
+			var st core.Status
 			if err := f.get("/v1/status", &st); err != nil {
 				return err
 			}
-			var g *agent.GroupStatus
+			var g *core.GroupStatus
 			for i := range st.Groups {
 				if group == "" || st.Groups[i].Name == group {
 					g = &st.Groups[i]
@@ -184,7 +185,7 @@ Needs the API token.`,
 }
 
 // findNode returns a node's API address from a status.
-func findNode(st agent.Status, name string) string {
+func findNode(st core.Status, name string) string {
 	for _, n := range st.Nodes {
 		if n.Name == name {
 			return n.API
@@ -194,7 +195,7 @@ func findNode(st agent.Status, name string) string {
 }
 
 // otherAPIs lists the API addresses of every node but `but`.
-func otherAPIs(st agent.Status, but string) []string {
+func otherAPIs(st core.Status, but string) []string {
 	var out []string
 	for _, n := range st.Nodes {
 		if n.Name != but && n.API != "" {
@@ -208,7 +209,7 @@ func otherAPIs(st agent.Status, but string) []string {
 func ownerVia(apis []string, group string) (string, uint64, bool) {
 	for _, api := range apis {
 		f := apiFlags{url: api}
-		var st agent.Status
+		var st core.Status
 		if f.get("/v1/status", &st) != nil {
 			continue
 		}

@@ -7,9 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/baton-ha/baton/internal/core"
 	"github.com/spf13/cobra"
-
-	"github.com/baton-ha/baton/internal/agent"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -20,7 +19,7 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show nodes and group ownership as an agent sees them",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var st agent.Status
+			var st core.Status
 			if err := f.get("/v1/status", &st); err != nil {
 				return err
 			}
@@ -38,7 +37,7 @@ func newStatusCmd() *cobra.Command {
 	return cmd
 }
 
-func printStatus(out io.Writer, st agent.Status) {
+func printStatus(out io.Writer, st core.Status) {
 	fmt.Fprintf(out, "cluster %s — seen from %s — quorum leader %s — profile %s (heartbeat %dms, lease %dms)\n",
 		st.Cluster, st.Node, orDash(st.Leader), st.Profile, st.HBMs, st.LeaseMs)
 	if st.Maintenance {
@@ -61,6 +60,9 @@ func printStatus(out io.Writer, st agent.Status) {
 			seen = "self"
 		} else if n.LastSeenMs >= 0 {
 			seen = fmt.Sprintf("%dms ago", n.LastSeenMs)
+		}
+		if n.RejectedStale > 0 {
+			seen += fmt.Sprintf(" (its heartbeats refused as stale: %d; see the log)", n.RejectedStale)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Address, alive, role, seen)
 	}

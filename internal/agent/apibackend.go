@@ -1,18 +1,20 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"time"
 
+	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/metrics"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
 // Status answers the API's status request from the agent loop.
-func (a *Agent) Status(r *http.Request) (Status, error) {
-	var st Status
+func (a *Agent) Status(r *http.Request) (core.Status, error) {
+	var st core.Status
 	// Publishing first means that once status shows an owner, the DNS
 	// zone and the proxies on this node already point at it.
 	err := a.call(r.Context(), func(now time.Duration) { a.publish(); st = a.node.Status(now) })
@@ -24,6 +26,9 @@ func (a *Agent) Status(r *http.Request) (Status, error) {
 			st.Groups[i].DBError = *dg.lastErr.Load()
 		}
 	}
+	for i := range st.Nodes {
+		st.Nodes[i].RejectedStale = a.udp.StaleFrom(st.Nodes[i].Name)
+	}
 	st.RejectedPackets = a.udp.Stats.Rejected()
 	st.RejectedQuorumConns = a.raft.RejectedConns()
 	return st, err
@@ -32,6 +37,23 @@ func (a *Agent) Status(r *http.Request) (Status, error) {
 // Events returns the replicated ownership history.
 func (a *Agent) Events(r *http.Request) ([]quorum.Event, error) {
 	return a.raft.View().Events, nil
+}
+
+// AppliedIndex is the index of the last quorum entry this node applied.
+func (a *Agent) AppliedIndex() uint64 { return a.raft.View().Index }
+
+// WaitApplied returns once this node applied the quorum entry at index.
+func (a *Agent) WaitApplied(ctx context.Context, index uint64) error {
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for a.raft.View().Index < index {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("quorum entry %d not applied here (at %d): %w", index, a.raft.View().Index, ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 // Ready reports whether the agent knows a quorum leader.
@@ -97,7 +119,7 @@ func (a *Agent) Switchover(r *http.Request, group, to string) (SwitchoverResult,
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	return SwitchoverResult{}, &RequestError{Code: http.StatusGatewayTimeout,
+	return SwitchoverResult{}, &core.RequestError{Kind: core.ErrTimeout,
 		Msg: fmt.Sprintf("switchover of %q to %s requested but not completed within 10s; see baton status", group, target)}
 }
 
@@ -121,7 +143,7 @@ func (a *Agent) Failover(r *http.Request, group, to string) (SwitchoverResult, e
 			return SwitchoverResult{Group: group, From: from, To: gs.Owner, Epoch: gs.Epoch}, nil
 		}
 	}
-	return SwitchoverResult{}, &RequestError{Code: http.StatusGatewayTimeout, Msg: "forced failover proposed but not committed within 10s; see baton status"}
+	return SwitchoverResult{}, &core.RequestError{Kind: core.ErrTimeout, Msg: "forced failover proposed but not committed within 10s; see baton status"}
 }
 
 // Maintenance runs on the leader: commit and wait until applied.
@@ -135,7 +157,7 @@ func (a *Agent) Maintenance(r *http.Request, group string, on bool) error {
 	}
 	a.log.Warn("maintenance changed", "group", group, "on", on)
 	if err := a.raft.Barrier(5 * time.Second); err != nil {
-		return &RequestError{Code: http.StatusServiceUnavailable, Msg: "maintenance change not confirmed: " + err.Error()}
+		return &core.RequestError{Kind: core.ErrUnavailable, Msg: "maintenance change not confirmed: " + err.Error()}
 	}
 	return nil
 }
@@ -145,7 +167,7 @@ func (a *Agent) Maintenance(r *http.Request, group string, on bool) error {
 func (a *Agent) MetricsHandler() http.Handler {
 	h := a.metrics.Handler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var st Status
+		var st core.Status
 		if err := a.call(r.Context(), func(now time.Duration) { st = a.node.Status(now) }); err == nil {
 			a.refreshMetrics(st)
 		}
@@ -153,7 +175,7 @@ func (a *Agent) MetricsHandler() http.Handler {
 	})
 }
 
-func (a *Agent) refreshMetrics(st Status) {
+func (a *Agent) refreshMetrics(st core.Status) {
 	m := a.metrics
 	m.SetClusterMaintenance(st.Maintenance)
 	m.SetRaftState(a.raft.Role(), a.raft.IsLeader(), st.Applied)
@@ -225,14 +247,14 @@ func (a *Agent) Crash() {
 }
 
 // Endpoints answers GET /v1/groups/{g}/endpoints from this node's view.
-func (a *Agent) Endpoints(r *http.Request, group string) (Endpoints, error) {
-	var e Endpoints
+func (a *Agent) Endpoints(r *http.Request, group string) (core.Endpoints, error) {
+	var e core.Endpoints
 	var ok bool
 	if err := a.call(r.Context(), func(time.Duration) { a.publish(); e, ok = a.node.Endpoints(group) }); err != nil {
-		return Endpoints{}, &RequestError{Code: http.StatusServiceUnavailable, Msg: err.Error()}
+		return core.Endpoints{}, &core.RequestError{Kind: core.ErrUnavailable, Msg: err.Error()}
 	}
 	if !ok {
-		return Endpoints{}, &RequestError{Code: http.StatusNotFound, Msg: fmt.Sprintf("unknown group %q", group)}
+		return core.Endpoints{}, &core.RequestError{Kind: core.ErrUnknownGroup, Msg: fmt.Sprintf("unknown group %q", group)}
 	}
 	return e, nil
 }

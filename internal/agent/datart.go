@@ -14,35 +14,30 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/driver"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
-// dataGroup is the runtime side of a data-aware group on a member: a
-// poller that reads the driver's state every heartbeat interval, a queue
-// that runs driver operations one at a time in order (bootstrap, promote,
-// follow, setting the synchronous standbys), and the owner's half of the
-// synchronous-standby protocol described in data.go. Fence bypasses the
-// queue: it must act at once.
+// dataGroup is the shell's side of a data-aware group on a member: a poller
+// that reads the driver's state every heartbeat interval and hands it to the
+// core (which decides what the database should do: core/syncstandby.go), a
+// queue that runs driver operations one at a time in order (bootstrap,
+// promote, follow, setting the synchronous standbys), and the early fence.
+// Fence bypasses the queue: it must act at once.
 type dataGroup struct {
 	g   *config.Group
 	drv driver.Driver
 
 	// Loop-owned.
-	report    DataReport
-	state     driver.State
-	stateErr  error
-	applied   []string                 // the synchronous standbys the database was last set to
-	applying  bool                     // a SetSync is queued or running
-	missing   map[string]time.Duration // recorded sync standby → since when the database has not reported it synchronous (x+"/logged": warned)
-	following string                   // the owner this node last followed successfully
-	diverged  [2]uint64                // bytes this old primary held beyond its successor, and the epoch that deposed it
-	lastPrim  uint64                   // the newest position seen while the database was primary
-	followAt  time.Duration            // earliest next follow attempt
-
-	promoted atomic.Uint64 // epoch whose promotion finished
+	state    driver.State
+	stateErr error
 	lastOK   time.Duration // when State last succeeded (agent clock); everOK: it ever did
 	everOK   bool
+
+	// promoted is the epoch whose promotion finished (0 after a fence): the
+	// early-fence timer reads it from its own goroutine.
+	promoted atomic.Uint64
 	busy     atomic.Int32           // operations running (bootstrap, promote, follow, ...)
 	opEnd    atomic.Int64           // when the last one ended (agent clock, ns)
 	lastErr  atomic.Pointer[string] // the last driver error (nil: the last state poll succeeded)
@@ -98,7 +93,7 @@ func (a *Agent) openData() error {
 			return fmt.Errorf("groups[%d].driver: %w", i, err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		a.data[g.Name] = &dataGroup{g: g, drv: drv, missing: map[string]time.Duration{}, ops: make(chan func(), 64),
+		a.data[g.Name] = &dataGroup{g: g, drv: drv, ops: make(chan func(), 64),
 			ctx: ctx, cancel: cancel, start: a.start}
 	}
 	return nil
@@ -175,14 +170,6 @@ func (dg *dataGroup) enqueue(op func(ctx context.Context)) {
 	}
 }
 
-// dataReport is the core's Deps.Data: the latest report (loop only).
-func (a *Agent) dataReport(group string) DataReport {
-	if dg := a.data[group]; dg != nil {
-		return dg.report
-	}
-	return DataReport{}
-}
-
 func (a *Agent) dataPolled(now time.Duration, dg *dataGroup, st driver.State, err error) {
 	if a.node == nil {
 		return
@@ -201,153 +188,45 @@ func (a *Agent) dataPolled(now time.Duration, dg *dataGroup, st driver.State, er
 		dg.lastErr.Store(nil)
 		dg.state, dg.lastOK, dg.everOK = st, now, true
 	}
-	if err == nil && st.Role == driver.RolePrimary {
-		dg.lastPrim = max(dg.lastPrim, st.Pos.LSN)
+	r := core.DataReport{Known: dg.everOK, Role: string(st.Role), Pos: st.Pos.LSN, Synchronous: st.Sync,
+		Empty: st.Role == driver.RoleStopped && st.Pos == (driver.Position{})}
+	for node := range st.Lag {
+		r.Streaming = append(r.Streaming, node)
 	}
-	r := DataReport{Known: dg.everOK, Role: string(st.Role), Pos: st.Pos.LSN, Diverged: dg.diverged[0], DivEpoch: dg.diverged[1]}
-	if a.node.Role(dg.g.Name) == RoleActive {
-		a.ownerSync(now, dg, &r)
-	} else {
-		a.measureDivergence(dg)
-		a.followOwner(now, dg)
-	}
-	dg.report = r
+	slices.Sort(r.Streaming)
+	a.node.DataPolled(now, dg.g.Name, r)
 }
 
-// ownerSync is the owner's half of the synchronous-standby protocol (sync:
-// on | strict), with one synchronous standby at a time (PostgreSQL's
-// "ANY 1 (x)"): name a streaming standby in the database's setting, and ask
-// for it to be recorded once the database reports it synchronous; ask for a
-// recorded standby that stopped being synchronous to be removed (on only,
-// after failure_timeout) and take it out of the setting only once the
-// removal is committed. So every acknowledged write is on the recorded
-// standby, whenever one is recorded.
-func (a *Agent) ownerSync(now time.Duration, dg *dataGroup, r *DataReport) {
-	mode := syncMode(dg.g)
-	if mode != "on" && mode != "strict" || dg.promoted.Load() != a.node.View().Group(dg.g.Name).Epoch {
+// runDataOp carries out a driver operation the core asked for (on the
+// group's queue, after those before it) and reports the outcome back.
+func (a *Agent) runDataOp(group string, op core.DataOp) {
+	dg := a.data[group]
+	if dg == nil {
 		return
 	}
-	recorded := a.node.View().Group(dg.g.Name).Sync
-	reported := dg.state.Sync
-	var setting, want []string
-	switch {
-	case len(recorded) > 0:
-		x := recorded[0]
-		setting, want = []string{x}, []string{x}
-		if slices.Contains(reported, x) {
-			delete(dg.missing, x)
-			break
-		}
-		since, ok := dg.missing[x]
-		if !ok {
-			since, dg.missing[x] = now, now
-		}
-		if mode == "on" && now-since >= a.timing.FailureTimeout {
-			// Asked to drop it; the setting keeps naming it (writes wait)
-			// until the removal is committed.
-			want = []string{}
-			if _, logged := dg.missing[x+"/logged"]; !logged {
-				dg.missing[x+"/logged"] = now
-				a.log.Warn("synchronous standby lost: asking to drop it; replication becomes asynchronous (sync: on)", "group", dg.g.Name, "standby", x)
-			}
-		}
-	default:
-		// Nobody recorded: name the first streaming standby by priority.
-		want = []string{}
-		for _, m := range dg.g.Members {
-			if _, streaming := dg.state.Lag[m.Node]; streaming && m.Node != a.self.Name {
-				setting = []string{m.Node}
-				if slices.Equal(dg.applied, setting) && slices.Contains(reported, m.Node) {
-					want = setting
-				}
-				break
-			}
-		}
-	}
-	if !slices.Equal(setting, dg.applied) && !dg.applying {
-		dg.applying = true
-		strict := mode == "strict"
-		dg.enqueue(func(ctx context.Context) {
-			err := dg.drv.SetSync(ctx, setting, strict)
-			a.post(func(time.Duration) {
-				dg.applying = false
-				if err != nil {
-					a.log.Error("setting synchronous standbys", "group", dg.g.Name, "standbys", setting, "err", err)
-					return
-				}
-				dg.applied = setting
-			})
-		})
-	}
-	r.Sync, r.SyncSet = want, true
-}
-
-// followOwner keeps a standby streaming from the group's current owner once
-// that owner's database is primary; a returning old primary is rewound by
-// the driver's Follow.
-func (a *Agent) followOwner(now time.Duration, dg *dataGroup) {
-	owner := a.node.View().Group(dg.g.Name).Owner
-	if owner == "" || owner == a.self.Name || now < dg.followAt {
-		return
-	}
-	if dg.following == owner && dg.state.Role == driver.RoleStandby {
-		return
-	}
-	if d, ok := a.node.memberData(dg.g.Name, owner); !ok || d.DB != string(driver.RolePrimary) {
-		return // not promoted yet
-	}
-	nd, err := a.cfg.NodeByName(owner)
-	if err != nil {
-		return
-	}
-	peer := driver.Peer{Node: owner, Host: nd.Address, Port: dg.g.Driver.Port}
-	dg.followAt = now + 5*time.Second // one attempt at a time; retried after a failure
-	fresh := dg.state.Role == driver.RoleStopped && dg.state.Pos == (driver.Position{})
-	a.log.Info("following the primary", "group", dg.g.Name, "primary", owner, "bootstrap", fresh)
-	dg.enqueue(func(ctx context.Context) {
-		var err error
-		if fresh {
-			err = dg.drv.Bootstrap(ctx, &peer)
-		} else {
-			err = dg.drv.Follow(ctx, peer)
-		}
-		a.post(func(now time.Duration) {
-			if err != nil {
-				a.log.Error("following the primary failed; retrying", "group", dg.g.Name, "primary", owner, "err", err)
-				return
-			}
-			dg.following, dg.followAt = owner, now
-		})
-	})
-}
-
-// measureDivergence: an old primary compares the newest position it reached
-// as primary with its successor's position at promotion (from the history,
-// once its replica has the entry); what lies beyond is what the failover
-// lost (async mode), reported to the leader for the history.
-func (a *Agent) measureDivergence(dg *dataGroup) {
-	v := a.node.View()
-	for i := len(v.Events) - 1; i >= 0; i-- {
-		e := v.Events[i]
-		if e.Group != dg.g.Name || !e.Ownership() {
-			continue
-		}
-		if e.From != a.self.Name || e.To == a.self.Name || e.PromotedPos == 0 || dg.diverged[1] == e.Epoch || dg.lastPrim == 0 {
+	var peer driver.Peer
+	if op.Kind == core.OpFollow {
+		nd, err := a.cfg.NodeByName(op.Primary)
+		if err != nil {
+			a.post(func(now time.Duration) { a.node.DataOpDone(now, group, op, err) })
 			return
 		}
-		owner := e.To
-		var div uint64
-		if mine := dg.lastPrim; mine > e.PromotedPos {
-			div = mine - e.PromotedPos
-		}
-		dg.lastPrim = 0
-		dg.diverged = [2]uint64{div, e.Epoch}
-		if div > 0 {
-			a.log.Warn("rejoining: this old primary holds writes the new primary lacks; the rewind discards them",
-				"group", dg.g.Name, "bytes", div, "epoch", e.Epoch, "new_primary", owner)
-		}
-		return
+		peer = driver.Peer{Node: op.Primary, Host: nd.Address, Port: dg.g.Driver.Port}
 	}
+	dg.enqueue(func(ctx context.Context) {
+		var err error
+		switch op.Kind {
+		case core.OpSetSync:
+			err = dg.drv.SetSync(ctx, op.Standbys, op.Strict)
+		case core.OpFollow:
+			if op.Bootstrap {
+				err = dg.drv.Bootstrap(ctx, &peer)
+			} else {
+				err = dg.drv.Follow(ctx, peer)
+			}
+		}
+		a.post(func(now time.Duration) { a.node.DataOpDone(now, group, op, err) })
+	})
 }
 
 // dataHealthy: the database has answered within the last few seconds (it
@@ -366,7 +245,7 @@ func (a *Agent) dataHealthy(dg *dataGroup) bool {
 // promoteData takes the database over for epoch: start it if needed
 // (initialising a first primary), set the synchronous standbys the policy
 // starts with (strict: commits wait until one catches up), and promote.
-func (a *Agent) promoteData(dg *dataGroup, epoch uint64) {
+func (a *Agent) promoteData(dg *dataGroup, epoch uint64, sync []string) {
 	if dg.state.Role == driver.RoleStopped && dg.state.Pos == (driver.Position{}) && epoch > 1 {
 		// No data at all, and the group had a primary before: starting an
 		// empty database would not be a failover but a new database.
@@ -375,10 +254,8 @@ func (a *Agent) promoteData(dg *dataGroup, epoch uint64) {
 		})
 		return
 	}
-	strict := syncMode(dg.g) == "strict"
-	dg.applied, dg.applying, dg.following = nil, false, ""
+	strict := dg.g.Driver.Sync == "strict"
 	dg.preFenced.Store(false)
-	clear(dg.missing)
 	stopped := dg.state.Role == driver.RoleStopped
 	dg.enqueue(func(ctx context.Context) {
 		err := func() error {
@@ -387,8 +264,8 @@ func (a *Agent) promoteData(dg *dataGroup, epoch uint64) {
 					return fmt.Errorf("start: %w", err)
 				}
 			}
-			if err := dg.drv.SetSync(ctx, nil, strict); err != nil {
-				return fmt.Errorf("reset synchronous standbys: %w", err)
+			if err := dg.drv.SetSync(ctx, sync, strict); err != nil {
+				return fmt.Errorf("set synchronous standbys %v: %w", sync, err)
 			}
 			return dg.drv.Promote(ctx, epoch)
 		}()
@@ -397,6 +274,7 @@ func (a *Agent) promoteData(dg *dataGroup, epoch uint64) {
 			return
 		}
 		dg.promoted.Store(epoch)
+		a.post(func(now time.Duration) { a.node.DataPromoted(now, dg.g.Name, epoch) })
 		a.log.Info("database promoted", "group", dg.g.Name, "epoch", epoch)
 	})
 }
@@ -478,7 +356,6 @@ func (a *Agent) armDataFence(dg *dataGroup, group string, until time.Duration) {
 func (a *Agent) fenceData(dg *dataGroup) {
 	dg.promoted.Store(0)
 	dg.preFenced.Store(false)
-	dg.following = ""
 	if dg.fenceTimer != nil {
 		dg.fenceTimer.Stop()
 	}

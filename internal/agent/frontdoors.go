@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/core"
 	dnsfd "github.com/baton-ha/baton/internal/frontdoor/dns"
 	"github.com/baton-ha/baton/internal/frontdoor/proxy"
 	"github.com/baton-ha/baton/internal/quorum"
@@ -56,6 +57,7 @@ func (a *Agent) openFrontDoors() error {
 		}
 		group := g.Name
 		p, err := proxy.Listen(proxy.Options{Listen: a.onOwnAddress(g.Proxy.Listen), Log: a.log.With("component", "proxy", "group", group),
+			MaxConns: g.Proxy.MaxConnections, IdleTimeout: g.Proxy.IdleTimeout.D(),
 			OnConn: func(node string) { a.metrics.ProxyConn(group, node) }})
 		if err != nil {
 			return fmt.Errorf("groups[%d].proxy.listen: %w", i, err)
@@ -118,7 +120,7 @@ func (a *Agent) publish() {
 	}
 	for i := range a.cfg.Groups {
 		g := &a.cfg.Groups[i]
-		e, _ := EndpointsOf(a.cfg, v, g.Name)
+		e, _ := core.EndpointsOf(a.node.Spec(), v, g.Name)
 		if g.DNS != nil {
 			rec := dnsfd.Record{Addrs: e.DNSAddrs(), Port: g.ServicePort()}
 			for _, ep := range e.Endpoints {

@@ -55,12 +55,22 @@ func (f *FileReleases) Save(group string, epoch uint64) error {
 	}
 	next[group] = epoch
 	b, _ := json.Marshal(next)
-	tmp := f.Path + ".tmp"
+	if err := writeDurably(f.Path, b); err != nil {
+		return err
+	}
+	f.m = next
+	return nil
+}
+
+// writeDurably replaces path with data atomically and durably: a temporary
+// file, fsynced, renamed over path, and the directory fsynced.
+func writeDurably(path string, data []byte) error {
+	tmp := path + ".tmp"
 	fh, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := fh.Write(b); err != nil {
+	if _, err := fh.Write(data); err != nil {
 		fh.Close()
 		return err
 	}
@@ -71,13 +81,12 @@ func (f *FileReleases) Save(group string, epoch uint64) error {
 	if err := fh.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, f.Path); err != nil {
+	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	if d, err := os.Open(filepath.Dir(f.Path)); err == nil {
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}
-	f.m = next
 	return nil
 }

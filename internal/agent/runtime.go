@@ -1,3 +1,11 @@
+// Package agent is Baton's runtime shell around the core state machine
+// (package core): it feeds the core real time, heartbeats from the UDP
+// transport, the quorum store's changes (Raft), health and driver reports, and
+// carries out what the core decides: VIPs and their fence (vips.go),
+// services and takeover (services.go), driver operations (datart.go), hooks,
+// DNS and proxy front doors (frontdoors.go) and the API backend
+// (apibackend.go). Everything that touches the outside world lives here; every
+// decision lives in the core.
 package agent
 
 import (
@@ -8,14 +16,17 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/baton-ha/baton/internal/cluster"
+	"github.com/baton-ha/baton/internal/cluster/udp"
 	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/health"
 	"github.com/baton-ha/baton/internal/metrics"
-	"github.com/baton-ha/baton/internal/quorum"
+	"github.com/baton-ha/baton/internal/quorum/raftstore"
 	"github.com/baton-ha/baton/internal/service"
 )
 
@@ -38,12 +49,12 @@ type Agent struct {
 	opts         Options
 	cfg          *config.Config
 	self         *config.Node
-	timing       config.Timing
+	timing       core.Timing
 	log          *slog.Logger
 	start        time.Time
-	node         *Node
-	udp          *cluster.UDP
-	raft         *quorum.Raft
+	node         *core.Node
+	udp          *udp.UDP
+	raft         *raftstore.Raft
 	hooks        *service.HookRunner
 	http         *http.Server
 	checks       map[string]*health.Group // member groups only
@@ -92,6 +103,7 @@ func open(opts Options) (_ *Agent, err error) {
 			a.close()
 		}
 	}()
+	raiseFDLimit(log)
 	a.metrics = metrics.New(cfg.Cluster.Name, self.Name)
 	a.metrics.Log = log.With("component", "metrics")
 	a.metrics.SetBuildInfo(opts.Version)
@@ -101,24 +113,28 @@ func open(opts Options) (_ *Agent, err error) {
 	}
 	port := strconv.Itoa(cfg.Cluster.Port)
 	peers := map[string]string{}
-	var raftPeers []quorum.Peer
+	var raftPeers []raftstore.Peer
 	for _, n := range cfg.Nodes {
 		addr := net.JoinHostPort(n.Address, port)
 		peers[n.Name] = addr
-		raftPeers = append(raftPeers, quorum.Peer{ID: n.Name, Addr: addr})
+		raftPeers = append(raftPeers, raftstore.Peer{ID: n.Name, Addr: addr})
 	}
 	bind := net.JoinHostPort(self.Address, port)
-	a.udp, err = cluster.ListenUDP(bind, self.Name, uint64(time.Now().UnixNano()), peers,
+	inc, err := nextIncarnation(filepath.Join(self.DataDir, "incarnation"), time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("nodes[%s].data_dir: %w", self.Name, err)
+	}
+	a.udp, err = udp.Listen(bind, self.Name, inc, peers,
 		cluster.NewCodec(cfg.Secret, cfg.Cluster.Name), log.With("component", "heartbeat"))
 	if err != nil {
 		return nil, err
 	}
-	udp := a.udp
-	a.metrics.RegisterPacketCounters(udp.Stats.Sent.Load, udp.Stats.Received.Load, func() map[string]uint64 {
-		return map[string]uint64{"auth": udp.Stats.RejectedAuth.Load(), "replay": udp.Stats.RejectedReplay.Load(),
-			"malformed": udp.Stats.RejectedMalformed.Load(), "unknown_peer": udp.Stats.RejectedUnknownPeer.Load()}
+	st := &a.udp.Stats
+	a.metrics.RegisterPacketCounters(st.Sent.Load, st.Received.Load, func() map[string]uint64 {
+		return map[string]uint64{"auth": st.RejectedAuth.Load(), "replay": st.RejectedReplay.Load(),
+			"malformed": st.RejectedMalformed.Load(), "unknown_peer": st.RejectedUnknownPeer.Load()}
 	})
-	a.raft, err = quorum.OpenRaft(quorum.RaftConfig{
+	a.raft, err = raftstore.OpenRaft(raftstore.RaftConfig{
 		NodeID: self.Name, Bind: bind, DataDir: self.DataDir, Peers: raftPeers,
 		Secret: cfg.Secret, Cluster: cfg.Cluster.Name,
 		HeartbeatTimeout: a.timing.RaftHeartbeatTimeout, ElectionTimeout: a.timing.RaftElectionTimeout,
@@ -143,8 +159,8 @@ func open(opts Options) (_ *Agent, err error) {
 		hg.SetObserver(func(group, check string, r health.Result) { a.metrics.CheckResult(group, check, r.OK, r.Took) })
 		a.checks[g.Name] = hg
 	}
-	a.node, err = NewNode(Deps{
-		Name: self.Name, Config: cfg, Timing: a.timing, Quorum: a.raft,
+	a.node, err = core.NewNode(core.Deps{
+		Name: self.Name, Spec: cfg.CoreSpec(), Quorum: a.raft, WallNow: time.Now,
 		Send: func(to string, m *cluster.Message) {
 			if err := a.udp.Send(to, m); err != nil {
 				log.Debug("heartbeat send failed", "to", to, "err", err)
@@ -163,8 +179,8 @@ func open(opts Options) (_ *Agent, err error) {
 		Healthy:            a.healthy,
 		Releases:           &FileReleases{Path: self.DataDir + "/released.json"},
 		RaftRole:           a.raft.Role,
-		TransferLeadership: a.transferLeadershipFunc(),
-		Data:               a.dataReport,
+		TransferLeadership: func(to string) { go func() { _ = a.raft.TransferLeadership(to) }() },
+		DataOp:             a.runDataOp,
 		Log:                log.With("component", "core"),
 	})
 	if err != nil {
@@ -189,20 +205,16 @@ func open(opts Options) (_ *Agent, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("nodes[%s].api: cannot listen on %s: %w", self.Name, self.API, err)
 	}
-	a.http = &http.Server{Handler: opts.Handler(a), ReadHeaderTimeout: 5 * time.Second}
+	a.http = &http.Server{Handler: opts.Handler(a), ReadHeaderTimeout: apiReadHeaderTimeout,
+		ReadTimeout: apiReadTimeout, WriteTimeout: apiWriteTimeout, IdleTimeout: apiIdleTimeout,
+		ErrorLog: slog.NewLogLogger(log.With("component", "api").Handler(), slog.LevelDebug)}
+	limited := newLimitListener(ln, apiMaxConns, apiMaxPerSource, log.With("component", "api"))
 	go func() {
-		if err := a.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := a.http.Serve(limited); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("api server stopped", "err", err)
 		}
 	}()
 	return a, nil
-}
-
-func (a *Agent) transferLeadershipFunc() func(string) {
-	if k := a.cfg.Cluster.KeepLeaderOffOwners; k != nil && !*k {
-		return nil
-	}
-	return func(to string) { go func() { _ = a.raft.TransferLeadership(to) }() }
 }
 
 func (a *Agent) notify() {
@@ -216,14 +228,14 @@ func (a *Agent) notify() {
 // the takeover (service, checks, then front doors and the active hook: see
 // services.go); becoming standby takes the front doors down first, then the
 // service, then runs the standby hook.
-func (a *Agent) onRole(t Transition) {
+func (a *Agent) onRole(t core.Transition) {
 	if a.cfg.UnitByName(t.Group) == nil {
 		return
 	}
 	switch t.Role {
-	case RoleActive:
+	case core.RoleActive:
 		a.promote(t)
-	case RoleStandby:
+	case core.RoleStandby:
 		a.demote(t)
 		a.runHook(t)
 	default:
@@ -232,7 +244,7 @@ func (a *Agent) onRole(t Transition) {
 }
 
 // runHook runs the group's hook for t.Role (and notify).
-func (a *Agent) runHook(t Transition) {
+func (a *Agent) runHook(t core.Transition) {
 	g := a.cfg.UnitByName(t.Group)
 	env := service.Env{Cluster: a.cfg.Cluster.Name, Node: a.self.Name, Group: g.GroupOf(), Role: t.Role,
 		Epoch: t.Epoch, PreviousOwner: t.PreviousOwner, Reason: t.Reason}
@@ -244,18 +256,18 @@ func (a *Agent) runHook(t Transition) {
 	}
 	var argv []string
 	switch t.Role {
-	case RoleActive:
+	case core.RoleActive:
 		argv = g.Hooks.Active
-	case RoleStandby:
+	case core.RoleStandby:
 		argv = g.Hooks.Standby
-	case RoleFault:
+	case core.RoleFault:
 		argv = g.Hooks.Fault
 	}
 	if len(argv) > 0 {
 		job := service.HookJob{Argv: argv, Timeout: g.Hooks.Timeout.D(), Env: env}
 		job.Done = func(r service.Result) {
 			a.metrics.HookRun(t.Group, t.Role, r.Err == nil, r.Took)
-			if r.Err != nil && t.Role == RoleActive {
+			if r.Err != nil && t.Role == core.RoleActive {
 				// A failing active hook means this node cannot serve: give the
 				// group up so that the next candidate is tried.
 				a.post(func(now time.Duration) { a.node.HookFailed(now, t.Group, t.Epoch) })
@@ -297,7 +309,7 @@ func (a *Agent) loop(ctx context.Context) error {
 	if a.opts.Ready != nil {
 		close(a.opts.Ready)
 	}
-	tick := time.NewTicker(TickPeriod(a.timing))
+	tick := time.NewTicker(core.TickPeriod(a.timing))
 	defer tick.Stop()
 	in := a.udp.In()
 	var leaveDeadline time.Time
@@ -308,7 +320,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.log.Info("shutting down: handing off owned groups")
 			a.node.Leave(a.now())
 			done = nil
-			leaveDeadline = time.Now().Add(2*a.node.hold + 2*time.Second)
+			leaveDeadline = time.Now().Add(2*a.node.Hold() + 2*time.Second)
 		case m, ok := <-in:
 			if !ok {
 				return errors.New("heartbeat socket closed")

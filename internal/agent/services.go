@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/quorum"
 	"github.com/baton-ha/baton/internal/service"
 )
@@ -141,7 +142,7 @@ func (a *Agent) healthy(group string) bool {
 	if dg := a.data[group]; dg != nil && !a.dataHealthy(dg) {
 		return false // its database has not answered for seconds
 	}
-	if gs != nil && gs.g.Standby == StandbyCold && a.node != nil && a.node.Role(group) != RoleActive {
+	if gs != nil && gs.g.Standby == StandbyCold && a.node != nil && a.node.Role(group) != core.RoleActive {
 		return true
 	}
 	hg := a.checks[group]
@@ -159,7 +160,7 @@ func (a *Agent) checksPass(group string) bool {
 // pass, then bring the front doors up and run the active hook. If the checks
 // do not pass within start_timeout the node gives the group up (history
 // reason "start") and the next candidate is tried.
-func (a *Agent) promote(t Transition) {
+func (a *Agent) promote(t core.Transition) {
 	gs := a.svcs[t.Group]
 	if gs == nil {
 		return
@@ -178,7 +179,7 @@ func (a *Agent) promote(t Transition) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	gs.cancel = cancel
 	if dg != nil {
-		a.promoteData(dg, t.Epoch)
+		a.promoteData(dg, t.Epoch, t.Sync)
 	}
 	if gs.sup != nil {
 		gs.serviceOp(func() {
@@ -205,7 +206,7 @@ func (a *Agent) promote(t Transition) {
 		for {
 			if a.checksPass(t.Group) && (dg == nil || dg.promoted.Load() == t.Epoch) {
 				a.post(func(time.Duration) {
-					if gs.promoting == t.Epoch && a.node.Role(t.Group) == RoleActive {
+					if gs.promoting == t.Epoch && a.node.Role(t.Group) == core.RoleActive {
 						gs.promoting = 0
 						a.frontDoorsUp(t)
 					}
@@ -230,7 +231,7 @@ func (a *Agent) promote(t Transition) {
 	}()
 }
 
-func (a *Agent) frontDoorsUp(t Transition) {
+func (a *Agent) frontDoorsUp(t core.Transition) {
 	gs := a.svcs[t.Group]
 	if a.vips != nil {
 		a.vips.up(t.Group)
@@ -243,7 +244,7 @@ func (a *Agent) frontDoorsUp(t Transition) {
 
 // demote takes the front doors down, then stops (cold) or demotes (warm)
 // the service in the background.
-func (a *Agent) demote(t Transition) {
+func (a *Agent) demote(t core.Transition) {
 	if dg := a.data[t.Group]; dg != nil {
 		// Before anything else: the database stops acknowledging writes (also
 		// at start: a primary that outlived a killed agent must not go on).

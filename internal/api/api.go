@@ -5,17 +5,20 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/baton-ha/baton/internal/agent"
 	"github.com/baton-ha/baton/internal/api/ui"
+	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
@@ -23,7 +26,7 @@ import (
 // briefly (they are answered by the agent's loop) and must honour the
 // request's context.
 type Backend interface {
-	Status(r *http.Request) (agent.Status, error)
+	Status(r *http.Request) (core.Status, error)
 	Events(r *http.Request) ([]quorum.Event, error)
 	Ready() bool
 	// TransferLeadership moves quorum leadership to the named voter.
@@ -39,9 +42,15 @@ type Backend interface {
 	Failover(r *http.Request, group, to string) (agent.SwitchoverResult, error)
 	// Maintenance turns maintenance on or off for a group ("" = cluster-wide).
 	Maintenance(r *http.Request, group string, on bool) error
-	// Endpoints returns where a group is served now (404 RequestError for an
+	// Endpoints returns where a group is served now (a core.ErrUnknownGroup error for an
 	// unknown group).
-	Endpoints(r *http.Request, group string) (agent.Endpoints, error)
+	Endpoints(r *http.Request, group string) (core.Endpoints, error)
+	// AppliedIndex is the index of the last quorum entry this node applied;
+	// WaitApplied returns once it reached index (or ctx ends). A mutation
+	// forwarded to the leader is answered only once the answering node has
+	// applied it, so a read right after it on the same node sees it.
+	AppliedIndex() uint64
+	WaitApplied(ctx context.Context, index uint64) error
 	// MetricsHandler serves Prometheus metrics.
 	MetricsHandler() http.Handler
 	// Crash makes the agent exit at once without handing off, as a crash
@@ -80,10 +89,10 @@ func New(b Backend, log *slog.Logger) *Server {
 	}
 	s.mux.HandleFunc("GET /v1/groups/{group}", s.group)
 	s.mux.HandleFunc("GET /v1/groups/{group}/endpoints", s.endpoints)
-	s.mux.HandleFunc("GET /v1/groups/{group}/active", s.role(agent.RoleActive))
-	s.mux.HandleFunc("HEAD /v1/groups/{group}/active", s.role(agent.RoleActive))
-	s.mux.HandleFunc("GET /v1/groups/{group}/standby", s.role(agent.RoleStandby))
-	s.mux.HandleFunc("HEAD /v1/groups/{group}/standby", s.role(agent.RoleStandby))
+	s.mux.HandleFunc("GET /v1/groups/{group}/active", s.role(core.RoleActive))
+	s.mux.HandleFunc("HEAD /v1/groups/{group}/active", s.role(core.RoleActive))
+	s.mux.HandleFunc("GET /v1/groups/{group}/standby", s.role(core.RoleStandby))
+	s.mux.HandleFunc("HEAD /v1/groups/{group}/standby", s.role(core.RoleStandby))
 	s.mux.HandleFunc("POST /v1/debug/transfer-leadership", s.mutation(s.transferLeadership))
 	s.mux.HandleFunc("POST /v1/debug/crash", s.mutation(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "crashing: exiting without handing off"})
@@ -135,11 +144,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ev)
 }
 
-func (s *Server) findGroup(w http.ResponseWriter, r *http.Request) (agent.GroupStatus, bool) {
+func (s *Server) findGroup(w http.ResponseWriter, r *http.Request) (core.GroupStatus, bool) {
 	st, err := s.b.Status(r)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
-		return agent.GroupStatus{}, false
+		return core.GroupStatus{}, false
 	}
 	name := r.PathValue("group")
 	for _, g := range st.Groups {
@@ -150,14 +159,14 @@ func (s *Server) findGroup(w http.ResponseWriter, r *http.Request) (agent.GroupS
 		// of its own, so a load balancer can check one VIP's owner.
 		for _, u := range g.Units {
 			if u.Name == name {
-				return agent.GroupStatus{Name: u.Name, Mode: g.Mode, Standby: g.Standby, Owner: u.Owner, Epoch: u.Epoch,
+				return core.GroupStatus{Name: u.Name, Mode: g.Mode, Standby: g.Standby, Owner: u.Owner, Epoch: u.Epoch,
 					Role: u.Role, LeaseMs: u.LeaseMs, HandoffTo: u.HandoffTo, Maintenance: g.Maintenance,
 					Failback: g.Failback, Healthy: g.Healthy, Members: g.Members}, true
 			}
 		}
 	}
 	writeError(w, http.StatusNotFound, "unknown group "+quote(name))
-	return agent.GroupStatus{}, false
+	return core.GroupStatus{}, false
 }
 
 func (s *Server) endpoints(w http.ResponseWriter, r *http.Request) {
@@ -218,7 +227,7 @@ func (s *Server) onLeader(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		addr, self := s.b.LeaderAPI()
 		if self {
-			h(w, r)
+			h(&indexWriter{ResponseWriter: w, b: s.b}, r)
 			return
 		}
 		if addr == "" || r.Header.Get(forwardedHeader) != "" {
@@ -244,13 +253,57 @@ func (s *Server) onLeader(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		defer resp.Body.Close()
+		answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			writeError(w, http.StatusBadGateway, "reading the quorum leader's answer from "+addr+": "+err.Error())
+			return
+		}
+		if idx, err := strconv.ParseUint(resp.Header.Get(appliedHeader), 10, 64); err == nil && resp.StatusCode < 300 {
+			// Read your writes: answer once this node applied the change too.
+			ctx, cancel := context.WithTimeout(r.Context(), applyWait)
+			if err := s.b.WaitApplied(ctx, idx); err != nil {
+				s.log.Warn("answering a forwarded mutation before this node applied it", "index", idx, "err", err)
+			}
+			cancel()
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(resp.StatusCode)
-		_, _ = io.Copy(w, io.LimitReader(resp.Body, 1<<20))
+		_, _ = w.Write(answer)
 	}
 }
 
-const forwardedHeader = "X-Baton-Forwarded"
+const (
+	forwardedHeader = "X-Baton-Forwarded"
+	// appliedHeader carries the leader's applied quorum index with the answer
+	// to a mutation, so the node that forwarded it can wait for it.
+	appliedHeader = "X-Baton-Applied-Index"
+	// applyWait bounds that wait: a follower normally applies a commit within
+	// a Raft heartbeat; one that is cut off must not hold the answer forever.
+	applyWait = 5 * time.Second
+)
+
+// indexWriter adds the applied index to the leader's answer to a mutation
+// (taken when the answer is written, i.e. after the change was applied).
+type indexWriter struct {
+	http.ResponseWriter
+	b           Backend
+	wroteHeader bool
+}
+
+func (w *indexWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.wroteHeader = true
+		w.Header().Set(appliedHeader, strconv.FormatUint(w.b.AppliedIndex(), 10))
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *indexWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
 
 var forwardClient = &http.Client{Timeout: 30 * time.Second}
 
@@ -274,14 +327,35 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, required bool) bo
 		writeError(w, http.StatusBadRequest, "malformed JSON body: "+err.Error())
 		return false
 	}
+	// One object and nothing after it: {"on":false}{"on":true} is not a
+	// request whose meaning anyone can be sure of.
+	if _, err := dec.Token(); err != io.EOF {
+		writeError(w, http.StatusBadRequest, "malformed JSON body: send exactly one JSON object")
+		return false
+	}
 	return true
 }
 
+// requestStatus maps the core's kinds of refused requests to HTTP statuses.
+var requestStatus = []struct {
+	kind   error
+	status int
+}{
+	{core.ErrUnknownGroup, http.StatusNotFound},
+	{core.ErrUnknownNode, http.StatusNotFound},
+	{core.ErrInvalid, http.StatusBadRequest},
+	{core.ErrConflict, http.StatusConflict},
+	{core.ErrNotLeader, http.StatusServiceUnavailable},
+	{core.ErrUnavailable, http.StatusServiceUnavailable},
+	{core.ErrTimeout, http.StatusGatewayTimeout},
+}
+
 func writeRequestError(w http.ResponseWriter, err error) {
-	var re *agent.RequestError
-	if errors.As(err, &re) {
-		writeError(w, re.Code, re.Msg)
-		return
+	for _, k := range requestStatus {
+		if errors.Is(err, k.kind) {
+			writeError(w, k.status, err.Error())
+			return
+		}
 	}
 	writeError(w, http.StatusInternalServerError, err.Error())
 }

@@ -1,8 +1,10 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -10,35 +12,45 @@ import (
 	"testing"
 
 	"github.com/baton-ha/baton/internal/agent"
+	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
 type fakeBackend struct {
-	st       agent.Status
+	st       core.Status
 	token    string
 	transfer string
+	leader   string // LeaderAPI: "" = this node
+	applied  uint64
+	waited   uint64 // the index WaitApplied was last asked for
 }
 
-func (f *fakeBackend) Status(*http.Request) (agent.Status, error)   { return f.st, nil }
+func (f *fakeBackend) AppliedIndex() uint64 { return f.applied }
+func (f *fakeBackend) WaitApplied(_ context.Context, index uint64) error {
+	f.waited = index
+	return nil
+}
+
+func (f *fakeBackend) Status(*http.Request) (core.Status, error)    { return f.st, nil }
 func (f *fakeBackend) Events(*http.Request) ([]quorum.Event, error) { return nil, nil }
 func (f *fakeBackend) Ready() bool                                  { return f.st.Leader != "" }
 func (f *fakeBackend) Token() string                                { return f.token }
-func (f *fakeBackend) LeaderAPI() (string, bool)                    { return "", true }
+func (f *fakeBackend) LeaderAPI() (string, bool)                    { return f.leader, f.leader == "" }
 func (f *fakeBackend) Crash()                                       {}
 func (f *fakeBackend) Changed() <-chan struct{}                     { return nil }
 func (f *fakeBackend) Stopped() <-chan struct{}                     { return nil }
 func (f *fakeBackend) UIEnabled() bool                              { return true }
-func (f *fakeBackend) Endpoints(r *http.Request, group string) (agent.Endpoints, error) {
+func (f *fakeBackend) Endpoints(r *http.Request, group string) (core.Endpoints, error) {
 	for _, g := range f.st.Groups {
 		if g.Name == group {
-			e := agent.Endpoints{Group: g.Name, Mode: g.Mode, Generation: g.Epoch, Endpoints: []agent.Endpoint{}}
+			e := core.Endpoints{Group: g.Name, Mode: g.Mode, Generation: g.Epoch, Endpoints: []core.Endpoint{}}
 			if g.Owner != "" {
-				e.Endpoints = append(e.Endpoints, agent.Endpoint{Node: g.Owner, Address: "10.0.0.1", Port: 8080, Epoch: g.Epoch})
+				e.Endpoints = append(e.Endpoints, core.Endpoint{Node: g.Owner, Address: "10.0.0.1", Port: 8080, Epoch: g.Epoch})
 			}
 			return e, nil
 		}
 	}
-	return agent.Endpoints{}, &agent.RequestError{Code: http.StatusNotFound, Msg: "unknown group " + group}
+	return core.Endpoints{}, core.Refuse(core.ErrUnknownGroup, "unknown group %s", group)
 }
 func (f *fakeBackend) MetricsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("baton_up 1\n")) })
@@ -46,21 +58,21 @@ func (f *fakeBackend) MetricsHandler() http.Handler {
 func (f *fakeBackend) Switchover(_ *http.Request, group, to string) (agent.SwitchoverResult, error) {
 	switch {
 	case group != "web":
-		return agent.SwitchoverResult{}, &agent.RequestError{Code: 404, Msg: "unknown group " + quote(group)}
+		return agent.SwitchoverResult{}, core.Refuse(core.ErrUnknownGroup, "unknown group %s", quote(group))
 	case to == "sick":
-		return agent.SwitchoverResult{}, &agent.RequestError{Code: 409, Msg: `node "sick" is unhealthy for group "web"`}
+		return agent.SwitchoverResult{}, core.Refuse(core.ErrConflict, `node "sick" is unhealthy for group "web"`)
 	}
 	return agent.SwitchoverResult{Group: group, From: "n1", To: "n2", Epoch: 5}, nil
 }
 func (f *fakeBackend) Failover(_ *http.Request, group, to string) (agent.SwitchoverResult, error) {
 	if group != "web" {
-		return agent.SwitchoverResult{}, &agent.RequestError{Code: 404, Msg: "unknown group " + quote(group)}
+		return agent.SwitchoverResult{}, core.Refuse(core.ErrUnknownGroup, "unknown group %s", quote(group))
 	}
 	return agent.SwitchoverResult{Group: group, From: "n1", To: to, Epoch: 6}, nil
 }
 func (f *fakeBackend) Maintenance(_ *http.Request, group string, on bool) error {
 	if group != "" && group != "web" {
-		return &agent.RequestError{Code: 404, Msg: "unknown group " + quote(group)}
+		return core.Refuse(core.ErrUnknownGroup, "unknown group %s", quote(group))
 	}
 	return nil
 }
@@ -88,9 +100,9 @@ func do(t *testing.T, h http.Handler, method, path, auth, body string) (int, map
 }
 
 func TestEndpoints(t *testing.T) {
-	b := &fakeBackend{token: "sekrit", st: agent.Status{Node: "n1", Leader: "w1",
-		Groups: []agent.GroupStatus{{Name: "web", Owner: "n1", Epoch: 4, Role: "active"}, {Name: "db", Owner: "n2", Epoch: 1, Role: "standby"},
-			{Name: "edge", Mode: "active-active", Epoch: 3, Role: "active", Units: []agent.UnitStatus{
+	b := &fakeBackend{token: "sekrit", st: core.Status{Node: "n1", Leader: "w1",
+		Groups: []core.GroupStatus{{Name: "web", Owner: "n1", Epoch: 4, Role: "active"}, {Name: "db", Owner: "n2", Epoch: 1, Role: "standby"},
+			{Name: "edge", Mode: "active-active", Epoch: 3, Role: "active", Units: []core.UnitStatus{
 				{Name: "edge[0]", Owner: "n1", Epoch: 2, Role: "active"}, {Name: "edge[1]", Owner: "n2", Epoch: 1, Role: "standby"}}}}}}
 	h := New(b, slog.New(slog.DiscardHandler))
 	for _, tc := range []struct {
@@ -170,5 +182,34 @@ func TestReadyzWithoutLeader(t *testing.T) {
 	h := New(&fakeBackend{}, slog.New(slog.DiscardHandler))
 	if code, _ := do(t, h, "GET", "/readyz", "", ""); code != 503 {
 		t.Fatalf("readyz without leader = %d, want 503", code)
+	}
+}
+
+// TestForwardedMutationWaitsForApply: a switchover sent to a follower is
+// answered only after the follower applied the leader's index.
+func TestForwardedMutationWaitsForApply(t *testing.T) {
+	leader := &fakeBackend{token: "tok", applied: 42}
+	ls := httptest.NewServer(New(leader, slog.New(slog.DiscardHandler)))
+	defer ls.Close()
+	follower := &fakeBackend{token: "tok", leader: strings.TrimPrefix(ls.URL, "http://")}
+	code, body := do(t, New(follower, slog.New(slog.DiscardHandler)), "POST", "/v1/groups/web/switchover", "Bearer tok", `{"to":"n2"}`)
+	if code != http.StatusOK || body["to"] != "n2" {
+		t.Fatalf("forwarded switchover: %d %v", code, body)
+	}
+	if follower.waited != 42 {
+		t.Fatalf("the follower answered after waiting for index %d, want the leader's 42", follower.waited)
+	}
+}
+
+// TestBodyMustBeOneObject: a second object after the first is refused, not
+// silently ignored.
+func TestBodyMustBeOneObject(t *testing.T) {
+	s := New(&fakeBackend{token: "tok"}, slog.New(slog.DiscardHandler))
+	code, body := do(t, s, "POST", "/v1/maintenance", "Bearer tok", `{"on":false}{"on":true}`)
+	if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(body["error"]), "exactly one JSON object") {
+		t.Fatalf("two objects: %d %v", code, body)
+	}
+	if code, _ := do(t, s, "POST", "/v1/maintenance", "Bearer tok", `{"on":false} `); code != http.StatusOK {
+		t.Fatalf("one object and a space: %d", code)
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/baton-ha/baton/internal/agent"
+	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/health"
 	"github.com/baton-ha/baton/internal/quorum"
 )
@@ -287,7 +287,7 @@ func (s *snapshotter) leaseMoved(leases map[string]sentLease, now time.Time) boo
 // owners, epochs, roles, health, liveness, maintenance, notes. Clocks that
 // move on their own (last heard, lease remaining, positions) are left out;
 // leases are returned apart, see leaseMoved.
-func signature(st agent.Status, now time.Time) ([]byte, map[string]sentLease) {
+func signature(st core.Status, now time.Time) ([]byte, map[string]sentLease) {
 	leases := map[string]sentLease{}
 	st.Generated, st.Applied, st.RejectedPackets, st.RejectedQuorumConns = time.Time{}, 0, 0, 0
 	st.Nodes = slices.Clone(st.Nodes)

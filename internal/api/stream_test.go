@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baton-ha/baton/internal/agent"
+	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/health"
 	"github.com/baton-ha/baton/internal/quorum"
 )
@@ -33,19 +33,19 @@ type streamBackend struct {
 
 func newStreamBackend(t *testing.T) *streamBackend {
 	b := &streamBackend{changed: make(chan struct{}, 1), stopped: make(chan struct{})}
-	b.st = agent.Status{Node: "n1", Leader: "w1", LeaseMs: 400,
-		Nodes:  []agent.NodeStatus{{Name: "n1", Self: true, Alive: true}, {Name: "n2", Alive: true}, {Name: "w1", Alive: true, Witness: true}},
-		Groups: []agent.GroupStatus{{Name: "web", Owner: "n1", Epoch: 1, Role: "active"}}}
+	b.st = core.Status{Node: "n1", Leader: "w1", LeaseMs: 400,
+		Nodes:  []core.NodeStatus{{Name: "n1", Self: true, Alive: true}, {Name: "n2", Alive: true}, {Name: "w1", Alive: true, Witness: true}},
+		Groups: []core.GroupStatus{{Name: "web", Owner: "n1", Epoch: 1, Role: "active"}}}
 	t.Cleanup(func() { close(b.stopped) })
 	return b
 }
 
-func (b *streamBackend) Status(*http.Request) (agent.Status, error) {
+func (b *streamBackend) Status(*http.Request) (core.Status, error) {
 	b.statusCalls.Add(1)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := b.st
-	st.Groups = append([]agent.GroupStatus(nil), st.Groups...)
+	st.Groups = append([]core.GroupStatus(nil), st.Groups...)
 	return st, nil
 }
 func (b *streamBackend) Events(*http.Request) ([]quorum.Event, error) {
@@ -188,7 +188,7 @@ func TestStreamResumesAfterLastEventID(t *testing.T) {
 		}
 	}
 	f := resumed.until(2*time.Second, "status after the backlog", func(sseFrame) bool { return true })
-	var st agent.Status
+	var st core.Status
 	if f.event != "status" || f.id != "" || json.Unmarshal([]byte(f.data), &st) != nil || st.Groups[0].Owner != "n1" {
 		t.Fatalf("after the backlog: %+v, want a status frame without an id (so Last-Event-ID stays the history's)", f)
 	}
@@ -309,7 +309,7 @@ func TestStreamDropsClientThatNeverReads(t *testing.T) {
 
 func TestStreamEndsWhenTheAgentStops(t *testing.T) {
 	b := &streamBackend{changed: make(chan struct{}, 1), stopped: make(chan struct{})}
-	b.st = agent.Status{Node: "n1"}
+	b.st = core.Status{Node: "n1"}
 	_, srv := server(t, b)
 	s := openStream(t, srv.URL, "")
 	s.until(2*time.Second, "the first status", func(f sseFrame) bool { return f.event == "status" })
@@ -405,27 +405,27 @@ func TestStreamSendsStatusOnViewChangesOnly(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		edit func(st *agent.Status)
+		edit func(st *core.Status)
 		send bool
 	}{
-		{"nothing changed", func(*agent.Status) {}, false},
-		{"last heard, generated, applied index", func(st *agent.Status) {
+		{"nothing changed", func(*core.Status) {}, false},
+		{"last heard, generated, applied index", func(st *core.Status) {
 			st.Nodes[1].LastSeenMs, st.Generated, st.Applied = 40, time.Now(), st.Applied+5
 		}, false},
-		{"a probe ran again (took, at, consecutive)", func(st *agent.Status) {
+		{"a probe ran again (took, at, consecutive)", func(st *core.Status) {
 			st.Groups[0].Checks = []health.CheckState{{Name: "tcp[0]", Healthy: true, Consecutive: 9,
 				Last: health.Result{OK: true, Detail: "ok", Took: 3 * time.Millisecond, At: time.Now()}}}
 		}, false},
-		{"a member row appeared", func(st *agent.Status) { st.Groups[0].Members = []agent.MemberStatus{{Node: "n1", Pos: 99, LagB: 3}} }, true},
-		{"only the position moved again", func(st *agent.Status) { st.Groups[0].Members[0].Pos, st.Groups[0].Members[0].LagB = 200, 7 }, false},
-		{"a check failed", func(st *agent.Status) {
+		{"a member row appeared", func(st *core.Status) { st.Groups[0].Members = []core.MemberStatus{{Node: "n1", Pos: 99, LagB: 3}} }, true},
+		{"only the position moved again", func(st *core.Status) { st.Groups[0].Members[0].Pos, st.Groups[0].Members[0].LagB = 200, 7 }, false},
+		{"a check failed", func(st *core.Status) {
 			st.Groups[0].Checks = []health.CheckState{{Name: "tcp[0]", Healthy: false, Last: health.Result{Detail: "refused"}}}
 		}, true},
-		{"a peer died", func(st *agent.Status) { st.Nodes[1].Alive = false }, true},
-		{"the owner changed", func(st *agent.Status) { st.Groups[0].Owner, st.Groups[0].Epoch = "n2", 2 }, true},
-		{"the lease was renewed", func(st *agent.Status) { st.Groups[0].LeaseMs = 400 + 2*leaseSlack.Milliseconds() }, true},
-		{"maintenance", func(st *agent.Status) { st.Groups[0].Maintenance = true }, true},
-		{"no leader", func(st *agent.Status) { st.Leader = "" }, true},
+		{"a peer died", func(st *core.Status) { st.Nodes[1].Alive = false }, true},
+		{"the owner changed", func(st *core.Status) { st.Groups[0].Owner, st.Groups[0].Epoch = "n2", 2 }, true},
+		{"the lease was renewed", func(st *core.Status) { st.Groups[0].LeaseMs = 400 + 2*leaseSlack.Milliseconds() }, true},
+		{"maintenance", func(st *core.Status) { st.Groups[0].Maintenance = true }, true},
+		{"no leader", func(st *core.Status) { st.Leader = "" }, true},
 	} {
 		b.change(func(b *streamBackend) { tc.edit(&b.st) })
 		if got := take(); got != tc.send {

@@ -1,7 +1,8 @@
-// Package cluster carries Baton's node-to-node heartbeats: the wire format
-// (authenticated with HMAC-SHA256 keyed from the cluster secret, with replay
-// protection), the UDP transport, and an in-memory network twin with
-// partitions, loss and delay for the in-process cluster harness.
+// Package cluster is Baton's node-to-node heartbeat protocol: the messages the
+// core sends and receives, and their wire format (authenticated with
+// HMAC-SHA256 keyed from the cluster secret, with replay protection). It does
+// no I/O: the UDP transport is package cluster/udp, and the in-process
+// harness (package sim) delivers messages on a simulated network.
 //
 // Heartbeats are the lease clock of the cluster (see docs/design.md): every
 // node sends one to every other node each heartbeat_interval; owners claim
@@ -24,7 +25,7 @@ import (
 // Packet layout (all integers big-endian):
 //
 //	magic   4  "BTN1"
-//	inc     8  sender incarnation (unix ns of its start: grows across restarts)
+//	inc     8  sender incarnation: grows across restarts (stored in data_dir, see NextIncarnation)
 //	seq     8  sender sequence number within the incarnation
 //	fromLen 1
 //	from    fromLen bytes, the sender's node name
@@ -84,6 +85,11 @@ type GroupStatus struct {
 	Pos     uint64   `json:"pos,omitempty"`
 	Sync    []string `json:"sy,omitempty"`
 	SyncSet bool     `json:"sys,omitempty"`
+	// SyncSeq numbers the owner's requests for Sync within its epoch: it
+	// grows with every change, and the leader records a request only if its
+	// number is higher than the recorded one (so a late, superseded request
+	// never overrides a newer one).
+	SyncSeq uint64 `json:"sq,omitempty"`
 	// Div: when this old primary rejoined after losing the group at
 	// DivEpoch, it held Div bytes the new primary lacked (discarded by the
 	// rewind): what the failover actually lost.
@@ -225,15 +231,33 @@ type ReplayGuard struct {
 // NewReplayGuard returns an empty guard.
 func NewReplayGuard() *ReplayGuard { return &ReplayGuard{senders: map[string]*senderWindow{}} }
 
+// Verdict is what a ReplayGuard says of a packet.
+type Verdict int
+
+// Verdicts of ReplayGuard.Admit.
+const (
+	Fresh    Verdict = iota // new: accept it
+	Replayed                // seen before, or too old within the sender's incarnation
+	Stale                   // from an incarnation older than the newest seen from that sender
+)
+
 // Accept reports whether the (from, inc, seq) triple is new, and records it.
 func (g *ReplayGuard) Accept(from string, inc, seq uint64) bool {
+	return g.Admit(from, inc, seq) == Fresh
+}
+
+// Admit judges the (from, inc, seq) triple and records it if it is fresh. A
+// Stale verdict means the sender restarted with a lower incarnation than
+// before (its clock stepped back and it kept no record of the last one):
+// every packet it sends is refused until it restarts with a higher one.
+func (g *ReplayGuard) Admit(from string, inc, seq uint64) Verdict {
 	w := g.senders[from]
 	if w == nil || inc > w.inc {
 		g.senders[from] = &senderWindow{inc: inc, maxSeq: seq, seen: 1}
-		return true
+		return Fresh
 	}
 	if inc < w.inc {
-		return false
+		return Stale
 	}
 	switch {
 	case seq > w.maxSeq:
@@ -245,16 +269,16 @@ func (g *ReplayGuard) Accept(from string, inc, seq uint64) bool {
 		}
 		w.seen |= 1
 		w.maxSeq = seq
-		return true
+		return Fresh
 	case w.maxSeq-seq >= replayWindow:
-		return false
+		return Replayed
 	default:
 		bit := uint64(1) << (w.maxSeq - seq)
 		if w.seen&bit != 0 {
-			return false
+			return Replayed
 		}
 		w.seen |= bit
-		return true
+		return Fresh
 	}
 }
 

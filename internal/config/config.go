@@ -170,6 +170,11 @@ type GroupDNS struct {
 type Proxy struct {
 	Listen string `yaml:"listen,omitempty"` // host:port; an empty host (":9080") means the node's own address
 	Port   int    `yaml:"port,omitempty"`   // the service's port on the owner
+	// MaxConnections bounds the client connections the proxy holds on each node (0: 4096); beyond it new
+	// ones are reset, so silent clients cannot exhaust the agent's file descriptors.
+	MaxConnections int `yaml:"max_connections,omitempty"`
+	// IdleTimeout resets a connection on which neither side sent anything for that long (0: never).
+	IdleTimeout Duration `yaml:"idle_timeout,omitempty"`
 }
 
 // Service is the group's process: Run is supervised by Baton; Start/Stop/Status are commands for a service that

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/baton-ha/baton/internal/core"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -258,6 +259,12 @@ nodes: [{name: n1, address: 127.0.0.1}]
 			`groups[1].dns.name: "web" is already the DNS name of groups[0]`,
 			"groups[1].dns: no DNS server serves it; set dns.listen (or nodes[].dns)",
 			`groups[1].proxy.listen: ":9080" is already the proxy listener of groups[0]`,
+		}},
+		{"proxy limits", head + `groups:
+  - {name: web, members: [{node: n1}], proxy: {listen: ":9080", port: 80, max_connections: -1, idle_timeout: 100ms}}
+`, []string{
+			"groups[0].proxy.max_connections: -1 is negative; use 0 for the default (4096)",
+			"groups[0].proxy.idle_timeout: 100ms: use 0 (never) or at least 1s, longer than the service's quietest normal pause",
 		}},
 		{"dns section", head + "dns: {listen: nowhere, zone: Bad..zone, ttl: 1500ms}\n", []string{
 			`dns.listen: "nowhere" is not host:port (e.g. 10.0.0.11:53)`,
@@ -597,7 +604,7 @@ func TestTimingOverrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Timing{
+	want := core.Timing{
 		HeartbeatInterval:    100 * time.Millisecond,
 		FailureTimeout:       2 * time.Second,
 		LeaseGuard:           300 * time.Millisecond,

@@ -1,33 +1,14 @@
 package config
 
-import "time"
+import (
+	"time"
 
-// Timing is the effective set of timing values of a cluster: a profile with the config's overrides applied.
-type Timing struct {
-	// HeartbeatInterval is how often an owner renews its lease with every voter.
-	HeartbeatInterval time.Duration
-	// FailureTimeout is the lease length L: a voter promises not to release an owner's lease before
-	// L·(1+ClockDrift) has passed since the owner's last heartbeat it acked.
-	FailureTimeout time.Duration
-	// LeaseGuard is how long before its lease ends an owner that could not renew stops acting (drops its VIPs).
-	LeaseGuard time.Duration
-	// ClockDrift bounds the rate difference between any two nodes' monotonic clocks (0.01 = 1 %).
-	ClockDrift float64
-
-	// Raft settings of the quorum store (hashicorp/raft Config fields of the same names).
-	RaftHeartbeatTimeout time.Duration
-	RaftElectionTimeout  time.Duration
-	RaftLeaderLease      time.Duration
-	RaftCommitTimeout    time.Duration
-
-	// StartupGrace is how long after start a node waits for the other members before taking a group, so that the
-	// highest-priority member, not the first one up, gets it.
-	StartupGrace time.Duration
-}
+	"github.com/baton-ha/baton/internal/core"
+)
 
 // profiles are the named timing presets. Every value says why it is what it is; change one only together with
 // its reason.
-var profiles = map[string]Timing{
+var profiles = map[string]core.Timing{
 	// default: one LAN (or a cloud subnet), robust to 10 % packet loss and a loaded CPU; target client-visible
 	// outage p99 ≤ 0.6 s ≈ FailureTimeout·(1+ClockDrift)² + one commit + the takeover itself.
 	"default": {
@@ -99,7 +80,7 @@ var profiles = map[string]Timing{
 var profileNames = []string{"default", "fast", "wan"}
 
 // Profile returns the timing preset called name: "default", "fast" or "wan".
-func Profile(name string) (Timing, bool) {
+func Profile(name string) (core.Timing, bool) {
 	t, ok := profiles[name]
 	return t, ok
 }
@@ -107,7 +88,7 @@ func Profile(name string) (Timing, bool) {
 // Timing returns the cluster's effective timing: its profile (default when unknown) with the explicit overrides
 // of the cluster section applied. raft_timeout sets the Raft heartbeat and election timeouts, and the leader lease
 // to two thirds of it (Raft needs the lease below the heartbeat timeout).
-func (c *Config) Timing() Timing {
+func (c *Config) Timing() core.Timing {
 	t, ok := Profile(c.Cluster.Profile)
 	if !ok {
 		t = profiles["default"]

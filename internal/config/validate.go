@@ -329,6 +329,12 @@ func (c *Config) validateGroups(errs *Errors) {
 			if px.Port < 1 || px.Port > 65535 {
 				errs.add(p+".proxy.port", "%d is out of range; use the service's port, 1 to 65535", px.Port)
 			}
+			if px.MaxConnections < 0 {
+				errs.add(p+".proxy.max_connections", "%d is negative; use 0 for the default (4096)", px.MaxConnections)
+			}
+			if t := px.IdleTimeout.D(); t < 0 || (t > 0 && t < time.Second) {
+				errs.add(p+".proxy.idle_timeout", "%v: use 0 (never) or at least 1s, longer than the service's quietest normal pause", px.IdleTimeout)
+			}
 		}
 
 		if s := g.Service; s != nil {

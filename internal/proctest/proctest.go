@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/baton-ha/baton/internal/agent"
+	"github.com/baton-ha/baton/internal/core"
 )
 
 // Build compiles cmd/baton into dir and returns the binary's path.
@@ -339,8 +339,8 @@ func (c *Cluster) Baton(node string, args ...string) (string, error) {
 }
 
 // Status fetches a node's /v1/status.
-func (c *Cluster) Status(node string) (agent.Status, error) {
-	var st agent.Status
+func (c *Cluster) Status(node string) (core.Status, error) {
+	var st core.Status
 	cl := &http.Client{Timeout: 2 * time.Second}
 	resp, err := cl.Get("http://" + c.APIs[node] + "/v1/status")
 	if err != nil {

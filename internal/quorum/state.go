@@ -1,7 +1,8 @@
-// Package quorum holds Baton's replicated cluster state (group owners, epochs,
-// history) and the machinery that replicates it: hashicorp/raft over an
-// authenticated, encrypted transport in production, and an in-memory twin used
-// by the in-process cluster harness.
+// Package quorum is Baton's replicated cluster state (group owners, epochs,
+// history), the commands that change it and the Quorum interface the core
+// replicates it through. It does no I/O: package quorum/raftstore replicates
+// it with hashicorp/raft in production, and the in-process harness (package
+// sim) has an in-memory twin.
 //
 // The state is deliberately tiny. Raft only commits the *result* of an
 // ownership decision (new owner, epoch+1); the lease clock that makes a
@@ -13,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -54,6 +56,9 @@ type GroupState struct {
 	// every write it acknowledged is on each of them: in sync mode only they,
 	// or the owner itself, may be promoted. Reset by every assignment.
 	Sync []string `json:"sync,omitempty"`
+	// SyncSeq is the owner's request number that Sync was recorded from
+	// (OpSync applies only a higher one).
+	SyncSeq uint64 `json:"sync_seq,omitempty"`
 }
 
 // Event is one ownership change, kept in the replicated history.
@@ -166,6 +171,7 @@ type Command struct {
 	PrimaryPos  uint64   `json:"primary_pos,omitempty"`
 	PromotedPos uint64   `json:"promoted_pos,omitempty"`
 	LostBytes   uint64   `json:"lost_bytes,omitempty"`
+	SyncSeq     uint64   `json:"sync_seq,omitempty"`
 }
 
 // ErrBusy is returned by Apply for a handoff while another is pending.
@@ -243,8 +249,15 @@ func (s *State) Apply(idx uint64, c Command) error {
 		if g.Epoch != c.ExpectEpoch || g.Owner != c.ExpectOwner || g.Owner == "" {
 			return ErrStale
 		}
-		g.Sync = append([]string(nil), c.Sync...)
+		if c.SyncSeq != 0 && c.SyncSeq <= g.SyncSeq {
+			return ErrStale // superseded by a newer request of the owner
+		}
+		changed := !slices.Equal(g.Sync, c.Sync)
+		g.Sync, g.SyncSeq = append([]string(nil), c.Sync...), c.SyncSeq
 		s.Groups[c.Group] = g
+		if !changed {
+			return nil // a confirmation of the same set: nothing for the history
+		}
 		s.Events = append(s.Events, Event{Seq: s.NextEv, TimeUnixMs: c.TimeUnixMs, Group: c.Group, Epoch: g.Epoch,
 			From: g.Owner, To: g.Owner, Reason: ReasonSync, Detail: c.Detail, Sync: g.Sync})
 		s.NextEv++

@@ -50,7 +50,7 @@ func newActiveActive(t *testing.T, vips int, failback bool, seed int64) *Cluster
 // spread returns how many units of edge each node acts for.
 func spread(c *Cluster) map[string]int {
 	out := map[string]int{}
-	for _, u := range c.Cfg.UnitsOf("edge") {
+	for _, u := range c.Spec.UnitsOf("edge") {
 		if o := c.Owner(u.Name); o != "" {
 			out[o]++
 		}

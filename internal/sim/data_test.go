@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baton-ha/baton/internal/agent"
+	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
@@ -27,8 +27,8 @@ groups:
 func newDataCluster(t *testing.T, sync string, seed int64) *Cluster {
 	t.Helper()
 	c := New(mustConfig(t, fmt.Sprintf(dataGroup, sync)), seed, nil)
-	c.SetData("n1", "db", agent.DataReport{Known: true, Role: "primary", Pos: 5000})
-	c.SetData("n2", "db", agent.DataReport{Known: true, Role: "standby", Pos: 4990})
+	c.SetData("n1", "db", core.DataReport{Known: true, Role: "primary", Pos: 5000})
+	c.SetData("n2", "db", core.DataReport{Known: true, Role: "standby", Pos: 4990})
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestSyncOnlyPromotesASynchronousStandby(t *testing.T) {
 func TestSyncStandbyRecordedThenPromoted(t *testing.T) {
 	c := newDataCluster(t, "strict", 32)
 	// The owner asks for n2 to be recorded as synchronous.
-	c.SetData("n1", "db", agent.DataReport{Known: true, Role: "primary", Pos: 6000, Sync: []string{"n2"}, SyncSet: true})
+	c.SetData("n1", "db", core.DataReport{Known: true, Role: "primary", Pos: 6000, Streaming: []string{"n2"}, Synchronous: []string{"n2"}})
 	waitFor(t, c, 2*time.Second, "sync set recorded", func() bool {
 		return slices.Equal(c.Committed().Group("db").Sync, []string{"n2"})
 	})
@@ -82,7 +82,7 @@ func TestSyncStandbyRecordedThenPromoted(t *testing.T) {
 	}
 	// A sync entry is not an ownership change: takeover annotations and
 	// previous owners ignore it.
-	c.SetData("n2", "db", agent.DataReport{Known: true, Role: "standby", Pos: 6000})
+	c.SetData("n2", "db", core.DataReport{Known: true, Role: "standby", Pos: 6000})
 	if err := c.Advance(500 * time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestSyncStandbyRecordedThenPromoted(t *testing.T) {
 func TestAsyncMaxLag(t *testing.T) {
 	c := newDataCluster(t, "off", 33)
 	// n2 trails by 4000 bytes > max_lag 1kB: not promoted automatically.
-	c.SetData("n2", "db", agent.DataReport{Known: true, Role: "standby", Pos: 1000})
+	c.SetData("n2", "db", core.DataReport{Known: true, Role: "standby", Pos: 1000})
 	if err := c.Advance(500 * time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestAsyncMaxLag(t *testing.T) {
 		t.Fatalf("%s promoted although it trailed by more than max_lag", o)
 	}
 	// It catches up to within max_lag (replaying what it had received).
-	c.SetData("n2", "db", agent.DataReport{Known: true, Role: "standby", Pos: 4500})
+	c.SetData("n2", "db", core.DataReport{Known: true, Role: "standby", Pos: 4500})
 	waitFor(t, c, 2*time.Second, "promoted within max_lag", func() bool { return c.Owner("db") == "n2" })
 	e := c.Committed().Events[len(c.Committed().Events)-1]
 	if e.LostBytes != 500 || e.PrimaryPos != 5000 || e.PromotedPos != 4500 {
@@ -125,8 +125,8 @@ func TestAsyncMaxLag(t *testing.T) {
 
 func TestDataBootstrapPrefersMostUpToDate(t *testing.T) {
 	c := New(mustConfig(t, fmt.Sprintf(dataGroup, "on")), 34, nil)
-	c.SetData("n1", "db", agent.DataReport{Known: true, Role: "stopped", Pos: 100})
-	c.SetData("n2", "db", agent.DataReport{Known: true, Role: "stopped", Pos: 900})
+	c.SetData("n1", "db", core.DataReport{Known: true, Role: "stopped", Pos: 100})
+	c.SetData("n2", "db", core.DataReport{Known: true, Role: "stopped", Pos: 900})
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}

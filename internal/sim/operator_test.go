@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baton-ha/baton/internal/agent"
+	"github.com/baton-ha/baton/internal/core"
 )
 
 func waitFor(t *testing.T, c *Cluster, limit time.Duration, what string, cond func() bool) time.Duration {
@@ -64,20 +64,19 @@ func TestSwitchoverRefusals(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		group, to string
-		code      int
+		kind      error
 		msg       string
 	}{
-		{"nope", "n2", 404, `unknown group "nope"`},
-		{"web", "n9", 404, `unknown node "n9"`},
-		{"web", "w1", 400, `node "w1" is not a member of group "web"`},
-		{"web", "n1", 409, `node "n1" already owns group "web"`},
-		{"web", "n2", 409, `node "n2" is unhealthy for group "web"`},
-		{"web", "", 409, `no healthy standby for group "web"`},
+		{"nope", "n2", core.ErrUnknownGroup, `unknown group "nope"`},
+		{"web", "n9", core.ErrUnknownNode, `unknown node "n9"`},
+		{"web", "w1", core.ErrInvalid, `node "w1" is not a member of group "web"`},
+		{"web", "n1", core.ErrConflict, `node "n1" already owns group "web"`},
+		{"web", "n2", core.ErrConflict, `node "n2" is unhealthy for group "web"`},
+		{"web", "", core.ErrConflict, `no healthy standby for group "web"`},
 	} {
 		err := c.Switchover(tc.group, tc.to)
-		var re *agent.RequestError
-		if !errors.As(err, &re) || re.Code != tc.code || !strings.Contains(re.Msg, tc.msg) {
-			t.Errorf("Switchover(%q, %q) = %v, want %d %q", tc.group, tc.to, err, tc.code, tc.msg)
+		if !errors.Is(err, tc.kind) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("Switchover(%q, %q) = %v, want %v %q", tc.group, tc.to, err, tc.kind, tc.msg)
 		}
 	}
 	if o := c.Owner("web"); o != "n1" {
@@ -194,7 +193,7 @@ func TestFailingActiveHookTriesTheNextCandidate(t *testing.T) {
 	if o := c.Owner("web"); o == "n1" {
 		t.Fatal("n1 got the group back inside its hook cooldown")
 	}
-	if err := c.Advance(agent.HookCooldown); err != nil {
+	if err := c.Advance(core.HookCooldown); err != nil {
 		t.Fatal(err)
 	}
 	if o := c.Owner("web"); o != "n1" {

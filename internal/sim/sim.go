@@ -1,5 +1,5 @@
 // Package sim is Baton's exported in-process cluster harness: N agent cores
-// (agent.Node) on a simulated network that partitions, drops, delays and
+// (core.Node) on a simulated network that partitions, drops, delays and
 // reorders, with an in-memory quorum twin, per-node clocks that drift within
 // the configured bound, and a global virtual clock. Everything is driven from
 // one seeded random source, so a failing schedule replays exactly from its
@@ -19,9 +19,8 @@ import (
 	"sort"
 	"time"
 
-	"github.com/baton-ha/baton/internal/agent"
 	"github.com/baton-ha/baton/internal/cluster"
-	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
@@ -40,18 +39,18 @@ type Activation struct {
 // Node is one simulated agent process and its host.
 type Node struct {
 	Name     string
-	core     *agent.Node
+	core     *core.Node
 	alive    bool // process exists (killed → false)
 	paused   bool // SIGSTOP
 	rate     float64
 	offset   time.Duration
-	releases *agent.MemReleases
+	releases *core.MemReleases
 	view     *quorum.State
 	applied  int // log entries applied
 	nextTick time.Duration
 	backlog  []delivery
 	healthy  map[string]bool
-	data     map[string]agent.DataReport // data-aware groups: what the node's "driver" reports
+	dbs      map[string]*fakeDB // data-aware groups: the node's database (db.go)
 }
 
 type delivery struct {
@@ -88,8 +87,8 @@ type proposal struct {
 
 // Cluster is the simulated cluster.
 type Cluster struct {
-	Cfg    *config.Config
-	Timing config.Timing
+	Spec   *core.Spec
+	Timing core.Timing
 	Now    time.Duration
 	Rand   *rand.Rand
 	Log    *slog.Logger
@@ -106,10 +105,17 @@ type Cluster struct {
 	// quorum twin
 	log        []quorum.Command
 	commitTime []time.Duration
-	proposals  []proposal
-	leader     string
-	electionAt time.Duration
-	transferTo string
+	committed  *quorum.State
+
+	// databases (db.go)
+	nextWrite    uint64
+	acked        []uint64
+	ackedChecked int
+	lastSync     map[string]string
+	proposals    []proposal
+	leader       string
+	electionAt   time.Duration
+	transferTo   string
 
 	// observations
 	Activations []Activation
@@ -120,22 +126,22 @@ type Cluster struct {
 }
 
 // New builds a cluster for cfg. Nothing runs until Start.
-func New(cfg *config.Config, seed int64, log *slog.Logger) *Cluster {
+func New(spec *core.Spec, seed int64, log *slog.Logger) *Cluster {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Cluster{
-		Cfg: cfg, Timing: cfg.Timing(), Rand: rand.New(rand.NewSource(seed)), Log: log,
+		Spec: spec, Timing: spec.Timing, Rand: rand.New(rand.NewSource(seed)), Log: log,
 		nodes: map[string]*Node{}, blocked: map[[2]string]bool{},
 		delayLo: 200 * time.Microsecond, delayHi: 2 * time.Millisecond,
-		lastActEp: map[string]uint64{}, epochOwner: map[string]map[uint64]string{}, maxView: map[string]map[string]uint64{},
+		committed: quorum.NewState(), lastSync: map[string]string{}, lastActEp: map[string]uint64{}, epochOwner: map[string]map[uint64]string{}, maxView: map[string]map[string]uint64{},
 	}
-	for _, nd := range cfg.Nodes {
+	for _, nd := range spec.Nodes {
 		drift := c.Timing.ClockDrift * 0.9
 		n := &Node{
 			Name: nd.Name, rate: 1 + (c.Rand.Float64()*2-1)*drift,
 			offset:   time.Duration(c.Rand.Int63n(int64(time.Hour))),
-			releases: &agent.MemReleases{}, view: quorum.NewState(), healthy: map[string]bool{}, data: map[string]agent.DataReport{},
+			releases: &core.MemReleases{}, view: quorum.NewState(), healthy: map[string]bool{}, dbs: map[string]*fakeDB{},
 		}
 		c.nodes[nd.Name] = n
 		c.order = append(c.order, nd.Name)
@@ -168,17 +174,20 @@ func (c *Cluster) Start() error {
 
 func (c *Cluster) boot(n *Node) error {
 	q := &nodeQuorum{c: c, n: n}
-	core, err := agent.NewNode(agent.Deps{
-		Name: n.Name, Config: c.Cfg, Timing: c.Timing, Quorum: q,
+	node, err := core.NewNode(core.Deps{
+		Name: n.Name, Spec: c.Spec, Quorum: q,
 		Send:   func(to string, m *cluster.Message) { c.send(n.Name, to, m) },
-		OnRole: func(t agent.Transition) { c.observe(n.Name, t) },
+		OnRole: func(t core.Transition) { c.observe(n.Name, t) },
 		Healthy: func(g string) bool {
-			group, _ := config.SplitUnit(g) // an active-active unit is as healthy as its group
+			group := g // an active-active unit is as healthy as its group
+			if u := c.Spec.Unit(g); u != nil {
+				group = u.GroupOf()
+			}
 			h, ok := n.healthy[group]
 			return !ok || h
 		},
 		Releases: n.releases,
-		Data:     func(g string) agent.DataReport { return n.data[g] },
+		DataOp:   func(g string, op core.DataOp) { c.dataOp(n, g, op) },
 		WallNow:  func() time.Time { return time.Unix(0, 0).Add(c.Now) },
 		RaftRole: func() string {
 			if c.leader == n.Name {
@@ -192,9 +201,10 @@ func (c *Cluster) boot(n *Node) error {
 	if err != nil {
 		return err
 	}
-	n.core, n.alive, n.paused, n.backlog = core, true, false, nil
+	n.core, n.alive, n.paused, n.backlog = node, true, false, nil
+	c.restartDBs(n)
 	n.nextTick = c.Local(n)
-	return core.Start(c.Local(n))
+	return node.Start(c.Local(n))
 }
 
 func (c *Cluster) send(from, to string, m *cluster.Message) {
@@ -210,9 +220,10 @@ func (c *Cluster) send(from, to string, m *cluster.Message) {
 	heap.Push(&c.q, delivery{at: c.Now + d, seq: c.seq, from: from, to: to, msg: m})
 }
 
-func (c *Cluster) observe(node string, t agent.Transition) {
+func (c *Cluster) observe(node string, t core.Transition) {
 	c.Activations = append(c.Activations, Activation{At: c.Now, Node: node, Group: t.Group, Role: t.Role, Epoch: t.Epoch})
-	if t.Role != agent.RoleActive {
+	c.dbTransition(c.nodes[node], t)
+	if t.Role != core.RoleActive {
 		return
 	}
 	if last := c.lastActEp[t.Group]; t.Epoch < last {
@@ -318,9 +329,6 @@ func (c *Cluster) Resume(name string) {
 // SetHealthy sets a node's local health for a group.
 func (c *Cluster) SetHealthy(name, group string, ok bool) { c.nodes[name].healthy[group] = ok }
 
-// SetData sets what a node's driver reports for a data-aware group.
-func (c *Cluster) SetData(name, group string, r agent.DataReport) { c.nodes[name].data[group] = r }
-
 // ForceFailover runs `baton failover --allow-data-loss` on the leader.
 func (c *Cluster) ForceFailover(group, to string) error {
 	n := c.nodes[c.leader]
@@ -353,12 +361,12 @@ func (c *Cluster) canLead(name string) bool {
 		return false
 	}
 	reach := 0
-	for _, v := range c.Cfg.Voters() {
+	for _, v := range c.Spec.Voters() {
 		if c.up(c.nodes[v]) && c.linked(name, v) {
 			reach++
 		}
 	}
-	return reach >= len(c.Cfg.Voters())/2+1
+	return reach >= len(c.Spec.Voters())/2+1
 }
 
 func (c *Cluster) loseLeader() {
@@ -399,8 +407,7 @@ func (c *Cluster) stepQuorum() {
 			continue
 		}
 		if p.proposer == c.leader {
-			c.log = append(c.log, p.cmd)
-			c.commitTime = append(c.commitTime, c.Now)
+			c.commit(p.cmd)
 		}
 	}
 	c.proposals = keep
@@ -476,6 +483,7 @@ func (c *Cluster) Advance(d time.Duration) error {
 		c.Now += Step
 		c.deliver()
 		c.stepQuorum()
+		c.stepDBs()
 		for _, name := range c.order {
 			n := c.nodes[name]
 			if !c.up(n) {
@@ -483,7 +491,7 @@ func (c *Cluster) Advance(d time.Duration) error {
 			}
 			if now := c.Local(n); now >= n.nextTick {
 				n.core.Tick(now)
-				n.nextTick = now + agent.TickPeriod(c.Timing)
+				n.nextTick = now + core.TickPeriod(c.Timing)
 			}
 		}
 		c.check()
@@ -508,7 +516,8 @@ func (c *Cluster) deliver() {
 }
 
 func (c *Cluster) check() {
-	for _, g := range c.Cfg.Units() {
+	c.checkData()
+	for _, g := range c.Spec.Units {
 		var holders []string
 		for _, name := range c.order {
 			n := c.nodes[name]
@@ -534,14 +543,17 @@ func (c *Cluster) Owner(group string) string {
 	return ""
 }
 
-// Committed returns the replicated state as the log has it.
-func (c *Cluster) Committed() *quorum.State {
-	s := quorum.NewState()
-	for i, cmd := range c.log {
-		_ = s.Apply(uint64(i+1), cmd)
-	}
-	return s
+// commit appends a command to the replicated log.
+func (c *Cluster) commit(cmd quorum.Command) {
+	c.checkCommit(cmd)
+	c.log = append(c.log, cmd)
+	c.commitTime = append(c.commitTime, c.Now)
+	_ = c.committed.Apply(uint64(len(c.log)), cmd)
 }
+
+// Committed returns the replicated state as the log has it. It is shared:
+// callers must not modify it.
+func (c *Cluster) Committed() *quorum.State { return c.committed }
 
 // Leader returns the quorum leader ("" during an election).
 func (c *Cluster) Leader() string { return c.leader }
@@ -552,7 +564,7 @@ func (c *Cluster) WaitOwner(limit time.Duration) (time.Duration, error) {
 	start := c.Now
 	for c.Now-start <= limit {
 		ok := true
-		for _, g := range c.Cfg.Units() {
+		for _, g := range c.Spec.Units {
 			if c.Owner(g.Name) == "" {
 				ok = false
 			}
@@ -565,7 +577,7 @@ func (c *Cluster) WaitOwner(limit time.Duration) (time.Duration, error) {
 		}
 	}
 	var missing []string
-	for _, g := range c.Cfg.Units() {
+	for _, g := range c.Spec.Units {
 		if c.Owner(g.Name) == "" {
 			missing = append(missing, g.Name)
 		}
@@ -575,7 +587,7 @@ func (c *Cluster) WaitOwner(limit time.Duration) (time.Duration, error) {
 }
 
 // Status returns a node's status (for debugging failures).
-func (c *Cluster) Status(name string) agent.Status {
+func (c *Cluster) Status(name string) core.Status {
 	n := c.nodes[name]
 	return n.core.Status(c.Local(n))
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/core"
 )
 
 var (
@@ -53,13 +54,13 @@ groups:
       - {address: 10.0.1.4/24, interface: eth0}
 `
 
-func mustConfig(t testing.TB, text string) *config.Config {
+func mustConfig(t testing.TB, text string) *core.Spec {
 	t.Helper()
 	cfg, err := config.Parse([]byte(text), t.TempDir())
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	return cfg
+	return cfg.CoreSpec()
 }
 
 func newCluster(t testing.TB, profile string, seed int64) *Cluster {
@@ -311,12 +312,12 @@ func runSchedule(t *testing.T, seed int64, verbose bool) error {
 			what = "leave"
 			c.Leave(pick())
 		case 10:
-			n, g := pick(), c.Cfg.Groups[r.Intn(len(c.Cfg.Groups))].Name
+			n, g := pick(), c.Spec.Groups[r.Intn(len(c.Spec.Groups))].Name
 			ok := r.Intn(2) == 0
 			what = fmt.Sprintf("health %s/%s=%v", n, g, ok)
 			c.SetHealthy(n, g, ok)
 		case 11:
-			g := c.Cfg.Groups[r.Intn(len(c.Cfg.Groups))].Name
+			g := c.Spec.Groups[r.Intn(len(c.Spec.Groups))].Name
 			to := ""
 			if r.Intn(2) == 0 {
 				to = pick()

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/baton-ha/baton/internal/agent"
 	"github.com/baton-ha/baton/internal/api"
+	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/health"
 	"github.com/baton-ha/baton/internal/quorum"
 )
@@ -22,12 +24,12 @@ import (
 // cannot easily show (a data-aware group, an active-active group's units,
 // a node without a quorum leader).
 type fixedBackend struct {
-	st      agent.Status
+	st      core.Status
 	ev      []quorum.Event
 	stopped chan struct{}
 }
 
-func (f *fixedBackend) Status(*http.Request) (agent.Status, error)   { return f.st, nil }
+func (f *fixedBackend) Status(*http.Request) (core.Status, error)    { return f.st, nil }
 func (f *fixedBackend) Events(*http.Request) ([]quorum.Event, error) { return f.ev, nil }
 func (f *fixedBackend) Ready() bool                                  { return false }
 func (f *fixedBackend) TransferLeadership(*http.Request, string) error {
@@ -44,37 +46,39 @@ func (f *fixedBackend) Failover(*http.Request, string, string) (agent.Switchover
 func (f *fixedBackend) Maintenance(*http.Request, string, bool) error {
 	return errors.New("not in this test")
 }
-func (f *fixedBackend) Endpoints(*http.Request, string) (agent.Endpoints, error) {
-	return agent.Endpoints{}, errors.New("not in this test")
+func (f *fixedBackend) Endpoints(*http.Request, string) (core.Endpoints, error) {
+	return core.Endpoints{}, errors.New("not in this test")
 }
-func (f *fixedBackend) MetricsHandler() http.Handler { return http.NotFoundHandler() }
-func (f *fixedBackend) Crash()                       {}
-func (f *fixedBackend) Changed() <-chan struct{}     { return nil }
-func (f *fixedBackend) Stopped() <-chan struct{}     { return f.stopped }
-func (f *fixedBackend) UIEnabled() bool              { return true }
+func (f *fixedBackend) MetricsHandler() http.Handler              { return http.NotFoundHandler() }
+func (f *fixedBackend) AppliedIndex() uint64                      { return 0 }
+func (f *fixedBackend) WaitApplied(context.Context, uint64) error { return nil }
+func (f *fixedBackend) Crash()                                    {}
+func (f *fixedBackend) Changed() <-chan struct{}                  { return nil }
+func (f *fixedBackend) Stopped() <-chan struct{}                  { return f.stopped }
+func (f *fixedBackend) UIEnabled() bool                           { return true }
 
 func TestDashboardShowsDataAwareAndActiveActiveGroups(t *testing.T) {
 	ctx := browser(t)
 	now := time.Now()
-	b := &fixedBackend{stopped: make(chan struct{}), st: agent.Status{
+	b := &fixedBackend{stopped: make(chan struct{}), st: core.Status{
 		Cluster: "prod", Node: "n1", Leader: "", RaftRole: "follower", Profile: "default", LeaseMs: 400, Generated: now,
-		Nodes: []agent.NodeStatus{
+		Nodes: []core.NodeStatus{
 			{Name: "n1", Address: "10.0.0.11", API: "10.0.0.11:7480", Self: true, Alive: true, RaftRole: "follower"},
 			{Name: "n2", Address: "10.0.0.12", API: "10.0.0.12:7480", Alive: false, LastSeenMs: 5200},
 			{Name: "n3", Address: "10.0.0.13", API: "10.0.0.13:7480", Alive: false, LastSeenMs: 5100, Witness: true},
 		},
-		Groups: []agent.GroupStatus{
+		Groups: []core.GroupStatus{
 			{Name: "db", Mode: "active-passive", Standby: "warm", Owner: "n1", Epoch: 7, Role: "active", LeaseMs: 300,
-				SyncMode: "on", Sync: []string{"n2"}, Healthy: true, Members: []agent.MemberStatus{
+				SyncMode: "on", Sync: []string{"n2"}, Healthy: true, Members: []core.MemberStatus{
 					{Node: "n1", Priority: 150, Alive: true, Healthy: true, Role: "active", DB: "primary", Pos: 50331744},
 					{Node: "n2", Priority: 100, Alive: false, Healthy: true, Role: "standby", DB: "standby", Pos: 49283072, LagB: 1048672, SyncRec: true},
 				},
 				Checks: []health.CheckState{{Name: "tcp[0]", Type: "tcp", Healthy: false,
 					Last: health.Result{Detail: "dial tcp 127.0.0.1:5432: connect: connection refused", At: now}}}},
 			{Name: "edge", Mode: "active-active", Standby: "hot", Epoch: 3, Role: "active", Owners: []string{"n1", "n2"},
-				Members: []agent.MemberStatus{{Node: "n1", Priority: 100, Alive: true, Healthy: true, Role: "active"},
+				Members: []core.MemberStatus{{Node: "n1", Priority: 100, Alive: true, Healthy: true, Role: "active"},
 					{Node: "n2", Priority: 100, Role: "active"}},
-				Units: []agent.UnitStatus{
+				Units: []core.UnitStatus{
 					{Name: "edge[0]", VIP: "10.0.0.101/24", Owner: "n1", Epoch: 2, Role: "active", LeaseMs: 350},
 					{Name: "edge[1]", VIP: "10.0.0.102/24", Owner: "n2", Epoch: 1, Role: "standby"},
 				}},

@@ -19,8 +19,11 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Target is one place the group's service runs.
@@ -64,6 +67,10 @@ const (
 	// failedDialPenalty is how long a target whose dial failed is tried after all others: long enough that new
 	// connections do not each pay a failed dial, short enough that a restarted service gets traffic soon.
 	failedDialPenalty = time.Second
+	// DefaultMaxConns bounds the client connections one proxy holds (each costs two file descriptors here), so
+	// that clients that connect and stay silent cannot exhaust the agent's descriptors; beyond it new
+	// connections are reset at once. Far above what one group's clients need on a LAN.
+	DefaultMaxConns = 4096
 )
 
 // Options configure a Proxy. Only Listen is required.
@@ -71,7 +78,12 @@ type Options struct {
 	Listen       string        // host:port to listen on, e.g. ":9080" (the group's proxy.listen)
 	DrainTimeout time.Duration // how long a Switchover lets old connections run; 0 means DefaultDrainTimeout
 	DialTimeout  time.Duration // per dial to a target; 0 means DefaultDialTimeout
-	Log          *slog.Logger  // nil discards
+	// MaxConns bounds the open client connections (0 means DefaultMaxConns); IdleTimeout, when set, resets a
+	// connection on which neither side sent anything for that long (0: never, as for a database connection
+	// that idles legitimately).
+	MaxConns    int
+	IdleTimeout time.Duration
+	Log         *slog.Logger // nil discards
 	// OnConn, if set, is called with the target's node each time a client connection is connected to a target.
 	// It runs on the connection's goroutine, concurrently with other calls, and must not block.
 	OnConn func(node string)
@@ -89,6 +101,7 @@ type Stats struct {
 	ClosedOnFailover uint64 // reset because a Failover removed their target
 	Drained          uint64 // ended by themselves while their target drained after a Switchover
 	DrainTimedOut    uint64 // still open at the drain deadline, and reset
+	OverLimit        uint64 // reset at once because MaxConns connections were open
 }
 
 // TargetStats is one target's share of Stats.
@@ -119,6 +132,9 @@ type Proxy struct {
 	timers  map[*time.Timer]func() // drain deadlines not yet passed → their wg release
 	next    int                    // where the round-robin tie-break starts
 	stats   Stats                  // counters only; Targets is filled in by Stats
+	open    int                    // client connections being served (MaxConns bounds it)
+
+	limitLog *rate.Limiter // saying that MaxConns was reached, now and then
 }
 
 // target is one Target between the Update that added it and the Update that removed it. A target that is removed
@@ -156,6 +172,12 @@ func listen(opts Options, dial dialFunc) (*Proxy, error) {
 	case opts.DialTimeout < 0:
 		return nil, fmt.Errorf("proxy %s: dial timeout %v is negative; use 0 for the default (%v)",
 			opts.Listen, opts.DialTimeout, DefaultDialTimeout)
+	case opts.MaxConns < 0 || opts.IdleTimeout < 0:
+		return nil, fmt.Errorf("proxy %s: max connections %d / idle timeout %v is negative; use 0 for the default",
+			opts.Listen, opts.MaxConns, opts.IdleTimeout)
+	}
+	if opts.MaxConns == 0 {
+		opts.MaxConns = DefaultMaxConns
 	}
 	if opts.DrainTimeout == 0 {
 		opts.DrainTimeout = DefaultDrainTimeout
@@ -186,6 +208,8 @@ func listen(opts Options, dial dialFunc) (*Proxy, error) {
 		done:   make(chan struct{}),
 		old:    map[*target]struct{}{},
 		timers: map[*time.Timer]func(){},
+
+		limitLog: rate.NewLimiter(rate.Every(10*time.Second), 1),
 	}
 	p.wg.Add(1)
 	go p.acceptLoop()
@@ -384,7 +408,20 @@ func (p *Proxy) acceptLoop() {
 		delay = 0
 		p.mu.Lock()
 		p.stats.Accepted++
+		full := p.open >= p.opts.MaxConns
+		if full {
+			p.stats.OverLimit++
+		} else {
+			p.open++
+		}
 		p.mu.Unlock()
+		if full {
+			if p.limitLog.Allow() {
+				p.log.Warn("too many client connections: resetting new ones", "max_connections", p.opts.MaxConns)
+			}
+			resetConn(client)
+			continue
+		}
 		p.wg.Add(1)
 		go p.serve(client)
 	}
@@ -392,6 +429,11 @@ func (p *Proxy) acceptLoop() {
 
 func (p *Proxy) serve(client *net.TCPConn) {
 	defer p.wg.Done()
+	defer func() {
+		p.mu.Lock()
+		p.open--
+		p.mu.Unlock()
+	}()
 	c := p.connect(client)
 	if c == nil {
 		return
@@ -399,12 +441,21 @@ func (p *Proxy) serve(client *net.TCPConn) {
 	if p.opts.OnConn != nil {
 		p.opts.OnConn(c.t.Node)
 	}
+	var fromClient, fromServer io.Reader = c.client, c.server
+	if p.opts.IdleTimeout > 0 {
+		// Both directions share one clock of activity: a client that only
+		// listens to a streaming server is not idle.
+		last := &atomic.Int64{}
+		last.Store(time.Now().UnixNano())
+		fromClient = &idleReader{c: c.client, idle: p.opts.IdleTimeout, last: last}
+		fromServer = &idleReader{c: c.server, idle: p.opts.IdleTimeout, last: last}
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pipe(c.client, c.server)
+		pipe(c.client, fromServer)
 	}()
-	pipe(c.server, c.client)
+	pipe(c.server, fromClient)
 	<-done
 
 	p.mu.Lock()
@@ -507,16 +558,45 @@ func (p *Proxy) pickLocked(tried map[*target]bool) *target {
 // pipe copies src to dst. At src's EOF it passes the half-close on (CloseWrite) and the other direction carries
 // on. On an error (a reset, or the proxy cutting the connection) it resets both sides, so the peer of the side
 // that broke learns of it too. With both ends *net.TCPConn, io.Copy moves the bytes with splice(2).
-func pipe(dst, src net.Conn) {
+func pipe(dst net.Conn, src io.Reader) {
 	if _, err := io.Copy(dst, src); err != nil {
 		resetConn(dst)
-		resetConn(src)
+		if r, ok := src.(*idleReader); ok {
+			resetConn(r.c)
+		} else if c, ok := src.(net.Conn); ok {
+			resetConn(c)
+		}
 		return
 	}
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	} else {
 		dst.Close()
+	}
+}
+
+// idleReader reads from c with a deadline that moves with the activity of
+// both directions (last, unix ns): it fails only when neither side sent
+// anything for idle. It costs the splice(2) fast path, so it is used only
+// when an idle timeout is configured.
+type idleReader struct {
+	c    net.Conn
+	idle time.Duration
+	last *atomic.Int64
+}
+
+func (r *idleReader) Read(b []byte) (int, error) {
+	for {
+		_ = r.c.SetReadDeadline(time.Now().Add(r.idle))
+		n, err := r.c.Read(b)
+		if n > 0 {
+			r.last.Store(time.Now().UnixNano())
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && n == 0 && time.Since(time.Unix(0, r.last.Load())) < r.idle {
+			continue // the other direction was active meanwhile
+		}
+		return n, err
 	}
 }
 

@@ -698,3 +698,47 @@ func TestListenErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxConnsBoundsDescriptors: clients beyond MaxConns are reset at once,
+// so silent clients cannot exhaust the agent's file descriptors; once a
+// connection ends, a new one is served again.
+func TestMaxConnsBoundsDescriptors(t *testing.T) {
+	a := startBackend(t, "a")
+	p := startProxy(t, Options{MaxConns: 3}, nil)
+	p.Update([]Target{a.target()}, Failover)
+	var held []net.Conn
+	for range 3 {
+		c, _ := mustWho(t, p)
+		held = append(held, c)
+	}
+	if _, _, err := who(p.Addr().String()); err == nil {
+		t.Fatal("a connection beyond MaxConns was served")
+	}
+	if s := p.Stats(); s.OverLimit != 1 {
+		t.Fatalf("OverLimit = %d, want 1", s.OverLimit)
+	}
+	held[0].Close()
+	waitFor(t, 5*time.Second, "a slot freed by a closed connection", func() bool {
+		c, _, err := who(p.Addr().String())
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+// TestIdleTimeoutResetsSilentConnections: with an idle timeout, a connection
+// on which neither side sends is reset; one whose server keeps talking is
+// not, although its client never writes.
+func TestIdleTimeoutResetsSilentConnections(t *testing.T) {
+	a := startBackend(t, "a")
+	p := startProxy(t, Options{IdleTimeout: 200 * time.Millisecond}, nil)
+	p.Update([]Target{a.target()}, Failover)
+	silent, _ := mustWho(t, p)
+	cutWithin(t, silent, 2*time.Second)
+	busy, _ := mustWho(t, p)
+	for range 6 { // 600 ms of traffic, three idle timeouts' worth
+		echoes(t, busy)
+		time.Sleep(100 * time.Millisecond)
+	}
+}

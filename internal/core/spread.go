@@ -1,17 +1,16 @@
-package agent
+package core
 
 import (
 	"cmp"
 	"slices"
 	"time"
 
-	"github.com/baton-ha/baton/internal/config"
 	"github.com/baton-ha/baton/internal/decide"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
 // Active-active groups: every VIP (or, without VIPs, every member slot) is a
-// unit with its own owner, lease and epoch (config.Units), so failing one
+// unit with its own owner, lease and epoch (Spec.Units), so failing one
 // over is exactly the active-passive machinery. What is particular to them
 // is where a unit goes: the leader spreads a group's units evenly over its
 // healthy members (fewest units owned first, then the unit's home member),
@@ -19,7 +18,7 @@ import (
 
 // spreadInputs fills in the Load and Home of an active-active unit's
 // candidates.
-func (n *Node) spreadInputs(now time.Duration, v *quorum.State, u *config.Group, cands []decide.Candidate) {
+func (n *Node) spreadInputs(now time.Duration, v *quorum.State, u *Group, cands []decide.Candidate) {
 	if u.Parent == "" {
 		return
 	}
@@ -33,9 +32,9 @@ func (n *Node) spreadInputs(now time.Duration, v *quorum.State, u *config.Group,
 // homeMember is the member a unit prefers when loads are equal: slot i goes
 // to the i-th member by priority, so a cluster that starts together ends up
 // evenly spread without any moves.
-func homeMember(u *config.Group) string {
+func homeMember(u *Group) string {
 	ms := slices.Clone(u.Members)
-	slices.SortStableFunc(ms, func(a, b config.Member) int { return cmp.Compare(b.Priority, a.Priority) })
+	slices.SortStableFunc(ms, func(a, b Member) int { return cmp.Compare(b.Priority, a.Priority) })
 	if len(ms) == 0 {
 		return ""
 	}
@@ -47,7 +46,7 @@ func homeMember(u *config.Group) string {
 // the unit except.
 func (n *Node) unitLoad(now time.Duration, v *quorum.State, group, except string) map[string]int {
 	load := map[string]int{}
-	for _, u := range n.d.Config.UnitsOf(group) {
+	for _, u := range n.spec.UnitsOf(group) {
 		if u.Name == except {
 			continue
 		}
@@ -56,7 +55,7 @@ func (n *Node) unitLoad(now time.Duration, v *quorum.State, group, except string
 		if gs.HandoffTo != "" {
 			owner = gs.HandoffTo
 		}
-		if p, ok := n.pending[u.Name]; ok && p.epoch == gs.Epoch && p.to != "" && now-p.at < n.proposalTimeout() {
+		if p := n.leadOf(u.Name).assign; p.to != "" && n.inFlight(p, gs.Epoch, now) {
 			owner = p.to
 		}
 		if owner != "" {
@@ -72,8 +71,8 @@ func (n *Node) unitLoad(now time.Duration, v *quorum.State, group, except string
 // Moving only from the fullest to the emptiest member, one unit at a time,
 // reaches an even spread with the fewest moves. It waits while any unit of
 // the group is unowned or changing hands.
-func (n *Node) rebalance(now time.Duration, v *quorum.State, g *config.Group) {
-	units := n.d.Config.UnitsOf(g.Name)
+func (n *Node) rebalance(now time.Duration, v *quorum.State, g *Group) {
+	units := n.spec.UnitsOf(g.Name)
 	if !g.Failback || len(units) == 0 {
 		return
 	}
@@ -82,15 +81,13 @@ func (n *Node) rebalance(now time.Duration, v *quorum.State, g *config.Group) {
 		if gs.Owner == "" || gs.HandoffTo != "" {
 			return
 		}
-		if p, ok := n.pending[u.Name]; ok && p.epoch == gs.Epoch && now-p.at < n.proposalTimeout() {
-			return
-		}
-		if p, ok := n.pending[u.Name+"/handoff"]; ok && p.epoch == gs.Epoch && now-p.at < n.proposalTimeout() {
+		if ls := n.leadOf(u.Name); n.inFlight(ls.assign, gs.Epoch, now) || n.inFlight(ls.handoff, gs.Epoch, now) {
 			return
 		}
 	}
 	cands := n.candidates(now, units[0])
-	n.trackUsable(now, g.Name, cands)
+	gl := n.leadOf(g.Name)
+	n.trackUsable(now, gl, cands)
 	load := n.unitLoad(now, v, g.Name, "")
 	var from, to string
 	for _, c := range cands {
@@ -100,8 +97,8 @@ func (n *Node) rebalance(now time.Duration, v *quorum.State, g *config.Group) {
 		if from == "" || load[c.Node] > load[from] {
 			from = c.Node
 		}
-		since, ok := n.usableSince[g.Name][c.Node]
-		if ok && now-since >= g.FailbackDelay.D() && (to == "" || load[c.Node] < load[to]) {
+		since, ok := gl.usableSince[c.Node]
+		if ok && now-since >= g.FailbackDelay && (to == "" || load[c.Node] < load[to]) {
 			to = c.Node
 		}
 	}
@@ -109,7 +106,7 @@ func (n *Node) rebalance(now time.Duration, v *quorum.State, g *config.Group) {
 		return
 	}
 	// Prefer handing over a unit whose home is the receiver.
-	var move *config.Group
+	var move *Group
 	for _, u := range units {
 		if v.Group(u.Name).Owner != from {
 			continue
@@ -126,7 +123,7 @@ func (n *Node) rebalance(now time.Duration, v *quorum.State, g *config.Group) {
 		Owner: to, Reason: quorum.ReasonFailback, TimeUnixMs: n.d.WallNow().UnixMilli(),
 		Detail: "rebalancing active-active group " + g.Name}
 	if err := n.d.Quorum.Propose(cmd); err == nil {
-		n.pending[move.Name+"/handoff"] = pending{epoch: gs.Epoch, at: now}
+		n.leadOf(move.Name).handoff = proposal{set: true, epoch: gs.Epoch, at: now}
 		n.log.Info("rebalancing: asking an owner to hand a unit over", "group", g.Name, "unit", move.Name,
 			"from", from, "to", to, "loads", load)
 	}

@@ -1,4 +1,4 @@
-package quorum
+package raftstore
 
 import (
 	"bytes"
@@ -8,15 +8,17 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/baton-ha/baton/internal/quorum"
+
 	"github.com/hashicorp/raft"
 )
 
-func cmdLog(idx uint64, c Command) *raft.Log {
+func cmdLog(idx uint64, c quorum.Command) *raft.Log {
 	return &raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: c.Encode()}
 }
 
-func assign(group, from string, epoch uint64, to string) Command {
-	return Command{Op: OpAssign, Group: group, ExpectOwner: from, ExpectEpoch: epoch, Owner: to, Reason: ReasonInitial, TimeUnixMs: 1000}
+func assign(group, from string, epoch uint64, to string) quorum.Command {
+	return quorum.Command{Op: quorum.OpAssign, Group: group, ExpectOwner: from, ExpectEpoch: epoch, Owner: to, Reason: quorum.ReasonInitial, TimeUnixMs: 1000}
 }
 
 func TestFSMApplyAndCAS(t *testing.T) {
@@ -37,8 +39,8 @@ func TestFSMApplyAndCAS(t *testing.T) {
 
 	// A command proposed against epoch 0 lost the race: stale, no change.
 	resp := f.Apply(cmdLog(4, assign("web", "", 0, "n2")))
-	if err, _ := resp.(error); !errors.Is(err, ErrStale) {
-		t.Fatalf("stale assign: got %v, want ErrStale", resp)
+	if err, _ := resp.(error); !errors.Is(err, quorum.ErrStale) {
+		t.Fatalf("stale assign: got %v, want quorum.ErrStale", resp)
 	}
 	v2 := f.View()
 	if got := v2.Group("web"); got.Owner != "n1" || got.Epoch != 1 {
@@ -71,7 +73,7 @@ func TestFSMBadEntriesSkipped(t *testing.T) {
 		{"empty", nil},
 		{"garbage", []byte("\x00\xffnot json")},
 		{"wrong shape", []byte(`[1,2,3]`)},
-		{"unknown op", Command{Op: "explode", Group: "web"}.Encode()},
+		{"unknown op", quorum.Command{Op: "explode", Group: "web"}.Encode()},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,4 +1,4 @@
-package quorum
+package raftstore
 
 import (
 	"errors"
@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/baton-ha/baton/internal/quorum"
 
 	"github.com/hashicorp/raft"
 	"go.uber.org/goleak"
@@ -148,11 +150,11 @@ func TestRaftInmemCluster(t *testing.T) {
 		if n == l {
 			continue
 		}
-		if err := n.Propose(assign("web", "", 0, "n1")); !errors.Is(err, ErrNotLeader) {
-			t.Fatalf("Propose on follower %s: got %v, want ErrNotLeader", n.id, err)
+		if err := n.Propose(assign("web", "", 0, "n1")); !errors.Is(err, quorum.ErrNotLeader) {
+			t.Fatalf("Propose on follower %s: got %v, want quorum.ErrNotLeader", n.id, err)
 		}
-		if err := n.Barrier(time.Second); !errors.Is(err, ErrNotLeader) {
-			t.Fatalf("Barrier on follower %s: got %v, want ErrNotLeader", n.id, err)
+		if err := n.Barrier(time.Second); !errors.Is(err, quorum.ErrNotLeader) {
+			t.Fatalf("Barrier on follower %s: got %v, want quorum.ErrNotLeader", n.id, err)
 		}
 		if n.Role() != "follower" || n.IsLeader() {
 			t.Fatalf("%s: role %s", n.id, n.Role())
@@ -202,7 +204,7 @@ func TestRaftLeaderFailover(t *testing.T) {
 	if old.Role() != "shutdown" {
 		t.Fatalf("closed node role %q", old.Role())
 	}
-	if err := old.Propose(assign("web", old.id, 1, "")); !errors.Is(err, ErrNotLeader) {
+	if err := old.Propose(assign("web", old.id, 1, "")); !errors.Is(err, quorum.ErrNotLeader) {
 		t.Fatalf("Propose after Close: %v", err)
 	}
 	var rest []*testNode
@@ -215,7 +217,7 @@ func TestRaftLeaderFailover(t *testing.T) {
 	nl := waitLeader(t, rest)
 	t.Logf("new leader %s after %v", nl.id, time.Since(start))
 
-	if err := nl.Propose(Command{Op: OpAssign, Group: "web", ExpectOwner: old.id, ExpectEpoch: 1, Owner: nl.id, Reason: ReasonFailure}); err != nil {
+	if err := nl.Propose(quorum.Command{Op: quorum.OpAssign, Group: "web", ExpectOwner: old.id, ExpectEpoch: 1, Owner: nl.id, Reason: quorum.ReasonFailure}); err != nil {
 		t.Fatal(err)
 	}
 	waitGroup(t, rest, "web", nl.id, 2)
@@ -231,8 +233,8 @@ func TestRaftTransferLeadership(t *testing.T) {
 			break
 		}
 	}
-	if err := to.TransferLeadership(l.id); !errors.Is(err, ErrNotLeader) {
-		t.Fatalf("transfer from a follower: got %v, want ErrNotLeader", err)
+	if err := to.TransferLeadership(l.id); !errors.Is(err, quorum.ErrNotLeader) {
+		t.Fatalf("transfer from a follower: got %v, want quorum.ErrNotLeader", err)
 	}
 	if err := l.TransferLeadership("nobody"); err == nil || !strings.Contains(err.Error(), `"nobody" is not a voter`) {
 		t.Fatalf("transfer to unknown node: %v", err)

@@ -1,9 +1,11 @@
-package agent
+package core_test
 
 import (
 	"net/netip"
 	"slices"
 	"testing"
+
+	"github.com/baton-ha/baton/internal/core"
 
 	"github.com/baton-ha/baton/internal/config"
 	"github.com/baton-ha/baton/internal/quorum"
@@ -35,11 +37,12 @@ func TestEndpointsOf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	spec := cfg.CoreSpec()
 	s := quorum.NewState()
-	if _, ok := EndpointsOf(cfg, s, "nope"); ok {
+	if _, ok := core.EndpointsOf(spec, s, "nope"); ok {
 		t.Fatal("unknown group found")
 	}
-	e, _ := EndpointsOf(cfg, s, "web")
+	e, _ := core.EndpointsOf(spec, s, "web")
 	if len(e.Endpoints) != 0 || e.Generation != 0 || e.Mode != "active-passive" {
 		t.Fatalf("unowned web: %+v", e)
 	}
@@ -47,14 +50,14 @@ func TestEndpointsOf(t *testing.T) {
 	s.Groups["edge[0]"] = quorum.GroupState{Owner: "n1", Epoch: 1}
 	s.Groups["edge[1]"] = quorum.GroupState{Owner: "n2", Epoch: 3}
 	s.Groups["edge[2]"] = quorum.GroupState{Owner: "n1", Epoch: 2}
-	e, _ = EndpointsOf(cfg, s, "web")
-	if len(e.Endpoints) != 1 || e.Endpoints[0] != (Endpoint{Node: "n2", Address: "10.0.0.2", Port: 8080, Epoch: 5}) || e.Generation != 5 {
+	e, _ = core.EndpointsOf(spec, s, "web")
+	if len(e.Endpoints) != 1 || e.Endpoints[0] != (core.Endpoint{Node: "n2", Address: "10.0.0.2", Port: 8080, Epoch: 5}) || e.Generation != 5 {
 		t.Fatalf("web: %+v", e)
 	}
 	if got := e.DNSAddrs(); !slices.Equal(got, []netip.Addr{netip.MustParseAddr("10.0.0.2")}) {
 		t.Fatalf("web DNS %v, want the owner's address", got)
 	}
-	e, _ = EndpointsOf(cfg, s, "edge")
+	e, _ = core.EndpointsOf(spec, s, "edge")
 	if len(e.Endpoints) != 3 || e.Generation != 6 || e.Endpoints[1].Unit != "edge[1]" || e.Endpoints[1].VIP != "10.0.1.2" || e.Endpoints[1].Port != 443 {
 		t.Fatalf("edge: %+v", e)
 	}

@@ -1,26 +1,24 @@
-package agent
+package core
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/baton-ha/baton/internal/cluster"
-	"github.com/baton-ha/baton/internal/config"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
-const cfgText = `
-version: 1
-cluster: {name: t, secret: "0123456789abcdef0123"}
-nodes:
-  - {name: n1, address: 10.0.0.1}
-  - {name: n2, address: 10.0.0.2}
-  - {name: w1, address: 10.0.0.3, witness: true}
-groups:
-  - name: web
-    members: [{node: n1, priority: 150}, {node: n2}]
-`
+// testSpec is two members and a witness with one group, default profile.
+func testSpec() *Spec {
+	web := &Group{Name: "web", Mode: ModeActivePassive, Standby: "hot",
+		Members: []Member{{Node: "n1", Priority: 150}, {Node: "n2", Priority: 100}}}
+	return &Spec{Cluster: "t", Profile: "default", Timing: Timing{
+		HeartbeatInterval: 50 * time.Millisecond, FailureTimeout: 400 * time.Millisecond, LeaseGuard: 60 * time.Millisecond,
+		ClockDrift: 0.01, RaftHeartbeatTimeout: 150 * time.Millisecond, RaftElectionTimeout: 150 * time.Millisecond,
+		RaftLeaderLease: 100 * time.Millisecond, RaftCommitTimeout: 50 * time.Millisecond, StartupGrace: 2 * time.Second},
+		Nodes:  []NodeSpec{{Name: "n1", Address: "10.0.0.1"}, {Name: "n2", Address: "10.0.0.2"}, {Name: "w1", Address: "10.0.0.3", Witness: true}},
+		Groups: []*Group{web}, Units: []*Group{web}}
+}
 
 type fixedQuorum struct{ s *quorum.State }
 
@@ -40,12 +38,8 @@ func withOwner(owner string, epoch uint64) *quorum.State {
 // voter builds the witness w1 as a voter, started at time 0.
 func voter(t *testing.T, q *fixedQuorum, rel ReleaseStore) (*Node, *[]*cluster.Message) {
 	t.Helper()
-	cfg, err := config.Parse([]byte(cfgText), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	var sent []*cluster.Message
-	n, err := NewNode(Deps{Name: "w1", Config: cfg, Timing: cfg.Timing(), Quorum: q, Releases: rel,
+	n, err := NewNode(Deps{Name: "w1", Spec: testSpec(), Quorum: q, Releases: rel, WallNow: func() time.Time { return time.Unix(0, 0) },
 		Send: func(to string, m *cluster.Message) { sent = append(sent, m) }})
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +90,7 @@ func TestGrantRules(t *testing.T) {
 func TestReleaseIsDurableAndFinal(t *testing.T) {
 	q := &fixedQuorum{}
 	q.set("n1", 5)
-	store := &FileReleases{Path: filepath.Join(t.TempDir(), "released.json")}
+	store := &MemReleases{} // the harness keeps it across a restart, as a file would
 	n, _ := voter(t, q, store)
 	if acked := n.grant(100*time.Millisecond, "n1", claim(5)); len(acked) != 1 {
 		t.Fatal("owner's claim not granted")

@@ -1,11 +1,10 @@
-package agent
+package core
 
 import (
 	"net/netip"
 	"slices"
 	"strings"
 
-	"github.com/baton-ha/baton/internal/config"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
@@ -33,28 +32,28 @@ type Endpoints struct {
 
 // EndpointsOf computes a group's endpoints from a view of the replicated
 // state. ok is false for an unknown group.
-func EndpointsOf(cfg *config.Config, v *quorum.State, group string) (Endpoints, bool) {
-	g := cfg.GroupByName(group)
+func EndpointsOf(spec *Spec, v *quorum.State, group string) (Endpoints, bool) {
+	g := spec.Group(group)
 	if g == nil {
 		return Endpoints{}, false
 	}
 	out := Endpoints{Group: g.Name, Mode: g.Mode, Endpoints: []Endpoint{}}
-	for _, u := range cfg.UnitsOf(g.Name) {
+	for _, u := range spec.UnitsOf(g.Name) {
 		gs := v.Group(u.Name)
 		out.Generation += gs.Epoch
 		if gs.Owner == "" {
 			continue
 		}
-		nd, err := cfg.NodeByName(gs.Owner)
-		if err != nil {
+		nd, ok := spec.Node(gs.Owner)
+		if !ok {
 			continue
 		}
-		e := Endpoint{Node: gs.Owner, Address: nd.Address, Port: g.ServicePort(), Epoch: gs.Epoch}
+		e := Endpoint{Node: gs.Owner, Address: nd.Address, Port: g.Port, Epoch: gs.Epoch}
 		if u.Parent != "" {
 			e.Unit = u.Name
 		}
 		if len(u.VIPs) > 0 {
-			e.VIP = vipAddr(u.VIPs[0].Address)
+			e.VIP = vipAddr(u.VIPs[0])
 		}
 		out.Endpoints = append(out.Endpoints, e)
 	}
@@ -87,5 +86,5 @@ func (e Endpoints) DNSAddrs() []netip.Addr {
 
 // Endpoints returns a group's endpoints from this node's view.
 func (n *Node) Endpoints(group string) (Endpoints, bool) {
-	return EndpointsOf(n.d.Config, n.view(), group)
+	return EndpointsOf(n.spec, n.view(), group)
 }

@@ -1,11 +1,8 @@
-package agent
+package core
 
 import (
 	"slices"
 	"time"
-
-	"github.com/baton-ha/baton/internal/config"
-	"github.com/baton-ha/baton/internal/quorum"
 )
 
 // Status is the agent's view of the cluster, served as GET /v1/status and
@@ -44,6 +41,10 @@ type NodeStatus struct {
 	RaftRole   string `json:"raft_role"`
 	LastSeenMs int64  `json:"last_seen_ms"` // -1: never heard
 	Leaving    bool   `json:"leaving"`
+	// RejectedStale counts this node's refusals of the peer's heartbeats
+	// as stale (it restarted with a lower incarnation: see the log); set by
+	// the shell.
+	RejectedStale uint64 `json:"rejected_stale,omitempty"`
 }
 
 // GroupStatus is one group's replicated ownership plus this node's role.
@@ -111,15 +112,15 @@ type MemberStatus struct {
 func (n *Node) Status(now time.Duration) Status {
 	v := n.view()
 	st := Status{
-		Cluster: n.d.Config.Cluster.Name, Node: n.name, Leader: n.d.Quorum.Leader(), Applied: v.Index,
-		Leaving: n.leaving, Profile: n.d.Config.Cluster.Profile, HoldMs: n.hold.Milliseconds(),
+		Cluster: n.spec.Cluster, Node: n.name, Leader: n.d.Quorum.Leader(), Applied: v.Index,
+		Leaving: n.leaving, Profile: n.spec.Profile, HoldMs: n.hold.Milliseconds(),
 		LeaseMs: n.timing.FailureTimeout.Milliseconds(), HBMs: n.timing.HeartbeatInterval.Milliseconds(),
 		Generated: n.d.WallNow(), Maintenance: v.Maintenance,
 	}
 	if n.d.RaftRole != nil {
 		st.RaftRole = n.d.RaftRole()
 	}
-	for _, nd := range n.d.Config.Nodes {
+	for _, nd := range n.spec.Nodes {
 		ns := NodeStatus{Name: nd.Name, Address: nd.Address, API: nd.API, Witness: nd.Witness, LastSeenMs: -1}
 		if nd.Name == n.name {
 			ns.Self, ns.Alive, ns.RaftRole, ns.LastSeenMs, ns.Leaving = true, true, st.RaftRole, 0, n.leaving
@@ -136,8 +137,9 @@ func (n *Node) Status(now time.Duration) Status {
 		if os := n.own[g.Name]; os != nil && os.role == RoleActive {
 			out.LeaseMs = (os.expiry - now).Milliseconds()
 		}
+		ls := n.leadOf(g.Name)
 		if n.d.Quorum.IsLeader() {
-			out.Note = n.whyLog[g.Name]
+			out.Note = ls.why
 		}
 		anyHealthy := false
 		for _, m := range g.Members {
@@ -151,7 +153,7 @@ func (n *Node) Status(now time.Duration) Status {
 				ms.Alive = n.alive(now, p)
 				ms.Healthy = p.groups[g.Name].Healthy
 			}
-			if g.Driver != nil {
+			if g.Data != nil {
 				if d, ok := n.memberData(g.Name, m.Node); ok {
 					ms.DB, ms.Pos = d.DB, d.Pos
 				}
@@ -160,8 +162,8 @@ func (n *Node) Status(now time.Duration) Status {
 			out.Members = append(out.Members, ms)
 			anyHealthy = anyHealthy || (ms.Alive && ms.Healthy)
 		}
-		if g.Driver != nil {
-			out.SyncMode, out.Sync = g.Driver.Sync, gs.Sync
+		if g.Data != nil {
+			out.SyncMode, out.Sync = g.Data.Sync, gs.Sync
 			var ownerPos uint64
 			for _, ms := range out.Members {
 				if ms.Node == gs.Owner {
@@ -173,8 +175,8 @@ func (n *Node) Status(now time.Duration) Status {
 					ms.LagB = ownerPos - ms.Pos
 				}
 			}
-			if why := n.dataWhy[g.Name]; why != "" && out.Note == "" {
-				out.Note = "sync policy: " + why
+			if ls.dataWhy != "" && out.Note == "" {
+				out.Note = "sync policy: " + ls.dataWhy
 			}
 		}
 		if !anyHealthy && gs.Owner != "" {
@@ -182,17 +184,17 @@ func (n *Node) Status(now time.Duration) Status {
 		}
 		st.Groups = append(st.Groups, out)
 	}
-	st.Groups = foldUnits(n.d.Config, st.Groups)
+	st.Groups = foldUnits(n.spec, st.Groups)
 	return st
 }
 
 // foldUnits replaces the units of each active-active group by one entry for
 // the group that lists them.
-func foldUnits(cfg *config.Config, units []GroupStatus) []GroupStatus {
+func foldUnits(spec *Spec, units []GroupStatus) []GroupStatus {
 	var out []GroupStatus
 	folded := map[string]int{} // group → index in out
 	for _, u := range units {
-		uc := cfg.UnitByName(u.Name)
+		uc := spec.Unit(u.Name)
 		if uc == nil || uc.Parent == "" {
 			out = append(out, u)
 			continue
@@ -212,7 +214,7 @@ func foldUnits(cfg *config.Config, units []GroupStatus) []GroupStatus {
 		g := &out[i]
 		us := UnitStatus{Name: u.Name, Owner: u.Owner, Epoch: u.Epoch, Role: u.Role, LeaseMs: u.LeaseMs, HandoffTo: u.HandoffTo}
 		if len(uc.VIPs) > 0 {
-			us.VIP = uc.VIPs[0].Address
+			us.VIP = uc.VIPs[0]
 		}
 		g.Units = append(g.Units, us)
 		g.Epoch += u.Epoch
@@ -233,6 +235,3 @@ func foldUnits(cfg *config.Config, units []GroupStatus) []GroupStatus {
 	}
 	return out
 }
-
-// Events returns the replicated ownership history, oldest first.
-func (n *Node) Events() []quorum.Event { return n.view().Events }

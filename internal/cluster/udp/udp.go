@@ -1,4 +1,8 @@
-package cluster
+// Package udp is the production heartbeat transport: one UDP socket per node
+// on its address and the cluster port, sealing and opening packets with the
+// cluster codec and dropping replays, unknown senders and forgeries (counted
+// in Stats, never fatal).
+package udp
 
 import (
 	"errors"
@@ -8,12 +12,16 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/baton-ha/baton/internal/cluster"
+	"golang.org/x/time/rate"
 )
 
 // Inbound is an authenticated, replay-checked message from a known node.
 type Inbound struct {
 	From string
-	Msg  Message
+	Msg  cluster.Message
 }
 
 // Stats counts packets by outcome; all fields are read atomically.
@@ -33,7 +41,7 @@ func (s *Stats) Rejected() uint64 {
 // safe for concurrent use.
 type UDP struct {
 	conn  *net.UDPConn
-	codec *Codec
+	codec *cluster.Codec
 	self  string
 	inc   uint64
 	seq   atomic.Uint64
@@ -42,14 +50,18 @@ type UDP struct {
 	log   *slog.Logger
 	in    chan Inbound
 	Stats Stats
-	done  chan struct{}
-	once  sync.Once
+	// stale counts, per peer, packets refused because they came from an
+	// incarnation older than one seen before; staleLog rate-limits saying so.
+	stale    map[string]*atomic.Uint64
+	staleLog map[string]*rate.Limiter
+	done     chan struct{}
+	once     sync.Once
 }
 
-// ListenUDP binds bind ("ip:port") and starts reading. peers maps every node
+// Listen binds bind ("ip:port") and starts reading. peers maps every node
 // name (self included) to its "ip:port". inc must grow across restarts of this
 // node (e.g. the start time in unix nanoseconds).
-func ListenUDP(bind, self string, inc uint64, peers map[string]string, codec *Codec, log *slog.Logger) (*UDP, error) {
+func Listen(bind, self string, inc uint64, peers map[string]string, codec *cluster.Codec, log *slog.Logger) (*UDP, error) {
 	ap, err := netip.ParseAddrPort(bind)
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat address %q: %w", bind, err)
@@ -59,7 +71,8 @@ func ListenUDP(bind, self string, inc uint64, peers map[string]string, codec *Co
 		return nil, fmt.Errorf("heartbeat socket on %s: %w (is another agent running, or is the address not on this host?)", bind, err)
 	}
 	u := &UDP{conn: conn, codec: codec, self: self, inc: inc, peers: map[string]netip.AddrPort{},
-		byIP: map[netip.Addr]string{}, log: log, in: make(chan Inbound, 1024), done: make(chan struct{})}
+		byIP: map[netip.Addr]string{}, log: log, in: make(chan Inbound, 1024), done: make(chan struct{}),
+		stale: map[string]*atomic.Uint64{}, staleLog: map[string]*rate.Limiter{}}
 	for name, a := range peers {
 		pa, err := netip.ParseAddrPort(a)
 		if err != nil {
@@ -68,6 +81,8 @@ func ListenUDP(bind, self string, inc uint64, peers map[string]string, codec *Co
 		}
 		u.peers[name] = pa
 		u.byIP[pa.Addr().Unmap()] = name
+		u.stale[name] = &atomic.Uint64{}
+		u.staleLog[name] = rate.NewLimiter(rate.Every(10*time.Second), 1)
 	}
 	go u.readLoop()
 	return u, nil
@@ -77,7 +92,7 @@ func ListenUDP(bind, self string, inc uint64, peers map[string]string, codec *Co
 func (u *UDP) In() <-chan Inbound { return u.in }
 
 // Send seals m and sends it to the named peer.
-func (u *UDP) Send(to string, m *Message) error {
+func (u *UDP) Send(to string, m *cluster.Message) error {
 	addr, ok := u.peers[to]
 	if !ok {
 		return fmt.Errorf("unknown peer %q", to)
@@ -96,8 +111,8 @@ func (u *UDP) Send(to string, m *Message) error {
 
 func (u *UDP) readLoop() {
 	defer close(u.in)
-	guard := NewReplayGuard()
-	buf := make([]byte, MaxPacket+1)
+	guard := cluster.NewReplayGuard()
+	buf := make([]byte, cluster.MaxPacket+1)
 	for {
 		n, src, err := u.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -108,7 +123,7 @@ func (u *UDP) readLoop() {
 		}
 		env, err := u.codec.Open(buf[:n])
 		switch {
-		case errors.Is(err, ErrAuth):
+		case errors.Is(err, cluster.ErrAuth):
 			u.Stats.RejectedAuth.Add(1)
 			u.log.Debug("rejected heartbeat", "from", src, "reason", err)
 			continue
@@ -123,8 +138,18 @@ func (u *UDP) readLoop() {
 			u.log.Debug("rejected heartbeat: sender name does not match its address", "from", src, "claims", env.From)
 			continue
 		}
-		if !guard.Accept(env.From, env.Incarnation, env.Seq) {
+		switch guard.Admit(env.From, env.Incarnation, env.Seq) {
+		case cluster.Replayed:
 			u.Stats.RejectedReplay.Add(1)
+			continue
+		case cluster.Stale:
+			u.Stats.RejectedReplay.Add(1)
+			u.stale[env.From].Add(1)
+			if u.staleLog[env.From].Allow() {
+				u.log.Warn("refusing heartbeats from a peer as stale: it restarted with a lower incarnation than before",
+					"peer", env.From, "refused", u.stale[env.From].Load(),
+					"fix", "its clock stepped back and its data_dir lost the incarnation file; restart that agent with its data_dir intact, or restart this one")
+			}
 			continue
 		}
 		u.Stats.Received.Add(1)
@@ -144,4 +169,13 @@ func (u *UDP) Close() error {
 		err = u.conn.Close()
 	})
 	return err
+}
+
+// StaleFrom counts the packets from peer refused as stale (an incarnation
+// lower than one seen before).
+func (u *UDP) StaleFrom(peer string) uint64 {
+	if c := u.stale[peer]; c != nil {
+		return c.Load()
+	}
+	return 0
 }

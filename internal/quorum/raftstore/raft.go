@@ -1,14 +1,21 @@
-package quorum
+// Package raftstore is the durable quorum store: hashicorp/raft with
+// raft-boltdb in the node's data_dir, over mutual TLS whose Ed25519 keys are
+// derived from the cluster secret and pinned, applying quorum.Command to a
+// quorum.State. It implements quorum.Quorum for the agent.
+package raftstore
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/baton-ha/baton/internal/quorum"
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
@@ -84,7 +91,7 @@ type Raft struct {
 	closeErr  error
 }
 
-var _ Quorum = (*Raft)(nil)
+var _ quorum.Quorum = (*Raft)(nil)
 
 // OpenRaft opens (or creates) this node's raft stores, bootstraps the cluster
 // from Peers if the stores hold no state yet, and starts raft. Every node
@@ -168,10 +175,24 @@ func OpenRaft(cfg RaftConfig) (r *Raft, err error) {
 		if advertise == "" {
 			advertise = cfg.Bind
 		}
-		stream, err := newTLSStreamLayer(cfg.Bind, cfg.Secret, cfg.Cluster, tlsOptions{
-			advertise: advertise,
-			logger:    logger,
-		})
+		o := tlsOptions{advertise: advertise, logger: logger}
+		// Only the cluster's nodes may connect, and this node dials from its
+		// own address so that the others accept it.
+		for _, p := range cfg.Peers {
+			ap, err := netip.ParseAddrPort(p.Addr)
+			if err != nil {
+				// A peer named by host name: its address is not known here,
+				// so no address can be refused.
+				logger.Warn("quorum: peer address is not ip:port; accepting connections from any address", "peer", p.ID, "addr", p.Addr)
+				o.allowed, o.local = nil, netip.Addr{}
+				break
+			}
+			o.allowed = append(o.allowed, ap.Addr())
+			if p.ID == cfg.NodeID {
+				o.local = ap.Addr()
+			}
+		}
+		stream, err := newTLSStreamLayer(cfg.Bind, cfg.Secret, cfg.Cluster, o)
 		if err != nil {
 			return nil, fmt.Errorf("quorum: %w", err)
 		}
@@ -335,7 +356,7 @@ func (r *Raft) run(onChange func()) {
 }
 
 // View returns the latest applied state; callers must not mutate it.
-func (r *Raft) View() *State { return r.fsm.View() }
+func (r *Raft) View() *quorum.State { return r.fsm.View() }
 
 // IsLeader reports whether this node is the raft leader.
 func (r *Raft) IsLeader() bool { return r.raft.State() == raft.Leader }
@@ -347,10 +368,10 @@ func (r *Raft) Leader() string {
 }
 
 // Propose hands c to raft without waiting for it to commit; the outcome shows
-// in a later View. Followers return ErrNotLeader.
-func (r *Raft) Propose(c Command) error {
+// in a later View. Followers return quorum.ErrNotLeader.
+func (r *Raft) Propose(c quorum.Command) error {
 	if r.raft.State() != raft.Leader {
-		return ErrNotLeader
+		return quorum.ErrNotLeader
 	}
 	// The future is dropped on purpose: commands are CAS, so a proposal lost
 	// to a leadership change is simply proposed again from the next View.
@@ -379,7 +400,7 @@ func (r *Raft) TransferLeadership(to string) error {
 
 func mapErr(err error) error {
 	if errors.Is(err, raft.ErrNotLeader) {
-		return ErrNotLeader
+		return quorum.ErrNotLeader
 	}
 	return err
 }

@@ -1,4 +1,4 @@
-package quorum
+package raftstore
 
 import (
 	"bytes"
@@ -15,11 +15,13 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"golang.org/x/time/rate"
 )
 
 // Raft traffic is mutual TLS 1.3 in which every node presents the same
@@ -33,11 +35,17 @@ const (
 	tlsALPN    = "baton-raft/1"
 
 	// defaultHandshakeTimeout bounds an inbound handshake; a peer that
-	// connects and stalls is dropped after it.
-	defaultHandshakeTimeout = 5 * time.Second
+	// connects and stalls is dropped after it. A real peer on a LAN finishes
+	// in milliseconds; a second is plenty, and it frees the slot fast when
+	// someone opens idle connections to stall the quorum.
+	defaultHandshakeTimeout = time.Second
 	// maxPendingHandshakes bounds the goroutines spent on inbound handshakes;
 	// connections beyond it are refused (and counted as rejected).
 	maxPendingHandshakes = 64
+	// maxPendingPerSource bounds the handshakes one address may have in
+	// flight, so one source cannot take all the slots: a real peer needs
+	// at most a few (raft pools maxPool connections per peer).
+	maxPendingPerSource = 8
 )
 
 // TLSStreamLayer is a raft.StreamLayer over mutually authenticated TLS 1.3.
@@ -59,6 +67,18 @@ type TLSStreamLayer struct {
 	wg       sync.WaitGroup // accept loop and handshakes
 	rejected atomic.Uint64
 
+	// allowed lists the addresses inbound connections may come from (the
+	// cluster's nodes); nil accepts any. A connection from anywhere else is
+	// closed before any handshake work.
+	allowed map[netip.Addr]bool
+	local   *net.TCPAddr // the source address of dialed connections (this node's)
+	// perSource counts in-flight handshakes by remote address (under mu).
+	perSource map[netip.Addr]int
+	// logLimit keeps a flood of rejections from flooding the log; the
+	// rejections themselves are all counted (Rejected).
+	logLimit   *rate.Limiter
+	suppressed atomic.Uint64
+
 	mu     sync.Mutex
 	closed bool
 	conns  map[*tlsConn]struct{} // every live conn, closed with the layer
@@ -69,6 +89,11 @@ type tlsOptions struct {
 	advertise        string // "" = the listener's address
 	logger           *slog.Logger
 	handshakeTimeout time.Duration
+	// allowed: the only remote addresses accepted (nil: any); local: the
+	// address dialed connections come from, so that peers that allow only
+	// node addresses accept them (zero: the kernel picks).
+	allowed []netip.Addr
+	local   netip.Addr
 }
 
 // NewTLSStreamLayer listens on bind ("ip:port"; port 0 picks a free port)
@@ -128,6 +153,17 @@ func newTLSStreamLayer(bind string, secret []byte, cluster string, o tlsOptions)
 		pending:   make(chan struct{}, maxPendingHandshakes),
 		done:      make(chan struct{}),
 		conns:     map[*tlsConn]struct{}{},
+		perSource: map[netip.Addr]int{},
+		logLimit:  rate.NewLimiter(rate.Every(time.Second), 5),
+	}
+	if o.allowed != nil {
+		l.allowed = map[netip.Addr]bool{}
+		for _, a := range o.allowed {
+			l.allowed[a.Unmap()] = true
+		}
+	}
+	if o.local.IsValid() && !o.local.IsUnspecified() {
+		l.local = net.TCPAddrFromAddrPort(netip.AddrPortFrom(o.local, 0))
 	}
 	l.wg.Add(1)
 	go l.acceptLoop()
@@ -205,22 +241,77 @@ func (l *TLSStreamLayer) acceptLoop() {
 			continue
 		}
 		delay = 0
+		src := remoteAddr(raw)
+		if l.allowed != nil && !l.allowed[src] {
+			l.reject(raw, "not a cluster node's address")
+			continue
+		}
+		l.mu.Lock()
+		busy := l.perSource[src] >= maxPendingPerSource
+		if !busy {
+			l.perSource[src]++
+		}
+		l.mu.Unlock()
+		if busy {
+			l.reject(raw, "too many pending handshakes from this address")
+			continue
+		}
 		select {
 		case l.pending <- struct{}{}:
 		default:
-			l.rejected.Add(1)
-			l.logger.Warn("raft connection refused: too many pending handshakes", "remote", raw.RemoteAddr().String())
-			raw.Close()
+			l.release(src)
+			l.reject(raw, "too many pending handshakes")
 			continue
 		}
 		l.wg.Add(1)
-		go l.handshake(raw)
+		go l.handshake(raw, src)
 	}
 }
 
-func (l *TLSStreamLayer) handshake(raw net.Conn) {
+// reject closes an inbound connection before any handshake, counts it and
+// logs it (rate-limited: a flood is counted in full, logged in part).
+func (l *TLSStreamLayer) reject(raw net.Conn, why string) {
+	l.rejected.Add(1)
+	l.logRejected(raw.RemoteAddr().String(), why, nil)
+	raw.Close()
+}
+
+func (l *TLSStreamLayer) logRejected(remote, why string, err error) {
+	if !l.logLimit.Allow() {
+		l.suppressed.Add(1)
+		return
+	}
+	args := []any{"remote", remote, "why", why}
+	if err != nil {
+		args = append(args, "error", err)
+	}
+	if n := l.suppressed.Swap(0); n > 0 {
+		args = append(args, "not_logged_since_last", n)
+	}
+	l.logger.Warn("raft connection rejected", args...)
+}
+
+func (l *TLSStreamLayer) release(src netip.Addr) {
+	l.mu.Lock()
+	if l.perSource[src]--; l.perSource[src] <= 0 {
+		delete(l.perSource, src)
+	}
+	l.mu.Unlock()
+}
+
+func remoteAddr(c net.Conn) netip.Addr {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	return netip.Addr{}
+}
+
+func (l *TLSStreamLayer) handshake(raw net.Conn, src netip.Addr) {
 	defer l.wg.Done()
 	defer func() { <-l.pending }()
+	defer l.release(src)
 	c := l.track(tls.Server(raw, l.server), raw)
 	if c == nil {
 		return
@@ -235,7 +326,7 @@ func (l *TLSStreamLayer) handshake(raw net.Conn) {
 		default:
 		}
 		l.rejected.Add(1)
-		l.logger.Warn("raft connection rejected", "remote", raw.RemoteAddr().String(), "error", err)
+		l.logRejected(raw.RemoteAddr().String(), "handshake failed", err)
 		return
 	}
 	_ = raw.SetDeadline(time.Time{})
@@ -263,6 +354,9 @@ func (l *TLSStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 	}
 	deadline := time.Now().Add(timeout)
 	d := net.Dialer{Deadline: deadline}
+	if l.local != nil {
+		d.LocalAddr = l.local
+	}
 	raw, err := d.Dial("tcp", string(address))
 	if err != nil {
 		return nil, err
@@ -284,9 +378,10 @@ func (l *TLSStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 // Addr is the advertised address (the listener's unless overridden).
 func (l *TLSStreamLayer) Addr() net.Addr { return l.advertise }
 
-// Rejected counts inbound connections dropped before reaching raft: failed
-// or timed-out handshakes (wrong key, not TLS) and connections refused
-// because too many handshakes were pending.
+// Rejected counts inbound connections dropped before reaching raft: from an
+// address that is not a cluster node's, failed or timed-out handshakes
+// (wrong key, not TLS), and connections refused because too many handshakes
+// were pending (in all, or from one address).
 func (l *TLSStreamLayer) Rejected() uint64 { return l.rejected.Load() }
 
 // Close stops listening, closes every connection the layer made or accepted

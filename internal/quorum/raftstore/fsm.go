@@ -1,4 +1,4 @@
-package quorum
+package raftstore
 
 import (
 	"errors"
@@ -8,14 +8,16 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/baton-ha/baton/internal/quorum"
+
 	"github.com/hashicorp/raft"
 )
 
-// maxSnapshotBytes bounds what Restore reads: a State holds at most MaxEvents
+// maxSnapshotBytes bounds what Restore reads: a quorum.State holds at most quorum.MaxEvents
 // events and one record per group, so anything near this size is corrupt.
 const maxSnapshotBytes = 64 << 20
 
-// FSM is the raft.FSM (and raft.BatchingFSM) over State.
+// FSM is the raft.FSM (and raft.BatchingFSM) over quorum.State.
 //
 // Raft calls Apply, ApplyBatch, Snapshot and Restore from one goroutine;
 // View may be called from any goroutine at any time and never blocks: it
@@ -30,29 +32,29 @@ type FSM struct {
 	// further entries until it returns.
 	OnApply func()
 
-	mu    sync.Mutex // serialises mutations of state
-	state *State     // mutable; only touched with mu held
-	view  atomic.Pointer[State]
+	mu    sync.Mutex    // serialises mutations of state
+	state *quorum.State // mutable; only touched with mu held
+	view  atomic.Pointer[quorum.State]
 }
 
 // NewFSM returns an FSM over an empty state.
 func NewFSM(logger *slog.Logger) *FSM {
-	f := &FSM{Logger: logger, state: NewState()}
+	f := &FSM{Logger: logger, state: quorum.NewState()}
 	f.view.Store(f.state.Clone())
 	return f
 }
 
 // View returns the latest applied state. The result is shared between callers
 // and must not be mutated; it is replaced, never changed, by later applies.
-func (f *FSM) View() *State {
+func (f *FSM) View() *quorum.State {
 	if v := f.view.Load(); v != nil {
 		return v
 	}
 	// Zero-value FSM that has applied nothing yet.
-	return NewState()
+	return quorum.NewState()
 }
 
-// Apply implements raft.FSM. It returns nil on success, ErrStale for a CAS
+// Apply implements raft.FSM. It returns nil on success, quorum.ErrStale for a CAS
 // command that lost a race, or another error for an entry that cannot be
 // applied. It never panics on bad input.
 func (f *FSM) Apply(l *raft.Log) interface{} {
@@ -80,14 +82,14 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 
 func (f *FSM) applyLocked(l *raft.Log) interface{} {
 	if f.state == nil {
-		f.state = NewState()
+		f.state = quorum.NewState()
 	}
 	if l.Type != raft.LogCommand {
 		// ApplyBatch also receives configuration entries. Ignoring them keeps
-		// State identical whether or not raft batches.
+		// quorum.State identical whether or not raft batches.
 		return nil
 	}
-	cmd, err := DecodeCommand(l.Data)
+	cmd, err := quorum.DecodeCommand(l.Data)
 	if err != nil {
 		// Skip the entry but account for it, so Index still tracks the log.
 		if l.Index > f.state.Index {
@@ -99,7 +101,7 @@ func (f *FSM) applyLocked(l *raft.Log) interface{} {
 	err = f.state.Apply(l.Index, cmd)
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrStale):
+	case errors.Is(err, quorum.ErrStale):
 		f.log().Debug("stale command", "index", l.Index, "group", cmd.Group, "op", cmd.Op)
 	default:
 		f.log().Warn("skipping log entry", "index", l.Index, "group", cmd.Group, "error", err)
@@ -139,7 +141,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if len(b) > maxSnapshotBytes {
 		return fmt.Errorf("state snapshot larger than %d bytes", maxSnapshotBytes)
 	}
-	s, err := UnmarshalState(b)
+	s, err := quorum.UnmarshalState(b)
 	if err != nil {
 		return err
 	}
@@ -151,7 +153,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-type fsmSnapshot struct{ state *State }
+type fsmSnapshot struct{ state *quorum.State }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	b, err := s.state.Marshal()

@@ -1,4 +1,4 @@
-package quorum
+package raftstore
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -340,5 +342,104 @@ func TestRaftOverTLSRestart(t *testing.T) {
 		if ev := n.View().Events; len(ev) != 2 {
 			t.Fatalf("%s: events %+v", n.id, ev)
 		}
+	}
+}
+
+var floodConns = 70
+
+// TestQuorumSurvivesConnectionFlood: anyone who can open TCP connections to
+// the quorum port used to be able to stall elections with idle connections
+// that never start TLS. Connections from addresses that are not the
+// cluster's are now closed before any handshake, so a flood of them during
+// a leader's death does not delay the next leader.
+func TestQuorumSurvivesConnectionFlood(t *testing.T) {
+	c := newTLSCluster(t, 3)
+	l := waitLeader(t, c.nodes)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var opened atomic.Int64
+	// Like the attack seen in the field: 70 idle connections per node that
+	// never start TLS, each reopened as soon as the node drops it.
+	for _, p := range c.peers {
+		for range floodConns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// 127.0.0.2 is local but not a cluster node's address.
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: time.Second}
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					conn, err := d.Dial("tcp", p.Addr)
+					if err != nil {
+						time.Sleep(time.Millisecond)
+						continue
+					}
+					opened.Add(1)
+					go func() { <-stop; conn.Close() }()
+					_, _ = conn.Read(make([]byte, 1)) // until the node drops it
+					conn.Close()
+					time.Sleep(5 * time.Millisecond) // then reopen it (a busy loop would only measure CPU starvation)
+				}
+			}()
+		}
+	}
+	defer func() { close(stop); wg.Wait() }()
+	waitFor(t, 5*time.Second, "the flood to start", func() bool { return opened.Load() >= int64(3*floodConns) })
+	var idx int
+	for i, n := range c.nodes {
+		if n == l {
+			idx = i
+		}
+	}
+	// Kill the leader and one follower, then bring the leader back: the
+	// quorum now needs the restarted node, which has no connections yet, so
+	// it must complete new handshakes while the flood goes on.
+	other := (idx + 1) % len(c.nodes)
+	c.close(idx)
+	c.close(other)
+	killed := time.Now()
+	c.open(idx)
+	var rest []*testNode
+	for _, n := range c.nodes {
+		if n != nil {
+			rest = append(rest, n)
+		}
+	}
+	nl := waitLeader(t, rest)
+	if took := time.Since(killed); took > 2*time.Second {
+		t.Fatalf("new leader %s took %v during the flood, want within 2s", nl.id, took)
+	}
+	for _, n := range rest {
+		if n.RejectedConns() == 0 {
+			t.Fatalf("%s counted none of %d flood connections as rejected", n.id, opened.Load())
+		}
+	}
+	t.Logf("new leader %s %v after the kill; %d flood connections opened", nl.id, time.Since(killed).Round(time.Millisecond), opened.Load())
+}
+
+// TestPerSourceHandshakeCap: one address cannot hold more than a few
+// handshakes at once, so it cannot take every slot.
+func TestPerSourceHandshakeCap(t *testing.T) {
+	l := newTestLayer(t, testSecret, tlsOptions{handshakeTimeout: 10 * time.Second})
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range maxPendingPerSource + 5 {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	waitFor(t, 5*time.Second, "the connections beyond the per-source cap to be refused", func() bool { return l.Rejected() >= 5 })
+	if got := l.Rejected(); got != 5 {
+		t.Fatalf("rejected %d, want exactly the 5 beyond the cap of %d", got, maxPendingPerSource)
 	}
 }

@@ -1,0 +1,193 @@
+package core
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/baton-ha/baton/internal/cluster"
+	"github.com/baton-ha/baton/internal/decide"
+	"github.com/baton-ha/baton/internal/quorum"
+)
+
+// The owner's side of the lease: the node the view names owner of a unit
+// claims it in every heartbeat; its lease ends at s* + L, s* the send time of
+// the newest heartbeat a majority of voters acked; it acts only while
+// now < s* + L − guard and demotes itself when that no longer holds. A
+// planned handoff (relinquish) stops acting first and only then tells the
+// voters.
+
+// ownState is this node's record for one unit it is a member of.
+type ownState struct {
+	epoch        uint64                   // epoch this node claims (0: none)
+	acks         map[string]time.Duration // voter → send time of newest acked heartbeat
+	expiry       time.Duration            // lease end on this node's clock
+	role         string
+	activeSince  time.Duration
+	relinquished uint64 // epoch given up on purpose (0: none)
+	relReason    string
+	// hookBlockUntil: after a failed active hook (or a takeover that did not
+	// become healthy) the node is not eligible for the group until then, so
+	// the next candidate is tried.
+	hookBlockUntil time.Duration
+	learnedAt      time.Duration // when this node learned it owns epoch
+	takeoverEpoch  uint64
+	takeoverMs     int64
+}
+
+func (n *Node) ackFrom(now time.Duration, voter string, c cluster.Claim, sentAt time.Duration) {
+	os := n.own[c.Group]
+	if os == nil || os.epoch != c.Epoch || sentAt > now {
+		return
+	}
+	if sentAt > os.acks[voter] {
+		os.acks[voter] = sentAt
+	}
+	times := make([]time.Duration, 0, len(os.acks))
+	for _, t := range os.acks {
+		times = append(times, t)
+	}
+	if exp, ok := decide.LeaseExpiry(times, n.major, n.timing.FailureTimeout); ok && exp > os.expiry {
+		os.expiry = exp
+		if os.role == RoleActive && n.d.OnActing != nil {
+			n.d.OnActing(c.Group, os.expiry-n.timing.LeaseGuard)
+		}
+	}
+}
+
+func (n *Node) updateRoles(now time.Duration) {
+	v := n.view()
+	n.announceStart(now, v)
+	for _, g := range n.members {
+		os := n.own[g.Name]
+		gs := v.Group(g.Name)
+		mine := gs.Owner == n.name && gs.Epoch == os.epoch && os.relinquished != gs.Epoch && !n.leaving
+		acting := mine && decide.Acting(now, os.expiry, n.timing.LeaseGuard)
+		switch {
+		case acting && os.role != RoleActive:
+			os.role, os.activeSince = RoleActive, now
+			if os.takeoverEpoch != gs.Epoch {
+				os.takeoverEpoch, os.takeoverMs = gs.Epoch, max((now-os.learnedAt).Milliseconds(), 0)
+			}
+			var sync []string
+			if dm := n.data[g.Name]; dm != nil {
+				sync = slices.Clone(gs.Sync)
+				dm.becameOwner(sync)
+			}
+			prev := n.previousOwner(v, g.Name, gs.Epoch)
+			n.log.Info("active", "group", g.Name, "epoch", gs.Epoch, "previous_owner", prev)
+			if n.d.OnActing != nil {
+				// The fence learns the deadline before the front doors go up.
+				n.d.OnActing(g.Name, os.expiry-n.timing.LeaseGuard)
+			}
+			n.d.OnRole(Transition{Group: g.Name, Role: RoleActive, Epoch: gs.Epoch, PreviousOwner: prev, Reason: "lease acquired", Sync: sync})
+		case !acting && os.role == RoleActive:
+			os.role = RoleStandby
+			why := "lease lost"
+			switch {
+			case n.leaving || os.relinquished == os.epoch:
+				why = "relinquished"
+			case gs.Owner != n.name:
+				why = "owner changed"
+			}
+			if dm := n.data[g.Name]; dm != nil {
+				dm.lostOwnership()
+			}
+			n.log.Warn("standby", "group", g.Name, "epoch", gs.Epoch, "reason", why)
+			n.d.OnRole(Transition{Group: g.Name, Role: RoleStandby, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: why})
+		}
+	}
+}
+
+// announceStart reports the initial standby role of every member group once
+// the node knows the replicated state (so hooks get the real epoch and
+// owner), or after the startup grace if the quorum is unreachable. A
+// restarted node's own replica is stale until it hears a peer, whose
+// heartbeat gossips the committed owners, so both are needed.
+func (n *Node) announceStart(now time.Duration, v *quorum.State) {
+	if n.announced {
+		return
+	}
+	if now < n.startAt+n.timing.StartupGrace && (v.Index == 0 || !n.heardAnyPeer()) {
+		return
+	}
+	n.announced = true
+	for _, g := range n.members {
+		if n.own[g.Name].role == RoleStandby {
+			gs := v.Group(g.Name)
+			n.d.OnRole(Transition{Group: g.Name, Role: RoleStandby, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: "start"})
+		}
+	}
+}
+
+// LeaseValid reports whether this node is acting for the group under a lease
+// that has not ended at its time now. The harness checks that at no instant
+// two nodes return true for one group.
+func (n *Node) LeaseValid(group string, now time.Duration) bool {
+	os := n.own[group]
+	return os != nil && os.role == RoleActive && now < os.expiry
+}
+
+// Role returns this node's role for a group ("" if it is not a member).
+func (n *Node) Role(group string) string {
+	if os := n.own[group]; os != nil {
+		return os.role
+	}
+	return ""
+}
+
+// Leave starts a planned shutdown: every group this node owns is demoted at
+// once and relinquished, so voters release without waiting out the lease and
+// the leader hands the group to a successor. HandedOff tells when the
+// successors are committed.
+func (n *Node) Leave(now time.Duration) {
+	n.leaving = true
+	v := n.view()
+	for _, g := range n.members {
+		gs := v.Group(g.Name)
+		if gs.Owner == n.name {
+			n.relinquish(now, g.Name, gs.Epoch, quorum.ReasonShutdown)
+		}
+	}
+	n.updateRoles(now)
+	n.sendHeartbeats(now)
+}
+
+// HandedOff reports whether no group is owned by this node any more in the
+// replicated state (the successor is committed).
+func (n *Node) HandedOff() bool {
+	v := n.view()
+	for _, g := range n.members {
+		if v.Group(g.Name).Owner == n.name {
+			return false
+		}
+	}
+	return true
+}
+
+// Relinquish gives up one group on purpose. The node stops acting first; only
+// then do voters hear of it.
+func (n *Node) Relinquish(now time.Duration, group, reason string) error {
+	gs := n.view().Group(group)
+	if gs.Owner != n.name {
+		return fmt.Errorf("group %q: this node (%s) is not its owner", group, n.name)
+	}
+	n.relinquish(now, group, gs.Epoch, reason)
+	n.updateRoles(now)
+	n.sendHeartbeats(now)
+	return nil
+}
+
+func (n *Node) relinquish(now time.Duration, group string, epoch uint64, reason string) {
+	os := n.own[group]
+	if os == nil {
+		return
+	}
+	os.relinquished, os.relReason = epoch, reason
+	os.expiry = 0
+	// Stop acting (front doors down) before anyone hears of the relinquish.
+	n.updateRoles(now)
+	if n.isVoter {
+		n.release(now, group, epoch, "relinquished by owner")
+	}
+}

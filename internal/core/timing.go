@@ -1,0 +1,27 @@
+package core
+
+import "time"
+
+// Timing is the effective set of timing values of a cluster: a profile with the config's overrides applied
+// (package config holds the profiles and the reason for every value).
+type Timing struct {
+	// HeartbeatInterval is how often an owner renews its lease with every voter.
+	HeartbeatInterval time.Duration
+	// FailureTimeout is the lease length L: a voter promises not to release an owner's lease before
+	// L·(1+ClockDrift) has passed since the owner's last heartbeat it acked.
+	FailureTimeout time.Duration
+	// LeaseGuard is how long before its lease ends an owner that could not renew stops acting (drops its VIPs).
+	LeaseGuard time.Duration
+	// ClockDrift bounds the rate difference between any two nodes' monotonic clocks (0.01 = 1 %).
+	ClockDrift float64
+
+	// Raft settings of the quorum store (hashicorp/raft Config fields of the same names).
+	RaftHeartbeatTimeout time.Duration
+	RaftElectionTimeout  time.Duration
+	RaftLeaderLease      time.Duration
+	RaftCommitTimeout    time.Duration
+
+	// StartupGrace is how long after start a node waits for the other members before taking a group, so that the
+	// highest-priority member, not the first one up, gets it.
+	StartupGrace time.Duration
+}

@@ -1,0 +1,110 @@
+package process
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/proctest"
+)
+
+// TestAPIConnectionFloodChangesNothing: 600 idle connections to the owner's
+// API from one address (more than the agent's per-address bound, and in all
+// more descriptors than a default soft limit allows) neither exhaust the
+// owner's file descriptors nor move the group; the API still answers other
+// clients, and an idle connection is closed by the server.
+func TestAPIConnectionFloodChangesNothing(t *testing.T) {
+	c := start(t, proctest.Spec{})
+	api := c.APIs["n1"]
+	pid := c.PID("n1")
+	before := openFDs(t, pid)
+	// 127.0.0.2: a local address that is not the test's own, so the bound
+	// per address falls on the flood, not on the test's status requests.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: time.Second}
+	var held []net.Conn
+	defer func() {
+		for _, conn := range held {
+			conn.Close()
+		}
+	}()
+	for range 600 {
+		conn, err := d.Dial("tcp", api)
+		if err != nil {
+			continue
+		}
+		held = append(held, conn)
+	}
+	lease, _ := config.Profile("default") // proctest clusters run the default profile
+	time.Sleep(3 * lease.FailureTimeout)  // several leases' worth of flood
+	if n := openFDs(t, pid); n > before+100 {
+		t.Fatalf("the owner holds %d descriptors during the flood (%d before): the API bound did not hold", n, before)
+	}
+	st, err := c.Status("n1")
+	if err != nil {
+		t.Fatalf("the API does not answer during the flood: %v", err)
+	}
+	if g := st.Groups[0]; g.Owner != "n1" || g.Epoch != 1 {
+		t.Fatalf("the flood moved the group: owner %s epoch %d", g.Owner, g.Epoch)
+	}
+	// An idle keep-alive connection is closed by the server.
+	conn, err := net.Dial("tcp", api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	_ = conn.SetReadDeadline(time.Now().Add(45 * time.Second))
+	buf := make([]byte, 4096)
+	for {
+		if _, err := conn.Read(buf); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("an idle keep-alive API connection stayed open for 45 s")
+			}
+			break // closed by the server
+		}
+	}
+}
+
+func openFDs(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// TestSIGHUPNeverKillsAnAgent: SIGHUP's default action would kill the agent
+// (an unplanned failover for keepalived habits); it is ignored with a log
+// line until live reload exists.
+func TestSIGHUPNeverKillsAnAgent(t *testing.T) {
+	c := start(t, proctest.Spec{})
+	for _, n := range []string{"n1", "w1"} {
+		if err := c.Signal(n, syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lease, _ := config.Profile("default")
+	time.Sleep(3 * lease.FailureTimeout)
+	for _, n := range []string{"n1", "w1"} {
+		if err := syscall.Kill(c.PID(n), 0); err != nil {
+			t.Fatalf("%s died of SIGHUP: %v", n, err)
+		}
+	}
+	st, err := c.Status("w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := st.Groups[0]; g.Owner != "n1" || g.Epoch != 1 {
+		t.Fatalf("SIGHUP moved the group: owner %s epoch %d", g.Owner, g.Epoch)
+	}
+	if b, err := os.ReadFile(filepath.Join(c.Dir, "n1.log")); err != nil || !strings.Contains(string(b), "SIGHUP received") {
+		t.Fatalf("n1's log does not say it ignored SIGHUP (%v)", err)
+	}
+}

@@ -362,8 +362,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		after = n
 	}
 	rc := http.NewResponseController(w)
-	// The deadlines below are per write; the server sets none of its own, so
-	// clear ours before the connection may serve another request.
+	// A stream lives for hours: the server's write timeout is replaced by
+	// one per write (below), which only a client that stopped reading runs
+	// into. (Its read timeout ends once the handler runs.)
 	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 	// Subscribe before reading the backlog so that nothing falls between
 	// the two; an entry in both is sent twice with the same id, harmlessly.

@@ -446,3 +446,24 @@ func TestStreamSendsStatusOnViewChangesOnly(t *testing.T) {
 		t.Error("a lease lost early sent no status")
 	}
 }
+
+// The agent's server bounds every request's read and write time; a stream
+// must outlive both.
+func TestStreamOutlivesServerTimeouts(t *testing.T) {
+	oldRefresh := streamRefresh
+	streamRefresh = 100 * time.Millisecond
+	t.Cleanup(func() { streamRefresh = oldRefresh })
+	b := newStreamBackend(t)
+	srv := httptest.NewUnstartedServer(New(b, slog.New(slog.DiscardHandler)))
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = 300*time.Millisecond, 300*time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	s := openStream(t, srv.URL, "")
+	end := time.Now().Add(1500 * time.Millisecond)
+	n := 0
+	for time.Now().Before(end) {
+		s.until(time.Second, fmt.Sprintf("status %d, %v after connecting", n+1, time.Until(end)), func(f sseFrame) bool { return f.event == "status" })
+		n++
+	}
+	t.Logf("%d statuses over 1.5s through 300ms server timeouts", n)
+}

@@ -63,6 +63,7 @@ type hub struct {
 }
 
 type streamClient struct {
+	remote string // for the log line that says who was dropped
 	frames chan []byte
 	gone   chan struct{} // closed when the hub dropped the client or stopped
 }
@@ -72,7 +73,7 @@ func newHub(b Backend, log *slog.Logger) *hub {
 }
 
 // subscribe registers a client and starts the hub on first use.
-func (h *hub) subscribe() *streamClient {
+func (h *hub) subscribe(remote string) *streamClient {
 	h.start.Do(func() {
 		// What the history holds now is what the first clients read as
 		// their backlog after subscribing; anything added later is new.
@@ -85,7 +86,7 @@ func (h *hub) subscribe() *streamClient {
 		}
 		go h.run()
 	})
-	c := &streamClient{frames: make(chan []byte, streamBuffer), gone: make(chan struct{})}
+	c := &streamClient{remote: remote, frames: make(chan []byte, streamBuffer), gone: make(chan struct{})}
 	h.mu.Lock()
 	select {
 	case <-h.b.Stopped():
@@ -122,7 +123,7 @@ func (h *hub) broadcast(frame []byte) {
 			delete(h.clients, c)
 			close(c.gone)
 			h.dropped.Add(1)
-			h.log.Warn("event stream client dropped: it did not read its last frames", "buffer", streamBuffer)
+			h.log.Warn("event stream client dropped: it did not read its last frames", "remote", c.remote, "buffer", streamBuffer)
 		}
 	}
 }
@@ -368,7 +369,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 	// Subscribe before reading the backlog so that nothing falls between
 	// the two; an entry in both is sent twice with the same id, harmlessly.
-	c := s.hub.subscribe()
+	c := s.hub.subscribe(r.RemoteAddr)
 	defer s.hub.unsubscribe(c)
 	ev, err := s.b.Events(r)
 	if err != nil {

@@ -92,22 +92,19 @@ func main() {
 
 	if *from != "" {
 		b, err := os.ReadFile(*from)
-		check(err)
+		benchkit.Check(err)
 		var res Results
-		check(json.Unmarshal(b, &res))
+		benchkit.Check(json.Unmarshal(b, &res))
 		if *out == "" {
 			fmt.Print(fragment(res))
 			return
 		}
-		check(publish(*out, res, false))
+		benchkit.Check(publish(*out, res, false))
 		return
 	}
 	perFault, err := benchkit.ParseCounts(*trialsFor, "fault")
-	check(err)
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "compare: needs root (network namespaces)")
-		os.Exit(2)
-	}
+	benchkit.Check(err)
+	benchkit.NeedRoot("network namespaces")
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo
@@ -119,11 +116,11 @@ func main() {
 	res := Results{Measured: time.Now().UTC().Truncate(time.Second), Command: benchkit.Command("compare"), Machine: machine(),
 		LossPercent: *lossPct, LossFor: lossFor.String()}
 	dir, err := os.MkdirTemp("", "baton-compare-")
-	check(err)
+	benchkit.Check(err)
 	var bin string
 	if strings.Contains(*systems, string(drill.Baton)) {
 		bin, res.Baton, err = proctest.BuildRev(dir, *rev)
-		check(err)
+		benchkit.Check(err)
 		fmt.Fprintf(os.Stderr, "compare: baton built from %s\n", res.Baton)
 	}
 	// Faults outermost and the systems innermost, so both systems of a
@@ -138,7 +135,7 @@ run:
 				}
 				s := drill.Scenario{System: drill.System(sys), Fault: drill.Fault(f), Trials: n, Profile: p,
 					LossPercent: *lossPct, LossFor: *lossFor, Bin: bin, Dir: filepath.Join(dir, sys+"-"+f+"-"+p)}
-				check(os.MkdirAll(s.Dir, 0o755))
+				benchkit.Check(os.MkdirAll(s.Dir, 0o755))
 				fmt.Fprintf(os.Stderr, "compare: %s %s %s, %d trials… (%s)\n", sys, f, p, n, time.Since(res.Measured).Round(time.Second))
 				r, err := drill.Run(ctx, s, log)
 				if err != nil {
@@ -166,14 +163,14 @@ run:
 	if *out != "" && ctx.Err() == nil {
 		if *merge {
 			res, err = mergeInto(filepath.Join(*out, "bench", "compare.json"), res)
-			check(err)
+			benchkit.Check(err)
 		}
-		check(publish(*out, res, true))
+		benchkit.Check(publish(*out, res, true))
 	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		check(enc.Encode(res.Reports))
+		benchkit.Check(enc.Encode(res.Reports))
 	} else {
 		fmt.Print(fragment(res))
 	}
@@ -315,10 +312,3 @@ func machine() Machine {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }
-
-func check(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "compare:", err)
-		os.Exit(1)
-	}
-}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/baton-ha/baton/internal/benchkit"
 	batondns "github.com/baton-ha/baton/internal/frontdoor/dns"
 )
 
@@ -45,8 +46,8 @@ func main() {
 		"n1":  {Addrs: addrs("10.0.0.11", "fd00::11")},
 	}
 	s, err := batondns.New("", 0, func() map[string]batondns.Record { return zone }, slog.New(slog.DiscardHandler))
-	check(err)
-	check(s.Listen("127.0.0.1:0"))
+	benchkit.Check(err)
+	benchkit.Check(s.Listen("127.0.0.1:0"))
 	defer s.Close()
 	addr := s.Addr().String()
 	run(addr, "web.baton.", dns.TypeA, 2000, 1) // warm up: sockets, the buffer pool, the scheduler
@@ -82,16 +83,16 @@ func run(addr, name string, qtype uint16, n, c int) ([]time.Duration, time.Durat
 		lo, hi := i*n/c, (i+1)*n/c
 		cl := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
 		conn, err := cl.Dial(addr)
-		check(err)
+		benchkit.Check(err)
 		wg.Go(func() {
 			defer conn.Close()
 			q := new(dns.Msg).SetQuestion(name, qtype)
 			for j := lo; j < hi; j++ {
 				q.Id = dns.Id()
 				r, rtt, err := cl.ExchangeWithConn(q, conn)
-				check(err)
+				benchkit.Check(err)
 				if r.Id != q.Id || r.Truncated {
-					check(fmt.Errorf("bad answer to %s: %v", name, r))
+					benchkit.Check(fmt.Errorf("bad answer to %s: %v", name, r))
 				}
 				lat[j] = rtt
 			}
@@ -113,11 +114,4 @@ func addrs(ss ...string) []netip.Addr {
 		out = append(out, netip.MustParseAddr(s))
 	}
 	return out
-}
-
-func check(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "dns:", err)
-		os.Exit(1)
-	}
 }

@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/baton-ha/baton/internal/benchkit"
 	"github.com/baton-ha/baton/internal/proctest"
 )
 
@@ -31,10 +32,10 @@ func main() {
 	idle := flag.Duration("idle", 30*time.Second, "how long to sample idle CPU")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "baton-bench-")
-	check(err)
+	benchkit.Check(err)
 	defer os.RemoveAll(dir)
 	bin, err := proctest.Build(dir)
-	check(err)
+	benchkit.Check(err)
 	fmt.Printf("# kill -9 → successor active hook; %d trials per profile; %s, %d CPUs, %s\n\n",
 		*trials, runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"))
 	fmt.Println("| profile | trials | owner was raft leader | p50 | p90 | p99 | max |")
@@ -64,15 +65,15 @@ func printRow(profile, lead string, d []time.Duration) {
 const token = proctest.Token
 
 func run(bin, dir string, profile string, trials int) (all, leader, notLeader []time.Duration) {
-	check(os.MkdirAll(dir, 0o755))
+	benchkit.Check(os.MkdirAll(dir, 0o755))
 	c, err := proctest.New(bin, dir, proctest.Spec{Members: []string{"n1", "n2"}, Witness: "w1", Profile: profile,
 		Extra: "  keep_leader_off_owners: false\n"})
-	check(err)
+	benchkit.Check(err)
 	defer c.Stop()
-	check(c.StartAll())
+	benchkit.Check(c.StartAll())
 	for i := 0; i < trials; i++ {
 		owner, _, err := c.WaitOwner("w1", 20*time.Second)
-		check(err)
+		benchkit.Check(err)
 		// Every other trial, make the owner the quorum leader (the worst case:
 		// an election runs in parallel with the lease hold); otherwise put
 		// leadership on the witness, where Baton keeps it by default.
@@ -83,7 +84,7 @@ func run(bin, dir string, profile string, trials int) (all, leader, notLeader []
 		}
 		time.Sleep(700 * time.Millisecond)
 		st, err := c.Status("w1")
-		check(err)
+		benchkit.Check(err)
 		wasLeader := st.Leader == owner
 		var other string
 		for _, m := range st.Groups[0].Members {
@@ -92,11 +93,11 @@ func run(bin, dir string, profile string, trials int) (all, leader, notLeader []
 			}
 		}
 		killed := time.Now()
-		check(c.Kill(owner))
+		benchkit.Check(c.Kill(owner))
 		e, err := c.WaitHook(20*time.Second, func(e proctest.HookEvent) bool {
 			return e.Node == other && e.Role == "active" && e.At.After(killed)
 		})
-		check(err)
+		benchkit.Check(err)
 		d := e.At.Sub(killed)
 		all = append(all, d)
 		if wasLeader {
@@ -106,11 +107,11 @@ func run(bin, dir string, profile string, trials int) (all, leader, notLeader []
 		}
 		fmt.Fprintf(os.Stderr, "%s trial %d: owner %s (raft leader: %v) killed → %s active after %v\n",
 			profile, i+1, owner, wasLeader, other, d.Round(time.Millisecond))
-		check(c.Start(owner))
+		benchkit.Check(c.Start(owner))
 		_, err = c.WaitHook(20*time.Second, func(e proctest.HookEvent) bool {
 			return e.Node == owner && e.Role == "standby" && e.At.After(killed)
 		})
-		check(err)
+		benchkit.Check(err)
 	}
 	return all, leader, notLeader
 }
@@ -134,16 +135,16 @@ func moveLeadership(c *proctest.Cluster, to string) {
 }
 
 func idleUsage(bin, dir string, window time.Duration) {
-	check(os.MkdirAll(dir, 0o755))
+	benchkit.Check(os.MkdirAll(dir, 0o755))
 	c, err := proctest.New(bin, dir, proctest.Spec{Members: []string{"n1", "n2"}, Witness: "w1", Profile: "default"})
-	check(err)
+	benchkit.Check(err)
 	defer c.Stop()
-	check(c.StartAll())
+	benchkit.Check(c.StartAll())
 	_, _, err = c.WaitOwner("w1", 20*time.Second)
-	check(err)
+	benchkit.Check(err)
 	time.Sleep(5 * time.Second)
 	st, err := c.Status("w1")
-	check(err)
+	benchkit.Check(err)
 	before := map[string]int64{}
 	for n := range c.Addrs {
 		before[n] = cpuTicks(c.PID(n))
@@ -172,7 +173,7 @@ func idleUsage(bin, dir string, window time.Duration) {
 
 func cpuTicks(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	check(err)
+	benchkit.Check(err)
 	s := string(b)
 	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 	u, _ := strconv.ParseInt(fields[11], 10, 64)
@@ -182,7 +183,7 @@ func cpuTicks(pid int) int64 {
 
 func rssKB(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	check(err)
+	benchkit.Check(err)
 	for _, l := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(l, "VmRSS:") {
 			v, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
@@ -190,13 +191,6 @@ func rssKB(pid int) int64 {
 		}
 	}
 	return 0
-}
-
-func check(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "killover:", err)
-		os.Exit(1)
-	}
 }
 
 var _ = syscall.SIGKILL

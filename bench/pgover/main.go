@@ -115,27 +115,24 @@ func main() {
 
 	if *from != "" {
 		b, err := os.ReadFile(*from)
-		check(err)
+		benchkit.Check(err)
 		var res Results
-		check(json.Unmarshal(b, &res))
+		benchkit.Check(json.Unmarshal(b, &res))
 		fmt.Print(fragment(res))
 		if *out != "" {
-			check(publish(*out, res, false))
+			benchkit.Check(publish(*out, res, false))
 		}
 		return
 	}
 	perSystem, err := benchkit.ParseCounts(*trialsFor, "system")
-	check(err)
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "pgover: needs root (network namespaces)")
-		os.Exit(2)
-	}
+	benchkit.Check(err)
+	benchkit.NeedRoot("network namespaces")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	res := Results{Measured: time.Now().UTC().Truncate(time.Second), Command: benchkit.Command("pgover"), Machine: machine(), Settings: map[string]string{}}
 	dir, err := os.MkdirTemp("", "baton-pgover-")
-	check(err)
+	benchkit.Check(err)
 	defer os.RemoveAll(dir)
 	var bin string
 	all := map[string]system{}
@@ -143,7 +140,7 @@ func main() {
 		switch name {
 		case "baton":
 			bin, res.Baton, err = proctest.BuildRev(dir, *rev)
-			check(err)
+			benchkit.Check(err)
 			fmt.Fprintf(os.Stderr, "pgover: baton built from %s\n", res.Baton)
 			all[name] = system{name: name, settings: "profile default",
 				start: func(mode string) (env, error) {
@@ -156,7 +153,7 @@ func main() {
 				trial: 30 * time.Second, ready: 90 * time.Second}
 		case "patroni", "patroni-fast":
 			if m := pglab.PatroniMissing(); m != "" {
-				check(errors.New(m))
+				benchkit.Check(errors.New(m))
 			}
 			t := pglab.PatroniDefaults
 			if name == "patroni-fast" {
@@ -175,13 +172,13 @@ func main() {
 				},
 				trial: limit, ready: 2*limit + 60*time.Second}
 		default:
-			check(fmt.Errorf("-systems: unknown system %q", name))
+			benchkit.Check(fmt.Errorf("-systems: unknown system %q", name))
 		}
 		res.Settings[name] = all[name].settings
 	}
 	for _, f := range benchkit.Split(*faults) {
 		if f != pglab.LinkDown && f != pglab.Partition {
-			check(fmt.Errorf("-faults: unknown fault %q", f))
+			benchkit.Check(fmt.Errorf("-faults: unknown fault %q", f))
 		}
 	}
 
@@ -204,7 +201,7 @@ run:
 	fmt.Fprintf(os.Stderr, "pgover: done in %s\n", res.Took)
 	fmt.Print(fragment(res))
 	if *out != "" && ctx.Err() == nil {
-		check(publish(*out, res, true))
+		benchkit.Check(publish(*out, res, true))
 	}
 	if len(res.Errors) > 0 || ctx.Err() != nil {
 		os.Exit(1)
@@ -434,11 +431,4 @@ func machine() Machine {
 	m.Patroni, m.Etcd = pglab.PatroniVersions()
 	m.Etcd = strings.TrimPrefix(m.Etcd, "etcd Version: ")
 	return m
-}
-
-func check(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pgover:", err)
-		os.Exit(1)
-	}
 }

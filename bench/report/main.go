@@ -23,6 +23,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/baton-ha/baton/internal/benchkit"
 	"github.com/baton-ha/baton/internal/proctest"
 )
 
@@ -32,9 +33,9 @@ func main() {
 	checkOnly := flag.Bool("check", false, "do not write; exit 1 if the output differs from what the template renders")
 	flag.Parse()
 	root, err := proctest.ModuleRoot()
-	check(err)
+	benchkit.Check(err)
 	got, err := render(root, *tmpl)
-	check(err)
+	benchkit.Check(err)
 	path := filepath.Join(root, *out)
 	if *checkOnly {
 		if old, err := os.ReadFile(path); err != nil || !bytes.Equal(old, got) {
@@ -43,7 +44,7 @@ func main() {
 		}
 		return
 	}
-	check(os.WriteFile(path, got, 0o644))
+	benchkit.Check(os.WriteFile(path, got, 0o644))
 	fmt.Fprintf(os.Stderr, "report: wrote %s\n", *out)
 }
 
@@ -72,11 +73,4 @@ func render(root, name string) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
-}
-
-func check(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "report:", err)
-		os.Exit(1)
-	}
 }

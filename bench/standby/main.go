@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/baton-ha/baton/internal/benchkit"
 	"github.com/baton-ha/baton/internal/drill"
 	"github.com/baton-ha/baton/internal/lab"
 	"github.com/baton-ha/baton/internal/proctest"
@@ -28,15 +29,12 @@ func main() {
 	delays := flag.String("delays", "0s,1s,5s", "service start-up delays")
 	profile := flag.String("profile", "default", "timing profile")
 	flag.Parse()
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "standby: needs root (network namespaces)")
-		os.Exit(2)
-	}
+	benchkit.NeedRoot("network namespaces")
 	dir, err := os.MkdirTemp("", "baton-standby-")
-	check(err)
+	benchkit.Check(err)
 	defer os.RemoveAll(dir)
 	bin, err := proctest.Build(dir)
-	check(err)
+	benchkit.Check(err)
 	fmt.Printf("# kill -9 of the owner's agent → client served again, by standby mode and service start-up time; profile %s, %s\n\n",
 		*profile, time.Now().UTC().Format("2006-01-02"))
 	fmt.Println("| mode | start-up | trials | p50 | p90 | max |")
@@ -44,7 +42,7 @@ func main() {
 	for _, m := range strings.Split(*modes, ",") {
 		for _, ds := range strings.Split(*delays, ",") {
 			d, err := time.ParseDuration(ds)
-			check(err)
+			benchkit.Check(err)
 			out := run(bin, filepath.Join(dir, m+"-"+ds), *profile, m, d, *trials)
 			row(m, ds, out)
 		}
@@ -52,9 +50,9 @@ func main() {
 }
 
 func run(bin, dir, profile, mode string, delay time.Duration, trials int) []time.Duration {
-	check(os.MkdirAll(dir, 0o755))
+	benchkit.Check(os.MkdirAll(dir, 0o755))
 	l, err := lab.New(lab.Options{Hosts: 3})
-	check(err)
+	benchkit.Check(err)
 	defer l.Close()
 	promote := ""
 	if mode == "warm" {
@@ -65,33 +63,25 @@ func run(bin, dir, profile, mode string, delay time.Duration, trials int) []time
     checks: [{type: tcp, address: "127.0.0.1:8080", interval: 20ms, timeout: 100ms, fall: 2, rise: 1}]
 `, mode, bin, delay.String(), promote)
 	c, err := l.StartCluster(lab.ClusterSpec{Bin: bin, Dir: dir, Profile: profile, VIP: vip + "/24", GroupExtra: extra, NoWhoami: true})
-	check(err)
+	benchkit.Check(err)
 	defer c.Stop()
 	holder := waitReady(c, "", mode, delay)
 	pr, err := l.StartProber(vip+":8080", 5*time.Millisecond)
-	check(err)
-	var out []time.Duration
-	for i := 0; i < trials; i++ {
-		other := "h1"
-		if holder == "h1" {
-			other = "h2"
-		}
-		t0 := time.Now()
-		check(c.KillAgent(holder))
-		if !pr.WaitServed(other, t0, 60*time.Second) {
-			check(fmt.Errorf("%s/%v trial %d: client not served by %s", mode, delay, i+1, other))
-		}
-		var worst lab.Outage
-		for _, o := range lab.Outages(pr.Probes(), t0.Add(-time.Second)) {
-			if o.End.After(t0) && o.Duration > worst.Duration {
-				worst = o
-			}
-		}
-		out = append(out, worst.Duration)
-		fmt.Fprintf(os.Stderr, "%s start-up %v trial %d: %s → %s, outage %v\n", mode, delay, i+1, holder, other, worst.Duration.Round(time.Millisecond))
-		check(c.StartAgent(holder))
-		holder = waitReady(c, other, mode, delay)
+	benchkit.Check(err)
+	loop := drill.FailoverLoop{
+		Members: [2]string{"h1", "h2"},
+		Prober:  pr,
+		Fault:   c.KillAgent,
+		Repair:  c.StartAgent,
+		Next: func(_, other string) (string, error) {
+			return waitReady(c, other, mode, delay), nil
+		},
+		Label:    fmt.Sprintf("%s start-up %v", mode, delay),
+		Progress: os.Stderr,
 	}
+	ts, err := loop.Run(holder, trials)
+	benchkit.Check(err)
+	out := drill.Durations(ts)
 	pr.Stop()
 	return out
 }
@@ -101,7 +91,7 @@ func run(bin, dir, profile, mode string, delay time.Duration, trials int) []time
 // standby in the mode being measured.
 func waitReady(c *lab.Cluster, want, mode string, delay time.Duration) string {
 	holder, err := c.WaitHolder(vip, want, 60*time.Second)
-	check(err)
+	benchkit.Check(err)
 	standby := "h1"
 	if holder == "h1" {
 		standby = "h2"
@@ -115,18 +105,11 @@ func waitReady(c *lab.Cluster, want, mode string, delay time.Duration) string {
 			return holder
 		}
 	}
-	check(fmt.Errorf("standby %s never became ready (%s)", standby, mode))
+	benchkit.Check(fmt.Errorf("standby %s never became ready (%s)", standby, mode))
 	return ""
 }
 
 func row(mode, delay string, d []time.Duration) {
 	q := func(p float64) string { return fmt.Sprintf("%d ms", drill.Quantile(d, p).Milliseconds()) }
 	fmt.Printf("| %s | %s | %d | %s | %s | %s |\n", mode, delay, len(d), q(0.5), q(0.9), q(1))
-}
-
-func check(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "standby:", err)
-		os.Exit(1)
-	}
 }

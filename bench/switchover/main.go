@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/baton-ha/baton/internal/benchkit"
 	"github.com/baton-ha/baton/internal/proctest"
 )
 
@@ -25,25 +26,25 @@ func main() {
 	inter := flag.Duration("check-interval", 10*time.Millisecond, "HAProxy check interval")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "baton-bench-")
-	check(err)
+	benchkit.Check(err)
 	defer os.RemoveAll(dir)
 	bin, err := proctest.Build(dir)
-	check(err)
+	benchkit.Check(err)
 	c, err := proctest.New(bin, dir, proctest.Spec{Members: []string{"n1", "n2"}, Witness: "w1", Profile: "default"})
-	check(err)
+	benchkit.Check(err)
 	defer c.Stop()
-	check(c.StartAll())
+	benchkit.Check(c.StartAll())
 	svcPort := c.Port + 2
 	for _, n := range []string{"n1", "n2"} {
 		stop, err := proctest.Whoami(net.JoinHostPort(c.Addrs[n], fmt.Sprint(svcPort)), n)
-		check(err)
+		benchkit.Check(err)
 		defer stop()
 	}
 	hp, err := c.StartHAProxy(net.JoinHostPort(c.Addrs["w1"], fmt.Sprint(c.ProxyPort)), []string{"n1", "n2"}, svcPort, *inter)
-	check(err)
+	benchkit.Check(err)
 	defer hp.Stop()
 	_, _, err = c.WaitOwner("w1", 20*time.Second)
-	check(err)
+	benchkit.Check(err)
 	time.Sleep(time.Second)
 
 	// A client through HAProxy, one request at a time, recording answers.
@@ -75,7 +76,7 @@ func main() {
 	var hookGaps, clientGaps []time.Duration
 	for i := 0; i < *trials; i++ {
 		st, err := c.Status("w1")
-		check(err)
+		benchkit.Check(err)
 		from := st.Groups[0].Owner
 		to := "n1"
 		if from == "n1" {
@@ -84,16 +85,16 @@ func main() {
 		asked := time.Now()
 		out, err := c.Baton("w1", "switchover", "web", "--to", to)
 		if err != nil {
-			check(fmt.Errorf("switchover: %v: %s", err, out))
+			benchkit.Check(fmt.Errorf("switchover: %v: %s", err, out))
 		}
 		standby, err := c.WaitHook(10*time.Second, func(e proctest.HookEvent) bool {
 			return e.Node == from && e.Role == "standby" && e.At.After(asked)
 		})
-		check(err)
+		benchkit.Check(err)
 		active, err := c.WaitHook(10*time.Second, func(e proctest.HookEvent) bool {
 			return e.Node == to && e.Role == "active" && e.At.After(asked)
 		})
-		check(err)
+		benchkit.Check(err)
 		hookGaps = append(hookGaps, active.At.Sub(standby.At))
 		// Let HAProxy settle on the new owner, then measure the client gap:
 		// last answer from the old owner → first answer from the new one.
@@ -138,11 +139,4 @@ func row(name string, d []time.Duration) {
 		return
 	}
 	fmt.Printf("| %s | %d | %s | %s | %s | %s |\n", name, len(d), q(0.5), q(0.9), q(0.99), q(1))
-}
-
-func check(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "switchover:", err)
-		os.Exit(1)
-	}
 }

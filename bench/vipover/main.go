@@ -21,8 +21,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/baton-ha/baton/internal/benchkit"
 	"github.com/baton-ha/baton/internal/drill"
 	"github.com/baton-ha/baton/internal/lab"
+	"github.com/baton-ha/baton/internal/probe"
 	"github.com/baton-ha/baton/internal/proctest"
 )
 
@@ -40,15 +42,12 @@ func main() {
 	mode := flag.String("mode", "active-passive", "group mode: active-passive (one VIP) or active-active (two VIPs, one per member)")
 	flag.Parse()
 	activeActive = *mode == "active-active"
-	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "vipover: needs root (network namespaces)")
-		os.Exit(2)
-	}
+	benchkit.NeedRoot("network namespaces")
 	dir, err := os.MkdirTemp("", "baton-vipover-")
-	check(err)
+	benchkit.Check(err)
 	defer os.RemoveAll(dir)
 	bin, err := proctest.Build(dir)
-	check(err)
+	benchkit.Check(err)
 	fmt.Printf("# VIP failover (%s), client-visible outage (last answer before → first answer after), %s\n\n", *mode, time.Now().UTC().Format("2006-01-02"))
 	if activeActive {
 		fmt.Println("| profile | fault | trials | p50 | p90 | p99 | max | ARP rounds with two MACs | outages of the other VIP |")
@@ -66,9 +65,9 @@ func main() {
 }
 
 func run(bin, dir, profile, fault string, trials int) (_ []time.Duration, dual, otherOutages int) {
-	check(os.MkdirAll(dir, 0o755))
+	benchkit.Check(os.MkdirAll(dir, 0o755))
 	l, err := lab.New(lab.Options{Hosts: 3})
-	check(err)
+	benchkit.Check(err)
 	defer l.Close()
 	spec := lab.ClusterSpec{Bin: bin, Dir: dir, Profile: profile, VIP: vip + "/24"}
 	if activeActive {
@@ -77,69 +76,62 @@ func run(bin, dir, profile, fault string, trials int) (_ []time.Duration, dual, 
 			"      - {address: " + vip2 + "/24, interface: eth0}\n"
 	}
 	c, err := l.StartCluster(spec)
-	check(err)
+	benchkit.Check(err)
 	defer c.Stop()
 	holder := waitSingleHolder(c, "")
 	pr, err := l.StartProber(vip+":8080", 5*time.Millisecond)
-	check(err)
+	benchkit.Check(err)
 	arp, err := l.StartARPWatch(vip, 20*time.Millisecond)
-	check(err)
-	var pr2 *lab.Prober
+	benchkit.Check(err)
+	var pr2 *probe.Prober
 	var arp2 *lab.ARPWatch
 	if activeActive {
 		_, err := c.WaitHolder(vip2, "", 30*time.Second)
-		check(err)
+		benchkit.Check(err)
 		pr2, err = l.StartProber(vip2+":8080", 5*time.Millisecond)
-		check(err)
+		benchkit.Check(err)
 		arp2, err = l.StartARPWatch(vip2, 20*time.Millisecond)
-		check(err)
+		benchkit.Check(err)
 	}
-	var out []time.Duration
-	for i := 0; i < trials; i++ {
-		time.Sleep(1500 * time.Millisecond)
-		other := "h1"
-		if holder == "h1" {
-			other = "h2"
-		}
-		t0 := time.Now()
-		switch fault {
-		case "linkdown":
-			check(l.LinkDown(holder))
-		case "kill9":
-			check(c.KillAgent(holder))
-		default:
-			check(fmt.Errorf("unknown fault %q", fault))
-		}
-		served := pr.WaitServed(other, t0, 60*time.Second)
-		var worst lab.Outage
-		for _, o := range lab.Outages(pr.Probes(), t0.Add(-time.Second)) {
-			if o.End.After(t0) && o.Duration > worst.Duration {
-				worst = o
+	if fault != "linkdown" && fault != "kill9" {
+		benchkit.Check(fmt.Errorf("-faults: unknown fault %q (want linkdown or kill9)", fault))
+	}
+	loop := drill.FailoverLoop{
+		Members: [2]string{"h1", "h2"},
+		Prober:  pr,
+		Settle:  1500 * time.Millisecond,
+		Fault: func(holder string) error {
+			if fault == "linkdown" {
+				return l.LinkDown(holder)
 			}
-		}
-		if !served {
-			check(fmt.Errorf("%s %s trial %d: client not served by %s", profile, fault, i+1, other))
-		}
-		out = append(out, worst.Duration)
-		if pr2 != nil {
-			time.Sleep(200 * time.Millisecond)
-			otherOutages += len(lab.Outages(pr2.Probes(), t0))
-		}
-		fmt.Fprintf(os.Stderr, "%s %s trial %d: %s → %s, outage %v\n", profile, fault, i+1, holder, other, worst.Duration.Round(time.Millisecond))
-		switch fault {
-		case "linkdown":
-			check(l.Heal())
-		case "kill9":
-			check(c.StartAgent(holder))
-		}
-		if activeActive {
-			// Failback returns the first VIP to its home member: same start
-			// for every trial, and the other VIP stays put.
-			holder = waitSingleHolder(c, holder)
-			continue
-		}
-		holder = waitSingleHolder(c, other)
+			return c.KillAgent(holder)
+		},
+		Repair: func(holder string) error {
+			if fault == "linkdown" {
+				return l.Heal()
+			}
+			return c.StartAgent(holder)
+		},
+		Next: func(holder, other string) (string, error) {
+			if activeActive {
+				// Failback returns the first VIP to its home member: same
+				// start for every trial, and the other VIP stays put.
+				return c.WaitHolder(vip, holder, 30*time.Second)
+			}
+			return c.WaitHolder(vip, other, 30*time.Second)
+		},
+		Observe: func(t drill.FailoverTrial) {
+			if pr2 != nil {
+				time.Sleep(200 * time.Millisecond)
+				otherOutages += len(probe.Outages(pr2.Probes(), t.T0))
+			}
+		},
+		Label:    profile + " " + fault,
+		Progress: os.Stderr,
 	}
+	ts, err := loop.Run(holder, trials)
+	benchkit.Check(err)
+	out := drill.Durations(ts)
 	pr.Stop()
 	dual = arp.Stop().DualRounds
 	if pr2 != nil {
@@ -151,7 +143,7 @@ func run(bin, dir, profile, fault string, trials int) (_ []time.Duration, dual, 
 
 func waitSingleHolder(c *lab.Cluster, want string) string {
 	h, err := c.WaitHolder(vip, want, 30*time.Second)
-	check(err)
+	benchkit.Check(err)
 	return h
 }
 
@@ -162,11 +154,4 @@ func row(profile, fault string, d []time.Duration, dual, other int) {
 		fmt.Printf(" %d |", other)
 	}
 	fmt.Println()
-}
-
-func check(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "vipover:", err)
-		os.Exit(1)
-	}
 }

@@ -19,31 +19,57 @@ import (
 // apiFlags are shared by the commands that talk to an agent.
 type apiFlags struct {
 	url, cfgPath, node, tokenFile string
+	cmd                           *cobra.Command
 }
 
 func (f *apiFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.url, "api", "", "agent API URL (default: this host's agent from --config, else http://127.0.0.1:7480)")
-	cmd.Flags().StringVarP(&f.cfgPath, "config", "c", defaultConfig, "cluster config file (to find the local agent's API)")
-	cmd.Flags().StringVar(&f.node, "node", "", "node whose agent to ask (default: this host)")
-	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "file holding the API token (or set BATON_API_TOKEN)")
+	f.cmd = cmd
+	cmd.Flags().StringVar(&f.url, "api", "", "agent API URL (default: this host's agent in --config, else http://127.0.0.1:7480)")
+	cmd.Flags().StringVarP(&f.cfgPath, "config", "c", defaultConfig, "cluster config file (finds the agent's API and api.token_file)")
+	cmd.Flags().StringVar(&f.node, "node", "", "node whose agent to ask (default: the node named like this host)")
+	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "file holding the API token (default: BATON_API_TOKEN, else api.token_file of --config)")
 }
 
-func (f *apiFlags) base() string {
+// config loads --config; ok is false when it was not given and the default
+// file does not exist (then the CLI falls back to the local default API).
+func (f *apiFlags) config() (cfg *config.Config, ok bool, err error) {
+	explicit := f.cmd != nil && f.cmd.Flags().Changed("config")
+	if _, statErr := os.Stat(f.cfgPath); statErr != nil && !explicit {
+		return nil, false, nil
+	}
+	cfg, err = config.Load(f.cfgPath)
+	if err != nil {
+		return nil, false, fmt.Errorf("--config %s: %w", f.cfgPath, err)
+	}
+	return cfg, true, nil
+}
+
+// base is the agent API to ask: --api, else the --node (or this host's
+// node) of --config, else the default local API when there is no config.
+func (f *apiFlags) base() (string, error) {
 	if f.url != "" {
 		u := strings.TrimRight(f.url, "/")
 		if !strings.Contains(u, "://") {
 			u = "http://" + u
 		}
-		return u
+		return u, nil
 	}
-	if cfg, err := config.Load(f.cfgPath); err == nil {
-		if n, err := cfg.LocalNode(f.node); err == nil {
-			return "http://" + n.API
-		}
+	cfg, ok, err := f.config()
+	if err != nil {
+		return "", err
 	}
-	return "http://127.0.0.1:7480"
+	if !ok {
+		return "http://127.0.0.1:7480", nil
+	}
+	n, err := cfg.LocalNode(f.node)
+	if err != nil {
+		return "", fmt.Errorf("which agent to ask: %w (in %s), or pass --api URL", err, f.cfgPath)
+	}
+	return "http://" + n.API, nil
 }
 
+// token is the API token: --token-file, else BATON_API_TOKEN, else the
+// config's api.token_file (or api.token).
 func (f *apiFlags) token() (string, error) {
 	if f.tokenFile != "" {
 		b, err := os.ReadFile(f.tokenFile)
@@ -52,16 +78,30 @@ func (f *apiFlags) token() (string, error) {
 		}
 		return strings.TrimSpace(string(b)), nil
 	}
-	return os.Getenv("BATON_API_TOKEN"), nil
+	if t := os.Getenv("BATON_API_TOKEN"); t != "" {
+		return t, nil
+	}
+	if cfg, ok, err := f.config(); err == nil && ok {
+		return cfg.APIToken, nil
+	}
+	return "", nil
+}
+
+func unreachable(base string, err error) error {
+	return fmt.Errorf("cannot reach the agent at %s: %w (is `baton agent` running there? pass --api, or --node with --config)", base, err)
 }
 
 // get fetches path from the agent into v.
 func (f *apiFlags) get(path string, v any) error {
+	base, err := f.base()
+	if err != nil {
+		return err
+	}
 	c := &http.Client{Timeout: 5 * time.Second}
-	url := f.base() + path
+	url := base + path
 	resp, err := c.Get(url)
 	if err != nil {
-		return fmt.Errorf("cannot reach the agent at %s: %w (is `baton agent` running? use --api)", f.base(), err)
+		return unreachable(base, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
@@ -88,7 +128,11 @@ func (f *apiFlags) post(path string, body, v any) error {
 	if err != nil {
 		return err
 	}
-	url := f.base() + path
+	base, err := f.base()
+	if err != nil {
+		return err
+	}
+	url := base + path
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
 	if err != nil {
 		return err
@@ -100,7 +144,7 @@ func (f *apiFlags) post(path string, body, v any) error {
 	c := &http.Client{Timeout: 30 * time.Second}
 	resp, err := c.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the agent at %s: %w (is `baton agent` running? use --api)", f.base(), err)
+		return unreachable(base, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
@@ -110,8 +154,8 @@ func (f *apiFlags) post(path string, body, v any) error {
 	if resp.StatusCode/100 != 2 {
 		var e struct{ Error string }
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			if resp.StatusCode == http.StatusUnauthorized && tok == "" {
-				return fmt.Errorf("%s (set --token-file or BATON_API_TOKEN)", e.Error)
+			if resp.StatusCode == http.StatusUnauthorized && tok == "" && !strings.Contains(e.Error, "BATON_API_TOKEN") {
+				return fmt.Errorf("%s (set --token-file, BATON_API_TOKEN or api.token_file in --config)", e.Error)
 			}
 			return errors.New(e.Error)
 		}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,14 +9,14 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
 	"github.com/spf13/cobra"
 
-	"github.com/baton-ha/baton/internal/proctest"
+	"github.com/baton-ha/baton/internal/demo"
+	"github.com/baton-ha/baton/internal/probe"
 )
 
 func newDemoCmd() *cobra.Command {
@@ -77,7 +76,7 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 		return err
 	}
 	defer cleanup()
-	c, err := proctest.New(bin, dir, proctest.Spec{Cluster: "demo", Members: []string{"n1", "n2"}, Witness: "w1",
+	c, err := demo.NewCluster(bin, dir, demo.Spec{Cluster: "demo", Members: []string{"n1", "n2"}, Witness: "w1",
 		Profile:    "default",
 		Top:        "dns: {listen: \":$DNS\", ttl: 1s}\n",
 		GroupExtra: "    dns: {name: web}\n    proxy: {listen: \":$PROXY\", port: $SVC}\n"})
@@ -87,7 +86,7 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 	defer c.Stop()
 	services := map[string]func(){}
 	startService := func(n string) error {
-		stop, err := proctest.Whoami(net.JoinHostPort(c.Addrs[n], fmt.Sprint(c.SvcPort)), n)
+		stop, err := demo.Whoami(net.JoinHostPort(c.Addrs[n], fmt.Sprint(c.SvcPort)), n)
 		if err != nil {
 			return fmt.Errorf("demo service on %s: %w", c.Addrs[n], err)
 		}
@@ -122,8 +121,13 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 		return err
 	}
 
-	cl := &demoClient{target: front}
-	go cl.run(ctx)
+	// A client asking "who am I" through w1's proxy on a new connection every
+	// 5 ms.
+	cl, err := probe.Start(probe.Spec{Kind: probe.HTTP, Target: "http://" + front + "/", Every: 5 * time.Millisecond, Timeout: 200 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	defer cl.Stop()
 	if err := sleepCtx(ctx, time.Second); err != nil {
 		return err
 	}
@@ -147,16 +151,16 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 			g := st.Groups[0]
 			line += fmt.Sprintf("owner %-3s epoch %d", nonEmpty(g.Owner, "—"), g.Epoch)
 		}
-		line += fmt.Sprintf("  DNS web.baton. → %-14s client ← %s", nonEmpty(demoLookup(dnsAt), "—"), nonEmpty(cl.last(), "(no answer)"))
+		line += fmt.Sprintf("  DNS web.baton. → %-14s client ← %s", nonEmpty(demoLookup(dnsAt), "—"), nonEmpty(lastAnswer(cl), "(no answer)"))
 		fmt.Fprintln(out, line)
-		if i > 0 && cl.servedBy(other, killed) && time.Since(killed) > 800*time.Millisecond {
+		if i > 0 && cl.Served("I am "+other, killed) && time.Since(killed) > 800*time.Millisecond {
 			break
 		}
 		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
-	e, err := c.WaitHook(20*time.Second, func(e proctest.HookEvent) bool {
+	e, err := c.WaitHook(20*time.Second, func(e demo.HookEvent) bool {
 		return e.Node == other && e.Role == "active" && e.At.After(killed)
 	})
 	if err != nil {
@@ -165,11 +169,11 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
 		return err
 	}
-	gap, before, after := cl.outage(killed)
+	o := probe.Worst(cl.Probes(), killed)
 	fmt.Fprintf(out, "%s took over: its active hook ran %v after the kill (epoch %d)\n", other,
 		e.At.Sub(killed).Round(time.Millisecond), e.Epoch)
 	fmt.Fprintf(out, "the client saw an outage of %v (last answer \"%s\", next answer \"%s\")\n",
-		gap.Round(time.Millisecond), before, after)
+		o.Duration.Round(time.Millisecond), o.Before, o.After)
 	fmt.Fprintf(out, "DNS web.baton. now answers %s (%s's address)\n", demoLookup(dnsAt), other)
 	if hist, err := c.Baton("w1", "history"); err == nil {
 		fmt.Fprintf(out, "\n%s", hist)
@@ -182,7 +186,7 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 	if err := c.Start(owner); err != nil {
 		return err
 	}
-	if _, err := c.WaitHook(20*time.Second, func(e proctest.HookEvent) bool {
+	if _, err := c.WaitHook(20*time.Second, func(e demo.HookEvent) bool {
 		return e.Node == owner && e.Role == "standby" && e.At.After(killed)
 	}); err != nil {
 		return err
@@ -221,7 +225,7 @@ func demoLookup(server string) string {
 	return strings.Join(addrs, ",")
 }
 
-func printDemoStatus(out io.Writer, c *proctest.Cluster, via string) error {
+func printDemoStatus(out io.Writer, c *demo.Cluster, via string) error {
 	st, err := c.Status(via)
 	if err != nil {
 		return err
@@ -240,81 +244,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// demoClient asks "who am I" through a front door (the proxy) on a new
-// connection every 5 ms and records who answered.
-type demoClient struct {
-	target  string
-	mu      sync.Mutex
-	answers []demoAnswer
-}
-
-type demoAnswer struct {
-	at  time.Time
-	who string
-}
-
-func (d *demoClient) run(ctx context.Context) {
-	for ctx.Err() == nil {
-		d.mu.Lock()
-		d.answers = append(d.answers, demoAnswer{time.Now(), whoAmI(d.target)})
-		d.mu.Unlock()
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// whoAmI makes one HTTP request to the demo service at addr ("" on failure).
-func whoAmI(addr string) string {
-	conn, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-	if err != nil {
-		return ""
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(200 * time.Millisecond))
-	if _, err := io.WriteString(conn, "GET / HTTP/1.0\r\n\r\n"); err != nil {
-		return ""
-	}
-	sc := bufio.NewScanner(conn)
-	for sc.Scan() {
-		if who, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "I am "); ok {
-			return "I am " + who
-		}
-	}
-	return ""
-}
-
-func (d *demoClient) last() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.answers) == 0 {
-		return ""
-	}
-	return d.answers[len(d.answers)-1].who
-}
-
-func (d *demoClient) servedBy(node string, after time.Time) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for i := len(d.answers) - 1; i >= 0 && d.answers[i].at.After(after); i-- {
-		if d.answers[i].who == "I am "+node {
-			return true
-		}
-	}
-	return false
-}
-
-// outage returns the longest run without an answer after t.
-func (d *demoClient) outage(t time.Time) (gap time.Duration, before, after string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var last demoAnswer
-	for _, a := range d.answers {
-		if a.who == "" {
-			continue
-		}
-		if !last.at.IsZero() && a.at.After(t) && a.at.Sub(last.at) > gap {
-			gap, before, after = a.at.Sub(last.at), last.who, a.who
-		}
-		last = a
-	}
-	return gap, before, after
+// lastAnswer is who answered the client's latest probe, "" if it failed.
+func lastAnswer(p *probe.Prober) string {
+	last, _ := p.Last()
+	return last.Who
 }

@@ -1,16 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/baton-ha/baton/internal/demo"
 )
 
 // newDemoServiceCmd is the tiny "who am I" service used by the demo, the lab
@@ -39,7 +37,7 @@ func newDemoServiceCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				go serveWhoami(c, name)
+				go demo.ServeWhoami(c, name)
 			}
 		},
 	}
@@ -47,26 +45,4 @@ func newDemoServiceCmd() *cobra.Command {
 	cmd.Flags().StringVar(&name, "name", "", "name to answer with (default $BATON_NODE)")
 	cmd.Flags().DurationVar(&delay, "delay", 0, "wait this long before listening (start-up time)")
 	return cmd
-}
-
-func serveWhoami(c net.Conn, name string) {
-	defer c.Close()
-	line := "I am " + name + "\n"
-	br := bufio.NewReader(c)
-	_ = c.SetReadDeadline(time.Now().Add(25 * time.Millisecond))
-	peek, _ := br.Peek(4)
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if m := string(peek); m == "GET " || m == "HEAD" || m == "POST" {
-		req, err := http.ReadRequest(br)
-		if err != nil {
-			return
-		}
-		_, _ = io.Copy(io.Discard, req.Body)
-		resp := &http.Response{StatusCode: 200, ProtoMajor: 1, ProtoMinor: 1, Close: true,
-			ContentLength: int64(len(line)), Body: io.NopCloser(strings.NewReader(line)), Header: http.Header{}}
-		resp.Header.Set("Content-Type", "text/plain")
-		_ = resp.Write(c)
-		return
-	}
-	_, _ = io.WriteString(c, line)
 }

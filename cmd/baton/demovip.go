@@ -7,7 +7,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/baton-ha/baton/internal/lab"
+	"github.com/baton-ha/baton/internal/nsnet"
+	"github.com/baton-ha/baton/internal/probe"
 )
 
 // runVIPDemo is `baton demo --vip`: the same story in a network-namespace
@@ -28,12 +29,12 @@ func runVIPDemo(ctx context.Context, out io.Writer, keep bool) error {
 	defer cleanup()
 	const vip = "10.77.0.100"
 	demoStep(out, "building a lab: bridge, hosts h1 h2 h3 on 10.77.0.0/24 in their own namespaces, a client namespace")
-	l, err := lab.New(lab.Options{Hosts: 3})
+	l, err := nsnet.New(nsnet.Options{Hosts: 3})
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	c, err := l.StartCluster(lab.ClusterSpec{Bin: bin, Dir: dir, VIP: vip + "/24"})
+	c, err := l.StartCluster(nsnet.ClusterSpec{Bin: bin, Dir: dir, VIP: vip + "/24"})
 	if err != nil {
 		return err
 	}
@@ -71,12 +72,7 @@ func runVIPDemo(ctx context.Context, out io.Writer, keep bool) error {
 	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
 		return err
 	}
-	var worst lab.Outage
-	for _, o := range lab.Outages(p.Probes(), killed) {
-		if o.Duration > worst.Duration {
-			worst = o
-		}
-	}
+	worst := probe.Worst(p.Probes(), killed)
 	rep := w.Report()
 	fmt.Fprintf(out, "%s took over the VIP; the client saw an outage of %v (%d failed probes, last answer %q, next %q)\n",
 		other, worst.Duration.Round(time.Millisecond), worst.Failed, worst.Before, worst.After)

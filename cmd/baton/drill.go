@@ -1,20 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/baton-ha/baton/internal/agent"
 	"github.com/baton-ha/baton/internal/core"
+	"github.com/baton-ha/baton/internal/probe"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
@@ -84,7 +80,14 @@ Needs the API token.`,
 			if disrupt {
 				rep.Kind = "failure"
 			}
-			p := startDrillProbe(target, url, every)
+			spec := probe.Spec{Kind: probe.Connect, Target: target, Every: every, Timeout: drillProbeTimeout}
+			if url != "" {
+				spec.Kind, spec.Target = probe.HTTP, url
+			}
+			p, err := probe.Start(spec)
+			if err != nil {
+				return fmt.Errorf("%w (see --target, --url and --every)", err)
+			}
 			time.Sleep(500 * time.Millisecond) // a baseline of answers
 			start := time.Now()
 			if disrupt {
@@ -93,13 +96,13 @@ Needs the API token.`,
 				crash := f
 				crash.url = owner
 				if err := crash.post("/v1/debug/crash", map[string]any{}, &res); err != nil {
-					p.stop()
+					p.Stop()
 					return fmt.Errorf("asking %s's agent to exit: %w", g.Owner, err)
 				}
 			} else {
 				var res agent.SwitchoverResult
 				if err := f.post("/v1/groups/"+g.Name+"/switchover", map[string]string{}, &res); err != nil {
-					p.stop()
+					p.Stop()
 					return err
 				}
 			}
@@ -112,31 +115,25 @@ Needs the API token.`,
 				}
 			}
 			time.Sleep(settle)
-			probes := p.stop()
+			probes := p.Stop()
 			rep.DurationMs = float64(time.Since(start).Microseconds()) / 1000
 			rep.Probes = len(probes)
-			var last time.Time
+			rep.OutageMs = float64(probe.Worst(probes, start).Duration.Microseconds()) / 1000
 			seen := map[string]bool{}
 			for _, pr := range probes {
-				if !pr.ok {
+				if !pr.OK() {
 					rep.Failed++
 					continue
 				}
-				if !seen[pr.who] {
-					seen[pr.who] = true
-					rep.AnsweredBy = append(rep.AnsweredBy, pr.who)
+				if !seen[pr.Who] {
+					seen[pr.Who] = true
+					rep.AnsweredBy = append(rep.AnsweredBy, pr.Who)
 				}
-				if !last.IsZero() && pr.at.After(start) {
-					if gap := pr.at.Sub(last); float64(gap.Microseconds())/1000 > rep.OutageMs && gap > every*2 {
-						rep.OutageMs = float64(gap.Microseconds()) / 1000
-					}
-				}
-				if pr.at.After(start) {
+				if pr.At.After(start) {
 					rep.ServedAgain = true
 				}
-				last = pr.at
 			}
-			rep.StillFailed = len(probes) > 0 && !probes[len(probes)-1].ok
+			rep.StillFailed = len(probes) > 0 && !probes[len(probes)-1].OK()
 			var after []quorum.Event
 			for _, api := range other {
 				g2 := f
@@ -222,66 +219,10 @@ func ownerVia(apis []string, group string) (string, uint64, bool) {
 	return "", 0, false
 }
 
-type drillProbe struct {
-	at  time.Time
-	ok  bool
-	who string
-}
-
-type prober struct {
-	mu     sync.Mutex
-	probes []drillProbe
-	done   chan struct{}
-	wg     sync.WaitGroup
-}
-
-func startDrillProbe(target, url string, every time.Duration) *prober {
-	p := &prober{done: make(chan struct{})}
-	client := &http.Client{Timeout: 200 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-p.done:
-				return
-			case <-t.C:
-			}
-			at := time.Now()
-			pr := drillProbe{at: at}
-			if url != "" {
-				if resp, err := client.Get(url); err == nil {
-					b, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-					resp.Body.Close()
-					pr.ok = resp.StatusCode/100 == 2
-					pr.who = strings.TrimSpace(string(b))
-				}
-			} else if c, err := net.DialTimeout("tcp", target, 200*time.Millisecond); err == nil {
-				_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
-				if tc, ok := c.(*net.TCPConn); ok {
-					_ = tc.CloseWrite()
-				}
-				line, _ := bufio.NewReader(c).ReadString('\n')
-				c.Close()
-				pr.ok, pr.who = true, strings.TrimSpace(line)
-			}
-			p.mu.Lock()
-			p.probes = append(p.probes, pr)
-			p.mu.Unlock()
-		}
-	}()
-	return p
-}
-
-func (p *prober) stop() []drillProbe {
-	close(p.done)
-	p.wg.Wait()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]drillProbe(nil), p.probes...)
-}
+// drillProbeTimeout bounds one drill probe. A drill probes a production
+// service across a real network, where 50 ms (probe.DefaultTimeout, tuned for
+// the lab) would count a slow answer as an outage.
+const drillProbeTimeout = 200 * time.Millisecond
 
 func maxSeq(ev []quorum.Event) uint64 {
 	var m uint64

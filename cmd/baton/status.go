@@ -52,6 +52,9 @@ func printStatus(out io.Writer, st core.Status) {
 			alive = "NO"
 		}
 		role := orDash(n.RaftRole)
+		if !n.Alive {
+			role = "unknown" // what a dead node last said is no longer true
+		}
 		if n.Witness {
 			role += " (witness)"
 		}
@@ -79,7 +82,7 @@ func printStatus(out io.Writer, st core.Status) {
 			state := "up"
 			switch {
 			case !m.Alive:
-				state = "down"
+				state = "dead"
 			case !m.Healthy:
 				state = "unhealthy"
 			}
@@ -131,6 +134,21 @@ func printStatus(out io.Writer, st core.Status) {
 		tw.Flush()
 	}
 	for _, g := range st.Groups {
+		if len(g.VIPs) > 0 {
+			where := "on no node (no owner acts now)"
+			if g.Owner != "" {
+				where = "on " + g.Owner
+			}
+			fmt.Fprintf(out, "\nvips: %s: %s %s\n", g.Name, strings.Join(g.VIPs, ", "), where)
+		}
+		for _, f := range failingChecks(g.Checks) {
+			fmt.Fprintf(out, "\ncheck failing here: %s: %s\n", g.Name, f)
+		}
+	}
+	if st.RejectedPackets > 0 {
+		fmt.Fprintf(out, "\nheartbeats rejected by this node: %d (a wrong cluster secret, an unknown sender or a replay; see the log and baton_heartbeat_packets_rejected_total)\n", st.RejectedPackets)
+	}
+	for _, g := range st.Groups {
 		if g.DBError != "" {
 			fmt.Fprintf(out, "\ndatabase error: %s: %s\n", g.Name, g.DBError)
 		}
@@ -147,4 +165,30 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// failingChecks returns "name: detail" for this node's failing checks of a
+// group, from the check states in the status JSON.
+func failingChecks(checks any) []string {
+	b, err := json.Marshal(checks)
+	if err != nil {
+		return nil
+	}
+	var cs []struct {
+		Name    string `json:"name"`
+		Healthy bool   `json:"healthy"`
+		Last    struct {
+			Detail string `json:"detail"`
+		} `json:"last"`
+	}
+	if json.Unmarshal(b, &cs) != nil {
+		return nil
+	}
+	var out []string
+	for _, c := range cs {
+		if !c.Healthy {
+			out = append(out, c.Name+": "+orDash(c.Last.Detail))
+		}
+	}
+	return out
 }

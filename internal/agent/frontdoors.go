@@ -122,17 +122,7 @@ func (a *Agent) publish() {
 		g := &a.cfg.Groups[i]
 		e, _ := core.EndpointsOf(a.node.Spec(), v, g.Name)
 		if g.DNS != nil {
-			rec := dnsfd.Record{Addrs: e.DNSAddrs(), Port: g.ServicePort()}
-			for _, ep := range e.Endpoints {
-				s := ep.Address
-				if ep.VIP != "" {
-					s = ep.VIP
-				}
-				if addr, err := netip.ParseAddr(s); err == nil {
-					rec.Targets = append(rec.Targets, dnsfd.Target{Node: ep.Node, Addr: addr})
-				}
-			}
-			zone[g.DNS.Name] = rec
+			zone[g.DNS.Name] = dnsRecord(g, e)
 		}
 		if p := fd.proxies[g.Name]; p != nil {
 			var targets []proxy.Target
@@ -188,4 +178,22 @@ func (a *Agent) proxyStats() map[string]proxy.Stats {
 		}
 	}
 	return out
+}
+
+// dnsRecord is what a group's DNS name answers. SRV targets are node names
+// (n1.<zone>) only where clients dial the nodes' own addresses: n1.<zone>
+// answers the node's address, so naming it as the target of a VIP would give
+// glue that contradicts a direct query. With VIPs, the server names each VIP
+// by its address label instead, which resolves to the VIP.
+func dnsRecord(g *config.Group, e core.Endpoints) dnsfd.Record {
+	rec := dnsfd.Record{Addrs: e.DNSAddrs(), Port: g.ServicePort()}
+	if len(g.VIPs) > 0 {
+		return rec
+	}
+	for _, ep := range e.Endpoints {
+		if addr, err := netip.ParseAddr(ep.Address); err == nil {
+			rec.Targets = append(rec.Targets, dnsfd.Target{Node: ep.Node, Addr: addr})
+		}
+	}
+	return rec
 }

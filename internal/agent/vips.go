@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/netip"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -73,13 +75,24 @@ func (a *Agent) openVIPs() error {
 	for _, r := range removed {
 		a.log.Warn("removed a VIP left over from an earlier run", "vip", r.Prefix, "interface", r.Interface)
 	}
-	// Someone answering for a VIP we do not hold is either the group's
-	// current owner (normal on a restart) or a host outside the group
-	// (a conflict an operator must fix): say which MAC it is.
-	for _, p := range all {
-		if err := vip.Preflight(p, false); err != nil {
-			a.log.Warn("VIP preflight", "vip", p.Prefix, "interface", p.Interface, "err", err,
-				"hint", "fine if that MAC is the group's current owner; otherwise another host uses this address")
+	// Someone answering for a VIP we do not hold is either a member of its
+	// group (its current owner: normal on a restart) or a host outside the
+	// group (a conflict an operator must fix): tell which.
+	for g, ps := range v.byGroup {
+		for _, p := range ps {
+			err := vip.Preflight(p, false)
+			var ans *vip.AnsweredError
+			switch {
+			case errors.As(err, &ans):
+				if m := a.memberWithMAC(g, p.Interface, ans.MAC); m != "" {
+					a.log.Info("VIP held by another member (its owner, presumably)", "vip", p.Prefix, "member", m, "mac", ans.MAC)
+				} else {
+					a.log.Warn("VIP preflight: a host outside the group answers for this address", "vip", p.Prefix,
+						"interface", p.Interface, "mac", ans.MAC, "fix", "find the host with that MAC and remove the address from it")
+				}
+			case err != nil:
+				a.log.Warn("VIP preflight", "vip", p.Prefix, "interface", p.Interface, "err", err)
+			}
 		}
 	}
 	if err := v.startFence(); err != nil {
@@ -213,4 +226,30 @@ func (v *vips) close() {
 	if v.fenceIn != nil {
 		v.fenceIn.Close() // EOF: the fence removes whatever is left and exits
 	}
+}
+
+// memberWithMAC returns the member of group (other than this node) whose
+// address answers with mac on iface, or "".
+func (a *Agent) memberWithMAC(group, iface, mac string) string {
+	u := a.cfg.UnitByName(group)
+	if u == nil {
+		return ""
+	}
+	for _, m := range u.Members {
+		if m.Node == a.self.Name {
+			continue
+		}
+		nd, err := a.cfg.NodeByName(m.Node)
+		if err != nil {
+			continue
+		}
+		addr, err := netip.ParseAddr(nd.Address)
+		if err != nil {
+			continue
+		}
+		if who, err := vip.WhoAnswers(iface, addr); err == nil && strings.EqualFold(who, mac) {
+			return m.Node
+		}
+	}
+	return ""
 }

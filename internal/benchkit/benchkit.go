@@ -1,11 +1,13 @@
 // Package benchkit holds what the benchmark commands under bench/ share:
 // facts about the machine a run measured on, the command line to record,
-// and the parsing of their list flags.
+// the parsing of their list flags, and how they stop on an error or without
+// root.
 package benchkit
 
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -83,3 +85,27 @@ func ParseCounts(s, what string) (map[string]int, error) {
 	}
 	return out, nil
 }
+
+// Check ends a benchmark command if err is not nil: it prints "NAME: err"
+// (NAME is the command, e.g. vipover) to stderr and exits with status 1. A
+// benchmark has no caller to return an error to, and a table measured past
+// a failed step would be wrong.
+func Check(err error) {
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", progName(), err)
+		os.Exit(1)
+	}
+}
+
+// NeedRoot exits with status 2 unless the process runs as root; why says what
+// needs it (e.g. "network namespaces").
+func NeedRoot(why string) {
+	if os.Geteuid() != 0 {
+		fmt.Fprintf(os.Stderr, "%s: needs root (%s); run it as root, e.g. with sudo\n", progName(), why)
+		os.Exit(2)
+	}
+}
+
+// progName is the command's name: `go run ./bench/vipover` runs a binary
+// named vipover.
+func progName() string { return filepath.Base(os.Args[0]) }

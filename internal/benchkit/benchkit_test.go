@@ -1,6 +1,10 @@
 package benchkit
 
 import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -21,5 +25,25 @@ func TestThisHost(t *testing.T) {
 	h := ThisHost()
 	if h.NProc < 1 || h.Go == "" || h.LoadAvg == "" {
 		t.Fatalf("%+v", h)
+	}
+}
+
+// TestCheckExits runs Check in a child process (it exits): the message names
+// the command and the error, and the status is 1.
+func TestCheckExits(t *testing.T) {
+	if os.Getenv("BENCHKIT_CHECK_CHILD") != "" {
+		Check(nil)
+		Check(errors.New("lab: boom"))
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCheckExits$")
+	cmd.Env = append(os.Environ(), "BENCHKIT_CHECK_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("child: %v, want exit status 1\n%s", err, out)
+	}
+	if want := filepath.Base(os.Args[0]) + ": lab: boom\n"; string(out) != want {
+		t.Errorf("child printed %q, want %q", out, want)
 	}
 }

@@ -667,25 +667,47 @@ func TestCheckHost(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { interfaceByName = net.InterfaceByName })
+	hook := filepath.Join(dir, "on-active")
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		interfaceByName, hostAddrs = net.InterfaceByName, net.InterfaceAddrs
+		interfaceAddrs = func(ifc *net.Interface) ([]net.Addr, error) { return ifc.Addrs() }
+	})
 	interfaceByName = func(name string) (*net.Interface, error) {
 		if name == "eth0" {
 			return &net.Interface{Name: name}, nil
 		}
 		return nil, errors.New("no such network interface")
 	}
+	ipnet := func(s string) *net.IPNet {
+		ip, n, _ := net.ParseCIDR(s)
+		n.IP = ip
+		return n
+	}
+	interfaceAddrs = func(*net.Interface) ([]net.Addr, error) { return []net.Addr{ipnet("10.0.0.1/24")}, nil }
+	hostAddrs = func() ([]net.Addr, error) { return []net.Addr{ipnet("127.0.0.1/8"), ipnet("10.0.0.1/24")}, nil }
 	c := &Config{
-		Nodes: []Node{{Name: "n1", DataDir: filepath.Join(dir, "a", "b")}, {Name: "n2", DataDir: filepath.Join(file, "n2")}},
+		Nodes: []Node{{Name: "n1", Address: "10.0.0.1", DataDir: filepath.Join(dir, "a", "b")},
+			{Name: "n2", Address: "10.0.0.2", DataDir: filepath.Join(file, "n2")}},
 		Groups: []Group{
-			{Name: "web", Members: []Member{{Node: "n1"}, {Node: "n2"}}, VIPs: []VIP{{Address: "10.0.0.100/24", Interface: "eth0"}}},
-			{Name: "db", Members: []Member{{Node: "n2"}}, VIPs: []VIP{{Address: "10.0.0.101/24", Interface: "eth0"}, {Address: "10.0.0.102/24", Interface: "eth9"}}},
+			{Name: "web", Members: []Member{{Node: "n1"}, {Node: "n2"}}, VIPs: []VIP{{Address: "10.0.0.100/24", Interface: "eth0"}},
+				Hooks: Hooks{Active: []string{hook}, Standby: []string{"sh", "-c", "true"}}},
+			{Name: "db", Members: []Member{{Node: "n2"}}, VIPs: []VIP{{Address: "10.0.1.101/24", Interface: "eth0"}, {Address: "10.0.0.102/24", Interface: "eth9"}},
+				Hooks: Hooks{Active: []string{filepath.Join(dir, "missing")}, Standby: []string{file}, Fault: []string{"no-such-program-here"}}},
 		},
 	}
 	if errs := CheckHost(c, "n1"); errs != nil {
-		t.Errorf("CheckHost(n1) = %v, want no errors (eth0 exists, data_dir creatable)", errs)
+		t.Errorf("CheckHost(n1) = %v, want no errors (eth0 exists, the VIP in its network, data_dir creatable, hooks there)", errs)
 	}
 	want := []string{
+		"nodes[1].address: 10.0.0.2 is not an address of this host (it has 127.0.0.1, 10.0.0.1); is this node n2? pass the right --node",
+		"groups[1].vips[0].address: 10.0.1.101/24 is outside eth0's networks (10.0.0.0/24); use an address in one of them, or the interface that has 10.0.1.0/24's network",
 		`groups[1].vips[1].interface: no interface "eth9" on this host`,
+		"groups[1].hooks.active[0]: " + filepath.Join(dir, "missing") + ": no such file or directory; write it (and chmod +x) before starting the agent, or remove the entry",
+		"groups[1].hooks.standby[0]: " + file + " is not executable; chmod +x " + file,
+		`groups[1].hooks.fault[0]: "no-such-program-here" is not on PATH (` + os.Getenv("PATH") + "); use the program's absolute path",
 		"nodes[1].data_dir: cannot create " + filepath.Join(file, "n2") + ": " + file + " is not a directory",
 	}
 	if got := strings.Split(CheckHost(c, "n2").Error(), "\n"); !slices.Equal(got, want) {
@@ -694,7 +716,7 @@ func TestCheckHost(t *testing.T) {
 	if got := CheckHost(c, "n9").Error(); got != `unknown node "n9" (known: n1, n2)` {
 		t.Errorf("CheckHost(n9) = %q", got)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 { // file and on-active
 		t.Errorf("CheckHost left files behind in %s: %v", dir, entries)
 	}
 }

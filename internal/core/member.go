@@ -34,11 +34,18 @@ func (n *Node) selfChecks(now time.Duration) {
 		gs, os, healthy := v.Group(g.Name), n.own[g.Name], n.healthy(g.Name)
 		if prev, seen := n.healthSeen[g.Name]; !seen || prev != healthy {
 			n.healthSeen[g.Name] = healthy
-			if seen && !healthy {
+			switch {
+			case seen && !healthy:
+				n.faulted[g.Name] = true
 				n.log.Warn("fault: health checks fail", "group", g.Name)
 				n.d.OnRole(Transition{Group: g.Name, Role: RoleFault, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: "checks failing"})
-			} else if seen && os.role != RoleActive {
-				n.d.OnRole(Transition{Group: g.Name, Role: RoleStandby, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: "checks pass again"})
+			case healthy && n.faulted[g.Name]:
+				// Back from a reported fault: say standby again (not at start,
+				// where checks pass for the first time after the start hook).
+				n.faulted[g.Name] = false
+				if os.role != RoleActive {
+					n.d.OnRole(Transition{Group: g.Name, Role: RoleStandby, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: "checks pass again"})
+				}
 			}
 		}
 		if gs.Owner != n.name || gs.Epoch != os.epoch || os.relinquished == gs.Epoch || n.leaving {

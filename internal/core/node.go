@@ -118,6 +118,7 @@ type Node struct {
 	leaving    bool
 	announced  bool // initial standby roles reported
 	healthSeen map[string]bool
+	faulted    map[string]bool // a fault transition was reported and no recovery since
 	lastXfer   time.Duration
 
 	viewState
@@ -170,7 +171,7 @@ func NewNode(d Deps) (*Node, error) {
 	n := &Node{
 		d: d, spec: d.Spec, name: d.Name, timing: d.Spec.Timing, voters: d.Spec.Voters(),
 		own: map[string]*ownState{}, vote: map[string]*voteState{}, peers: map[string]*peerState{},
-		lead: map[string]*leadState{}, data: map[string]*dataMember{}, healthSeen: map[string]bool{},
+		lead: map[string]*leadState{}, data: map[string]*dataMember{}, healthSeen: map[string]bool{}, faulted: map[string]bool{},
 		viewState: viewState{hints: map[string]cluster.Owner{}},
 		log:       d.Log,
 	}

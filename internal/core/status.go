@@ -78,6 +78,9 @@ type GroupStatus struct {
 	// change) and whose Owners lists every node owning a unit.
 	Units  []UnitStatus `json:"units,omitempty"`
 	Owners []string     `json:"owners,omitempty"`
+	// VIPs are the group's virtual addresses (active-passive: they sit on
+	// the owner; active-active: see Units).
+	VIPs []string `json:"vips,omitempty"`
 }
 
 // UnitStatus is one unit of an active-active group: a VIP (or a slot when the
@@ -134,6 +137,9 @@ func (n *Node) Status(now time.Duration) Status {
 		out := GroupStatus{Name: g.Name, Mode: g.Mode, Standby: g.Standby, Owner: gs.Owner, Epoch: gs.Epoch,
 			Role: n.Role(g.Name), Maintenance: v.Maintenance || gs.Maintenance, HandoffTo: gs.HandoffTo,
 			Failback: g.Failback, Healthy: n.own[g.Name] != nil && n.healthy(g.Name)}
+		if g.Parent == "" {
+			out.VIPs = g.VIPs
+		}
 		if os := n.own[g.Name]; os != nil && os.role == RoleActive {
 			out.LeaseMs = (os.expiry - now).Milliseconds()
 		}

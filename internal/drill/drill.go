@@ -16,11 +16,11 @@ import (
 	"log/slog"
 	"math"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/baton-ha/baton/internal/lab"
+	"github.com/baton-ha/baton/internal/probe"
 )
 
 // System under test.
@@ -232,7 +232,7 @@ type driver struct {
 	tg  target
 	s   Scenario
 	log *slog.Logger
-	pr  *lab.Prober
+	pr  *probe.Prober
 	arp *lab.ARPWatch
 }
 
@@ -339,7 +339,7 @@ func (d *driver) trial(ctx context.Context) (Trial, error) {
 		t.To = d.servedBy(from, t0, end)
 	}
 	t.DualMs = time.Duration(d.arp.Report().DualRounds-dual0) * ARPEvery
-	for _, o := range lab.Outages(d.pr.Probes(), t0) {
+	for _, o := range probe.Outages(d.pr.Probes(), t0) {
 		if o.Start.After(end) {
 			break
 		}
@@ -421,20 +421,8 @@ func (d *driver) waitStable(ctx context.Context, within time.Duration) (string, 
 	return "", fmt.Errorf("VIP not held by exactly one host for %v within %v (now on %v)", stableFor, within, last)
 }
 
-// holders lists the hosts whose eth0 carries the VIP.
-func (d *driver) holders() ([]string, error) {
-	var out []string
-	for _, h := range d.tg.hosts() {
-		b, err := d.l.Run(h, "ip", "-o", "addr", "show", "dev", d.l.Iface())
-		if err != nil {
-			return nil, err
-		}
-		if strings.Contains(string(b), " "+VIP+"/") {
-			out = append(out, h)
-		}
-	}
-	return out, nil
-}
+// holders lists the members whose eth0 carries the VIP.
+func (d *driver) holders() ([]string, error) { return d.l.Holders(VIP, d.tg.hosts()) }
 
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)

@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os/exec"
 	"slices"
 	"strings"
+
+	"github.com/baton-ha/baton/internal/nsnet"
 )
 
 // All fault rules live in one table per namespace, so Heal and Close remove
@@ -29,16 +32,16 @@ func (l *Lab) LinkDown(host string) error { return l.setPort(host, false) }
 func (l *Lab) LinkUp(host string) error { return l.setPort(host, true) }
 
 func (l *Lab) setPort(host string, up bool) error {
-	if err := l.checkHost(host); err != nil {
+	if err := l.CheckHost(host); err != nil {
 		return err
 	}
-	br, err := l.nlHandle(Bridge)
+	br, err := l.Netlink(Bridge)
 	if err != nil {
 		return err
 	}
-	link, err := br.LinkByName(bridgePort(host))
+	link, err := br.LinkByName(nsnet.BridgePort(host))
 	if err != nil {
-		return fmt.Errorf("lab: %s: %w", bridgePort(host), err)
+		return fmt.Errorf("lab: %s: %w", nsnet.BridgePort(host), err)
 	}
 	if up {
 		err = br.LinkSetUp(link)
@@ -48,7 +51,7 @@ func (l *Lab) setPort(host string, up bool) error {
 	if err != nil {
 		return fmt.Errorf("lab: link %s up=%v: %w", host, up, err)
 	}
-	l.log.Info("link", "host", host, "up", up)
+	l.Log().Info("link", "host", host, "up", up)
 	return nil
 }
 
@@ -64,7 +67,7 @@ func (l *Lab) Partition(a, b []string) error {
 		return errors.New("lab: Partition: both sides need at least one host")
 	}
 	for _, h := range append(slices.Clone(a), b...) {
-		if err := l.checkHost(h); err != nil {
+		if err := l.CheckHost(h); err != nil {
 			return err
 		}
 	}
@@ -95,7 +98,7 @@ func (l *Lab) Partition(a, b []string) error {
 	if err := apply(b, a); err != nil {
 		return err
 	}
-	l.log.Info("partition", "a", a, "b", b)
+	l.Log().Info("partition", "a", a, "b", b)
 	return nil
 }
 
@@ -110,13 +113,13 @@ func (l *Lab) Loss(hosts []string, percent int) error {
 		return fmt.Errorf("lab: Loss: percent = %d, want 0..100", percent)
 	}
 	for _, h := range hosts {
-		if err := l.checkHost(h); err != nil {
+		if err := l.CheckHost(h); err != nil {
 			return err
 		}
 	}
 	for _, h := range hosts {
 		var sources []string
-		for _, o := range l.hosts {
+		for _, o := range l.Hosts() {
 			if o != h {
 				sources = append(sources, o)
 			}
@@ -144,18 +147,18 @@ func (l *Lab) Loss(hosts []string, percent int) error {
 			return err
 		}
 	}
-	l.log.Info("loss", "hosts", hosts, "percent", percent)
+	l.Log().Info("loss", "hosts", hosts, "percent", percent)
 	return nil
 }
 
 // Heal removes every partition and loss rule and sets every link up again
 // (both veth ends).
 func (l *Lab) Heal() error {
-	if l.isClosed() {
+	if l.Closed() {
 		return ErrClosed
 	}
 	l.mu.Lock()
-	tables := mapKeysStr(l.nftables)
+	tables := slices.Sorted(maps.Keys(l.nftables))
 	l.mu.Unlock()
 	var errs []error
 	for _, role := range tables {
@@ -167,15 +170,15 @@ func (l *Lab) Heal() error {
 		delete(l.nftables, role)
 		l.mu.Unlock()
 	}
-	for _, role := range append([]string{Client}, l.hosts...) {
+	for _, role := range append([]string{Client}, l.Hosts()...) {
 		if err := l.setPort(role, true); err != nil {
 			errs = append(errs, err)
 		}
-		if err := l.setUp(role, ifaceName); err != nil {
+		if err := l.SetUp(role, l.Iface()); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	l.log.Info("heal", "errors", len(errs))
+	l.Log().Info("heal", "errors", len(errs))
 	return errors.Join(errs...)
 }
 
@@ -209,7 +212,7 @@ func (l *Lab) addrMatchers(roles []string, dir string) []string {
 // applyNft loads an nft script atomically in role's namespace and remembers
 // that the namespace now holds the batonlab table.
 func (l *Lab) applyNft(role, script string) error {
-	if l.isClosed() {
+	if l.Closed() {
 		return ErrClosed
 	}
 	if out, err := l.nft(role, script); err != nil {
@@ -222,9 +225,9 @@ func (l *Lab) applyNft(role, script string) error {
 }
 
 func (l *Lab) nft(role, script string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), nsnet.CmdTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", l.nsName(role), "nft", "-f", "-")
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", l.NS(role), "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(script)
 	return cmd.CombinedOutput()
 }

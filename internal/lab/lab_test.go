@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/baton-ha/baton/internal/probe"
 )
 
 func TestMain(m *testing.M) {
@@ -290,7 +291,7 @@ func TestLab(t *testing.T) {
 			ps := p.Probes()
 			return countOK(ps) > 0 && ps[len(ps)-1].OK() && ps[len(ps)-1].At.After(up)
 		})
-		outs := Outages(p.Stop(), down)
+		outs := probe.Outages(p.Stop(), down)
 		if len(outs) != 1 {
 			t.Fatalf("outages = %+v, want exactly one", outs)
 		}
@@ -483,16 +484,17 @@ func TestSweepStale(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	if err := os.MkdirAll(runDir, 0o755); err != nil {
+	if err := os.MkdirAll("/run/batonlab", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(markerPath(prefix), []byte(strconv.Itoa(dead.Process.Pid)), 0o644); err != nil {
+	marker := "/run/batonlab/" + prefix // nsnet's marker file: the owner's pid
+	if err := os.WriteFile(marker, []byte(strconv.Itoa(dead.Process.Pid)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.Remove(markerPath(prefix)) })
+	t.Cleanup(func() { _ = os.Remove(marker) })
 	newLab(t, Options{Hosts: 1})
 	assertNoNamespaces(t, ns)
-	if _, err := os.Stat(markerPath(prefix)); !os.IsNotExist(err) {
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
 		t.Errorf("marker still there: %v", err)
 	}
 }
@@ -547,58 +549,7 @@ func TestSignalCleanup(t *testing.T) {
 	assertNoNamespaces(t, names...)
 }
 
-func TestOutages(t *testing.T) {
-	t0 := time.Unix(1000, 0)
-	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	ok := func(ms int, who string) Probe { return Probe{At: at(ms), Who: who} }
-	bad := func(ms int) Probe { return Probe{At: at(ms), Err: "timeout"} }
-	for _, c := range []struct {
-		name   string
-		probes []Probe
-		after  time.Time
-		want   []Outage
-	}{
-		{"none", []Probe{ok(0, "h1"), ok(5, "h1")}, t0, nil},
-		{"failover", []Probe{ok(0, "h1"), bad(5), bad(10), ok(15, "h2"), ok(20, "h2")}, t0,
-			[]Outage{{Start: at(0), End: at(15), Duration: 15 * time.Millisecond, Before: "h1", After: "h2", Failed: 2}}},
-		{"unsorted input", []Probe{bad(10), ok(15, "h2"), ok(0, "h1"), bad(5)}, t0,
-			[]Outage{{Start: at(0), End: at(15), Duration: 15 * time.Millisecond, Before: "h1", After: "h2", Failed: 2}}},
-		{"two", []Probe{ok(0, "h1"), bad(5), ok(10, "h1"), bad(15), bad(20), ok(25, "h3")}, t0, []Outage{
-			{Start: at(0), End: at(10), Duration: 10 * time.Millisecond, Before: "h1", After: "h1", Failed: 1},
-			{Start: at(10), End: at(25), Duration: 15 * time.Millisecond, Before: "h1", After: "h3", Failed: 2}}},
-		{"before after ignored", []Probe{bad(0), ok(5, "h1"), bad(10), ok(15, "h1")}, at(12), nil},
-		{"straddles after", []Probe{ok(0, "h1"), bad(5), bad(10), ok(15, "h2")}, at(7),
-			[]Outage{{Start: at(0), End: at(15), Duration: 15 * time.Millisecond, Before: "h1", After: "h2", Failed: 1}}},
-		{"ongoing", []Probe{ok(0, "h1"), bad(5), bad(10)}, t0,
-			[]Outage{{Start: at(0), End: at(10), Duration: 10 * time.Millisecond, Before: "h1", Failed: 2, Ongoing: true}}},
-		{"never up", []Probe{bad(0), bad(5), ok(10, "h2")}, t0,
-			[]Outage{{Start: at(0), End: at(10), Duration: 10 * time.Millisecond, After: "h2", Failed: 2}}},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			got := Outages(c.probes, c.after)
-			if fmt.Sprint(got) != fmt.Sprint(c.want) {
-				t.Errorf("Outages =\n %+v\nwant\n %+v", got, c.want)
-			}
-		})
-	}
-}
-
-func TestCheckTarget(t *testing.T) {
-	for _, c := range []struct {
-		addr string
-		ok   bool
-	}{
-		{"10.77.0.11", true}, {"10.77.0.255", true}, {"fd77::11", true}, {"127.0.0.1", true}, {"::1", true},
-		{"::ffff:10.77.0.5", true}, {"10.77.1.1", false}, {"192.0.2.1", false}, {"fd78::1", false}, {"fd77:0:0:1::1", false},
-	} {
-		err := checkTarget(netip.MustParseAddr(c.addr))
-		if (err == nil) != c.ok {
-			t.Errorf("checkTarget(%s) = %v, want ok=%v", c.addr, err, c.ok)
-		}
-	}
-}
-
-func countOK(ps []Probe) int {
+func countOK(ps []probe.Probe) int {
 	n := 0
 	for _, p := range ps {
 		if p.OK() {

@@ -1,7 +1,6 @@
 package pglab
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -297,29 +296,14 @@ func (e *PatroniEnv) IsPrimary(h string) bool {
 
 // rest sends a GET to h's Patroni REST API from the client namespace.
 func (e *PatroniEnv) rest(h, path string) (code int, body []byte, err error) {
-	err = e.L.InNS(lab.Client, func() error {
-		addr := net.JoinHostPort(e.L.Addr(h), strconv.Itoa(restPort))
-		conn, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(time.Second))
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
-		req.Close = true
-		if err := req.Write(conn); err != nil {
-			return err
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(conn), req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		code = resp.StatusCode
-		body, err = io.ReadAll(resp.Body)
-		return err
-	})
-	return code, body, err
+	addr := net.JoinHostPort(e.L.Addr(h), strconv.Itoa(restPort))
+	resp, err := e.L.HTTPClient(lab.Client, time.Second).Get("http://" + addr + path)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err = io.ReadAll(resp.Body)
+	return resp.StatusCode, body, err
 }
 
 func (e *PatroniEnv) waitRole(h, role string, limit time.Duration) error {

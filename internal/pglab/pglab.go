@@ -195,16 +195,14 @@ func (e *Env) Dial(ctx context.Context, network, addr string) (net.Conn, error) 
 	return dialer(e.L)(ctx, network, addr)
 }
 
-// dialer opens TCP connections from l's client namespace.
+// dialer opens TCP connections from l's client namespace, giving up on a
+// connect after a second (a VIP in transit must not stall the load).
 func dialer(l *lab.Lab) pgload.Dialer {
+	dial := l.Dialer(lab.Client)
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := l.InNS(lab.Client, func() error {
-			var err error
-			c, err = (&net.Dialer{Timeout: time.Second}).DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		return dial(ctx, network, addr)
 	}
 }
 

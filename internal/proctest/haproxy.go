@@ -14,19 +14,6 @@ import (
 	"time"
 )
 
-// Whoami serves "I am NODE" over HTTP on addr; call the returned func to stop.
-func Whoami(addr, node string) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "I am %s\n", node)
-	})}
-	go srv.Serve(ln)
-	return func() { srv.Close() }, nil
-}
-
 // HAProxy runs a real haproxy whose backend servers are the group members'
 // service addresses, each health-checked on its agent's
 // /v1/groups/web/active (200 only on the owner).

@@ -3,6 +3,7 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -214,4 +215,45 @@ func TestTakeoverTimeIsRecorded(t *testing.T) {
 		t.Fatalf("event %+v: want failure with detect ≈ lease and a takeover time", e)
 	}
 	t.Logf("detect %d ms, takeover %d ms", e.DetectMs, e.TakeoverMs)
+}
+
+// TestStandbyHookOnceAtStart: a member whose checks pass only after start
+// reports standby once (at start), not again when they first pass; after a
+// real fault it reports fault, then standby when they pass again.
+func TestStandbyHookOnceAtStart(t *testing.T) {
+	c := New(mustConfig(t, fmt.Sprintf(threeNodes, "default")), 41, nil)
+	c.SetHealthy("n2", "web", false) // its first checks have not passed yet
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Advance(3 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.SetHealthy("n2", "web", true)
+	if err := c.Advance(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	roles := func() []string {
+		var out []string
+		for _, a := range c.Activations {
+			if a.Node == "n2" && a.Group == "web" {
+				out = append(out, a.Role)
+			}
+		}
+		return out
+	}
+	if got := roles(); !slices.Equal(got, []string{"standby"}) {
+		t.Fatalf("n2's transitions at start: %v, want one standby", got)
+	}
+	c.SetHealthy("n2", "web", false)
+	if err := c.Advance(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.SetHealthy("n2", "web", true)
+	if err := c.Advance(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := roles(); !slices.Equal(got, []string{"standby", "fault", "standby"}) {
+		t.Fatalf("n2's transitions after a fault: %v, want standby, fault, standby", got)
+	}
 }

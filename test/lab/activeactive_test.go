@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/lab"
+	"github.com/baton-ha/baton/internal/probe"
 )
 
 const (
@@ -72,11 +73,8 @@ func TestActiveActiveVIPs(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond)
-	var moved time.Duration
-	for _, o := range lab.Outages(p0.Stop(), killed) {
-		moved = max(moved, o.Duration)
-	}
-	untouched := lab.Outages(p1.Stop(), killed)
+	moved := probe.Worst(p0.Stop(), killed).Duration
+	untouched := probe.Outages(p1.Stop(), killed)
 	r0, r1 := w0.Stop(), w1.Stop()
 	t.Logf("moved VIP outage %v; untouched VIP outages %d; ARP dual rounds %d/%d", moved.Round(time.Millisecond), len(untouched), r0.DualRounds, r1.DualRounds)
 	if len(untouched) != 0 {

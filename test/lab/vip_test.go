@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/lab"
+	"github.com/baton-ha/baton/internal/probe"
 	"github.com/baton-ha/baton/internal/proctest"
 )
 
@@ -34,7 +35,7 @@ type env struct {
 	t   *testing.T
 	l   *lab.Lab
 	c   *lab.Cluster
-	pr  *lab.Prober
+	pr  *probe.Prober
 	arp *lab.ARPWatch
 	dir string
 }
@@ -220,7 +221,7 @@ func TestWitnessCutOffNoFailover(t *testing.T) {
 	}
 	// A probe can time out (50 ms) on a loaded machine; a failover would
 	// cost the client ≥ 400 ms, so only longer gaps count.
-	for _, o := range lab.Outages(e.pr.Probes(), time.Time{}) {
+	for _, o := range probe.Outages(e.pr.Probes(), time.Time{}) {
 		if o.Duration > 250*time.Millisecond {
 			t.Errorf("client outage of %v while only the witness was cut off: %+v", o.Duration, o)
 		}

@@ -142,6 +142,7 @@ func TestSIGTERMHandsOffWithoutLeaseWait(t *testing.T) {
 	if err := c.Wait("n1", liveness); err != nil {
 		t.Fatalf("n1 after SIGTERM: %v", err)
 	}
+	t.Logf("SIGTERM → n1 exited after %v", time.Since(sent).Round(time.Millisecond))
 	var sawStandby bool
 	for _, h := range c.Hooks() {
 		if h.Node == "n1" && h.Role == "standby" && h.Epoch == 1 && !h.At.After(e.At) {

@@ -322,7 +322,31 @@ func Preflight(v VIP, owned bool) error {
 		return fmt.Errorf("probing for %s on %q: %w", v.Addr(), v.Interface, err)
 	}
 	if who != "" {
-		return fmt.Errorf("%s is already answered by %s (a host outside the group?)", v.Addr(), who)
+		return &AnsweredError{Addr: v.Addr(), MAC: who}
 	}
 	return nil
+}
+
+// AnsweredError is Preflight's finding that another host answers for a VIP.
+type AnsweredError struct {
+	Addr netip.Addr
+	MAC  string
+}
+
+func (e *AnsweredError) Error() string {
+	return fmt.Sprintf("%s is already answered by %s (a host outside the group?)", e.Addr, e.MAC)
+}
+
+// WhoAnswers returns the link-layer address of the host that answers for
+// addr on iface ("" if none answers within about 200 ms): an ARP probe for
+// IPv4, a neighbour solicitation for IPv6.
+func WhoAnswers(iface string, addr netip.Addr) (string, error) {
+	ifi, _, err := lookupInterface(iface)
+	if err != nil {
+		return "", err
+	}
+	if addr.Is4() {
+		return probeARP(ifi, addr)
+	}
+	return probeNDP(ifi, addr)
 }

@@ -242,4 +242,17 @@ func TestPreflight(t *testing.T) {
 	if err := Preflight(VIP{Interface: "va"}, false); err == nil {
 		t.Error("Preflight of the zero VIP succeeded")
 	}
+	// The agent tells a member holding the VIP from a stranger by asking who
+	// answers for each member's address.
+	inNS(t, a, func() {
+		var ans *AnsweredError
+		if err := Preflight(mustParse(t, "10.77.3.100/24", "va"), false); !errors.As(err, &ans) || ans.MAC != "02:77:00:00:00:0b" {
+			t.Errorf("Preflight did not report the answering MAC: %v", err)
+		}
+		for addr, want := range map[string]string{"10.77.3.100": "02:77:00:00:00:0b", "fd77:3::100": "02:77:00:00:00:0b", "10.77.3.101": ""} {
+			if who, err := WhoAnswers("va", netip.MustParseAddr(addr)); err != nil || who != want {
+				t.Errorf("WhoAnswers(%s) = %q, %v; want %q", addr, who, err, want)
+			}
+		}
+	})
 }

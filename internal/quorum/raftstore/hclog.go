@@ -8,6 +8,8 @@ import (
 	"log"
 	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -20,13 +22,45 @@ type hclogAdapter struct {
 	l       *slog.Logger
 	name    string
 	implied []any
+	peers   *peerErrors // shared by every adapter derived from one (With, Named)
 }
+
+// peerErrors rate-limits raft's complaints that it cannot reach a peer. The
+// leader logs one at ERROR on every retry (about every 100 ms) while a peer
+// restarts, which is a normal event: they are logged as warnings, each kind
+// at most once per peerErrorEvery, with the count of those not logged.
+type peerErrors struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+	hush map[string]int
+}
+
+const peerErrorEvery = 10 * time.Second
+
+// peerUnreachable are raft's messages for a peer it cannot reach right now.
+var peerUnreachable = []string{"failed to heartbeat to", "failed to appendEntries to", "failed to contact",
+	"failed to make requestVote RPC", "failed to send snapshot to", "failed to pipeline appendEntries"}
 
 func newHclogAdapter(l *slog.Logger) hclog.Logger {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &hclogAdapter{l: l}
+	return &hclogAdapter{l: l, peers: &peerErrors{last: map[string]time.Time{}, hush: map[string]int{}}}
+}
+
+// quiet reports whether to skip a peer-unreachable message, and otherwise
+// how many like it were skipped since it was last logged.
+func (p *peerErrors) quiet(key string, now time.Time) (skip bool, skipped int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now.Sub(p.last[key]) < peerErrorEvery {
+		p.hush[key]++
+		return true, 0
+	}
+	p.last[key] = now
+	skipped = p.hush[key]
+	delete(p.hush, key)
+	return false, skipped
 }
 
 func slogLevel(level hclog.Level) slog.Level {
@@ -45,6 +79,19 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 		return
 	}
 	sl := slogLevel(level)
+	for _, m := range peerUnreachable {
+		if strings.HasPrefix(msg, m) && a.peers != nil {
+			skip, skipped := a.peers.quiet(msg+fmt.Sprint(peerArg(args)), time.Now())
+			if skip {
+				return
+			}
+			sl = slog.LevelWarn
+			if skipped > 0 {
+				args = append(args, "not_logged_since_last", skipped)
+			}
+			break
+		}
+	}
 	if !a.l.Enabled(context.Background(), sl) {
 		return
 	}
@@ -79,7 +126,7 @@ func (a *hclogAdapter) IsError() bool { return a.enabled(slog.LevelError) }
 func (a *hclogAdapter) ImpliedArgs() []any { return a.implied }
 
 func (a *hclogAdapter) With(args ...any) hclog.Logger {
-	return &hclogAdapter{l: a.l.With(args...), name: a.name, implied: append(append([]any(nil), a.implied...), args...)}
+	return &hclogAdapter{l: a.l.With(args...), name: a.name, implied: append(append([]any(nil), a.implied...), args...), peers: a.peers}
 }
 
 func (a *hclogAdapter) Name() string { return a.name }
@@ -88,11 +135,11 @@ func (a *hclogAdapter) Named(name string) hclog.Logger {
 	if a.name != "" {
 		name = a.name + "." + name
 	}
-	return &hclogAdapter{l: a.l, name: name, implied: a.implied}
+	return &hclogAdapter{l: a.l, name: name, implied: a.implied, peers: a.peers}
 }
 
 func (a *hclogAdapter) ResetNamed(name string) hclog.Logger {
-	return &hclogAdapter{l: a.l, name: name, implied: a.implied}
+	return &hclogAdapter{l: a.l, name: name, implied: a.implied, peers: a.peers}
 }
 
 // SetLevel is ignored: the slog handler decides what is recorded.
@@ -143,4 +190,14 @@ func (w stdWriter) Write(p []byte) (int, error) {
 		w.a.Log(level, s)
 	}
 	return len(p), nil
+}
+
+// peerArg returns the value of the "peer" key in raft's log arguments.
+func peerArg(args []any) any {
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, ok := args[i].(string); ok && k == "peer" {
+			return args[i+1]
+		}
+	}
+	return nil
 }

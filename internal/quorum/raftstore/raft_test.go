@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -299,5 +300,25 @@ func TestOpenRaftValidation(t *testing.T) {
 				t.Fatalf("error %q, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestPeerUnreachableLogsAreWarningsAndRare: while a peer restarts, raft
+// complains on every retry at ERROR; Baton logs it as a warning at most once
+// per peerErrorEvery per peer and message, and says how many it skipped.
+func TestPeerUnreachableLogsAreWarningsAndRare(t *testing.T) {
+	var buf bytes.Buffer
+	l := newHclogAdapter(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))).Named("raft")
+	for range 50 {
+		l.Error("failed to heartbeat to", "peer", "10.0.0.2:7946", "error", "connection refused")
+	}
+	l.Error("failed to heartbeat to", "peer", "10.0.0.3:7946", "error", "connection refused")
+	l.Error("something else broke", "error", "disk full")
+	out := buf.String()
+	if n := strings.Count(out, "failed to heartbeat to"); n != 2 {
+		t.Fatalf("%d heartbeat failures logged, want one per peer:\n%s", n, out)
+	}
+	if strings.Contains(out, "level=ERROR msg=\"failed to heartbeat") || !strings.Contains(out, "level=ERROR msg=\"something else broke\"") {
+		t.Fatalf("levels wrong:\n%s", out)
 	}
 }

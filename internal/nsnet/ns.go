@@ -1,4 +1,4 @@
-package lab
+package nsnet
 
 import (
 	"errors"
@@ -71,31 +71,6 @@ func inNS(target netns.NsHandle, f func() error) error {
 		panic(r.panic)
 	}
 	return r.err
-}
-
-// enterNS locks the calling goroutine to its thread and switches that thread
-// into target, for observers that live in a namespace for longer than one
-// call. leave switches back (or leaves the thread locked, so it dies with the
-// goroutine, if switching back fails).
-func enterNS(target netns.NsHandle) (leave func(), err error) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	if err := netns.Set(target); err != nil {
-		orig.Close()
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	return func() {
-		err := netns.Set(orig)
-		orig.Close()
-		if err == nil {
-			runtime.UnlockOSThread()
-		}
-	}, nil
 }
 
 // writeSysctls writes /proc/sys entries of the calling thread's network

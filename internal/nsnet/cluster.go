@@ -1,7 +1,6 @@
-package lab
+package nsnet
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -131,31 +130,17 @@ func (c *Cluster) KillAgent(host string) error {
 }
 
 // Status asks a host's agent for /v1/status (from inside the client
-// namespace) and decodes it into v. The connection is dialled on the thread
-// that is inside the namespace (http.Transport would dial from another one).
+// namespace) and decodes it into v.
 func (c *Cluster) Status(host string, v any) error {
-	return c.L.InNS(Client, func() error {
-		conn, err := net.DialTimeout("tcp", net.JoinHostPort(c.L.Addr(host), fmt.Sprint(c.Spec.APIPort)), time.Second)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-		req, _ := http.NewRequest(http.MethodGet, "http://"+c.L.Addr(host)+"/v1/status", nil)
-		req.Close = true
-		if err := req.Write(conn); err != nil {
-			return err
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(conn), req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: status %s", host, resp.Status)
-		}
-		return json.NewDecoder(resp.Body).Decode(v)
-	})
+	resp, err := c.L.HTTPClient(Client, 2*time.Second).Get("http://" + net.JoinHostPort(c.L.Addr(host), fmt.Sprint(c.Spec.APIPort)) + "/v1/status")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: status %s", host, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // Owner returns the group owner and epoch as a host's agent reports them.
@@ -176,19 +161,7 @@ func (c *Cluster) Owner(host string) (string, uint64, error) {
 }
 
 // HoldersOf lists the hosts whose eth0 carries the address (without prefix).
-func (c *Cluster) HoldersOf(addr string) ([]string, error) {
-	var out []string
-	for _, h := range c.L.Hosts() {
-		b, err := c.L.Run(h, "ip", "-o", "addr", "show", "dev", c.L.Iface())
-		if err != nil {
-			return nil, err
-		}
-		if strings.Contains(string(b), " "+addr+"/") {
-			out = append(out, h)
-		}
-	}
-	return out, nil
-}
+func (c *Cluster) HoldersOf(addr string) ([]string, error) { return c.L.Holders(addr, c.L.Hosts()) }
 
 // Stop kills every agent (SIGCONT first for stopped ones).
 func (c *Cluster) Stop() {

@@ -66,6 +66,7 @@ type Agent struct {
 	fd           *frontDoors
 	data         map[string]*dataGroup // data-aware groups this node is a member of
 	stopChecks   context.CancelFunc
+	changes      changeSignal // tells the API's event stream to look (stream.go)
 
 	changed chan struct{}
 	reqs    chan func(now time.Duration)
@@ -336,6 +337,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			f(a.now())
 		}
 		a.publish()
+		a.changes.signal()
 		if done == nil && (a.node.HandedOff() || time.Now().After(leaveDeadline)) {
 			if !a.node.HandedOff() {
 				a.log.Warn("no successor committed before the shutdown deadline; leaving anyway")

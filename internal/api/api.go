@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/agent"
+	"github.com/baton-ha/baton/internal/api/ui"
 	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/quorum"
 )
@@ -55,6 +56,13 @@ type Backend interface {
 	// Crash makes the agent exit at once without handing off, as a crash
 	// would (failure drills); its VIP fence still removes the VIPs.
 	Crash()
+	// Changed receives a value (coalesced, never blocking the agent) when
+	// the agent's view may have changed; the event stream then calls Status.
+	Changed() <-chan struct{}
+	// Stopped is closed when the agent stops: event streams end then.
+	Stopped() <-chan struct{}
+	// UIEnabled reports whether to serve the dashboard at /ui/ (api.ui).
+	UIEnabled() bool
 }
 
 // Server is the HTTP handler.
@@ -62,13 +70,23 @@ type Server struct {
 	b   Backend
 	log *slog.Logger
 	mux *http.ServeMux
+	hub *hub
 }
 
 // New builds the handler.
 func New(b Backend, log *slog.Logger) *Server {
-	s := &Server{b: b, log: log, mux: http.NewServeMux()}
+	s := &Server{b: b, log: log, mux: http.NewServeMux(), hub: newHub(b, log)}
 	s.mux.HandleFunc("GET /v1/status", s.status)
 	s.mux.HandleFunc("GET /v1/events", s.events)
+	s.mux.HandleFunc("GET /v1/events/stream", s.stream)
+	if b.UIEnabled() {
+		s.mux.Handle("GET /ui/", http.StripPrefix("/ui/", ui.Handler()))
+		s.mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
+	} else {
+		s.mux.HandleFunc("GET /ui/", func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusNotFound, "the dashboard is turned off on this node (api.ui: false in the cluster config)")
+		})
+	}
 	s.mux.HandleFunc("GET /v1/groups/{group}", s.group)
 	s.mux.HandleFunc("GET /v1/groups/{group}/endpoints", s.endpoints)
 	s.mux.HandleFunc("GET /v1/groups/{group}/active", s.role(core.RoleActive))

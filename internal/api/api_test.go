@@ -37,6 +37,9 @@ func (f *fakeBackend) Ready() bool                                  { return f.s
 func (f *fakeBackend) Token() string                                { return f.token }
 func (f *fakeBackend) LeaderAPI() (string, bool)                    { return f.leader, f.leader == "" }
 func (f *fakeBackend) Crash()                                       {}
+func (f *fakeBackend) Changed() <-chan struct{}                     { return nil }
+func (f *fakeBackend) Stopped() <-chan struct{}                     { return nil }
+func (f *fakeBackend) UIEnabled() bool                              { return true }
 func (f *fakeBackend) Endpoints(r *http.Request, group string) (core.Endpoints, error) {
 	for _, g := range f.st.Groups {
 		if g.Name == group {

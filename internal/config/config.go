@@ -81,7 +81,14 @@ type Node struct {
 type API struct {
 	TokenFile string `yaml:"token_file,omitempty"`
 	Token     string `yaml:"token,omitempty" json:"-"`
+	// UI (default true) serves the read-only dashboard at /ui/ on the API listener. It is on by default because
+	// it shows nothing GET /v1/status does not already show; turn it off where the API port is reachable by
+	// people who should not browse the cluster's layout.
+	UI *bool `yaml:"ui,omitempty"`
 }
+
+// UIEnabled reports whether the agents serve the dashboard (api.ui, default true).
+func (a API) UIEnabled() bool { return a.UI == nil || *a.UI }
 
 // DNS configures the built-in authoritative DNS server.
 type DNS struct {

@@ -789,3 +789,30 @@ func TestAliasExpansionIsBounded(t *testing.T) {
 		t.Errorf("Parse of an alias bomb: %.300v", err)
 	}
 }
+
+func TestAPIUI(t *testing.T) {
+	for _, tt := range []struct {
+		api  string
+		want bool
+		err  string
+	}{
+		{"", true, ""},
+		{"api: {ui: true}\n", true, ""},
+		{"api: {ui: false}\n", false, ""},
+		{"api: {ui: maybe}\n", false, `api.ui: line 7: cannot unmarshal "maybe" into bool`},
+	} {
+		c, err := Parse([]byte(head+tt.api), "")
+		if tt.err != "" {
+			if err == nil || err.Error() != tt.err {
+				t.Errorf("%q: error %v, want %q", tt.api, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tt.api, err)
+		}
+		if got := c.API.UIEnabled(); got != tt.want {
+			t.Errorf("%q: UIEnabled() = %v, want %v", tt.api, got, tt.want)
+		}
+	}
+}

@@ -20,6 +20,9 @@ type CheckState struct {
 	// Consecutive counts the latest results in a row that agree with Last: successes if Last.OK, else failures.
 	Consecutive int    `json:"consecutive"`
 	Last        Result `json:"last"`
+	// LastFailure is the newest failed probe (zero if none failed yet): once the check passes again, Last no
+	// longer says why it failed, and an operator looking back at a flap wants to know.
+	LastFailure Result `json:"last_failure,omitzero"`
 	// Rises and Falls count the check's flips to healthy and to unhealthy since Start; a check that flaps shows
 	// it here.
 	Rises int `json:"rises"`
@@ -58,6 +61,7 @@ type check struct {
 	healthy        bool
 	consecutive    int
 	last           Result
+	lastFailure    Result
 	rises, falls   int
 	reportedFailed bool // a failure has been logged while the check never was healthy
 }
@@ -184,7 +188,7 @@ func (g *Group) States() []CheckState {
 	out := make([]CheckState, len(g.checks))
 	for i, c := range g.checks {
 		out[i] = CheckState{Name: c.name, Type: c.typ, Healthy: c.healthy, Consecutive: c.consecutive,
-			Last: c.last, Rises: c.rises, Falls: c.falls}
+			Last: c.last, LastFailure: c.lastFailure, Rises: c.rises, Falls: c.falls}
 	}
 	return out
 }
@@ -225,6 +229,9 @@ func (g *Group) record(c *check, r Result) {
 	}
 	c.consecutive++
 	c.last = r
+	if !r.OK {
+		c.lastFailure = r
+	}
 	flipped := false
 	switch {
 	case !c.healthy && r.OK && c.consecutive >= c.rise:

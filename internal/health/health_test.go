@@ -477,6 +477,7 @@ func TestGroupRiseAndFall(t *testing.T) {
 		st := g.States()[0]
 		want := CheckState{Name: "exec[0]", Type: "exec", Consecutive: 3, Rises: 1, Falls: 1,
 			Last: Result{Detail: "down", At: st.Last.At, Took: st.Last.Took}}
+		want.LastFailure = want.Last
 		if st != want {
 			t.Errorf("state = %+v\nwant %+v", st, want)
 		}
@@ -485,6 +486,9 @@ func TestGroupRiseAndFall(t *testing.T) {
 		step(130 * time.Millisecond)
 		if !g.Healthy() || !ev.is(true, false, true)() {
 			t.Fatalf("not healthy again after 2 successes (events %v)", ev.list())
+		}
+		if st := g.States()[0]; !st.Last.OK || st.LastFailure.OK || st.LastFailure.Detail != "down" {
+			t.Errorf("after recovering: last %+v, last failure %+v; want the failure's detail kept", st.Last, st.LastFailure)
 		}
 		for _, line := range []string{
 			`level=WARN msg="health check failing" group=web check=exec[0] detail=down failures=3`,

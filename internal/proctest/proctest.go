@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/baton-ha/baton/internal/demo"
@@ -81,6 +82,33 @@ func ModuleRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// Start writes spec's cluster under t's temporary directory and starts every
+// node. When the test ends the agents are killed, and if it failed the tail
+// of each agent's log is printed.
+func Start(t testing.TB, bin string, spec Spec) *Cluster {
+	t.Helper()
+	c, err := New(bin, t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Stop()
+		if t.Failed() {
+			for n := range c.Addrs {
+				b, _ := os.ReadFile(filepath.Join(c.Dir, n+".log"))
+				if len(b) > 3000 {
+					b = b[len(b)-3000:]
+				}
+				t.Logf("=== %s.log (tail) ===\n%s", n, b)
+			}
+		}
+	})
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // RunWithBinary is a TestMain body for packages that run the real binary:

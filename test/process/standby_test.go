@@ -163,21 +163,5 @@ func start2(t *testing.T, spec proctest.Spec) *proctest.Cluster {
 	if spec.Members == nil {
 		spec.Members, spec.Witness = []string{"n1", "n2"}, "w1"
 	}
-	c, err := proctest.New(bin, t.TempDir(), spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Stop()
-		if t.Failed() {
-			for n := range c.Addrs {
-				b, _ := os.ReadFile(c.Dir + "/" + n + ".log")
-				t.Logf("=== %s.log (tail) ===\n%s", n, tail(string(b), 3000))
-			}
-		}
-	})
-	if err := c.StartAll(); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return proctest.Start(t, bin, spec)
 }

@@ -251,7 +251,7 @@ func fragment(res Results) string {
 			}
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %s | %s | %s | %s | %d | %d | %d |\n", faultName(r.Fault), r.Profile, r.System,
-			len(r.Trials), fo, ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max), r.FailedProbes, r.DualMs.Milliseconds(), r.FalseFailovers)
+			len(r.Trials), fo, ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max), r.FailedProbes, r.Dual.Milliseconds(), r.FalseFailovers)
 	}
 	b.WriteString("\nQuantiles are nearest-rank: below 100 trials p99 is the maximum. \"failovers\": trials after which the client " +
 		"was served by the other member (for loss, the client noticed a false failover).\n")

@@ -60,7 +60,7 @@ func run(bin, dir, profile, mode string, delay time.Duration, trials int) []time
 	}
 	extra := fmt.Sprintf(`    standby: %s
     service: {run: [%q, "demo-service", "--listen", ":8080", "--delay", %q], start_timeout: 30s, stop_timeout: 2s%s}
-    checks: [{type: tcp, address: "127.0.0.1:8080", interval: 20ms, timeout: 100ms, fall: 2, rise: 1}]
+    checks: [{type: tcp, address: "127.0.0.1:8080", interval: 20ms, timeout: 20ms, fall: 2, rise: 1}]
 `, mode, bin, delay.String(), promote)
 	c, err := l.StartCluster(lab.ClusterSpec{Bin: bin, Dir: dir, Profile: profile, VIP: vip + "/24", GroupExtra: extra, NoWhoami: true})
 	benchkit.Check(err)

@@ -169,17 +169,6 @@ func (a *Agent) changeKind(v *quorum.State, g *config.Group) proxy.Change {
 	return how
 }
 
-// proxyStats is for tests and status: the proxies' counters by group.
-func (a *Agent) proxyStats() map[string]proxy.Stats {
-	out := map[string]proxy.Stats{}
-	if a.fd != nil {
-		for g, p := range a.fd.proxies {
-			out[g] = p.Stats()
-		}
-	}
-	return out
-}
-
 // dnsRecord is what a group's DNS name answers. SRV targets are node names
 // (n1.<zone>) only where clients dial the nodes' own addresses: n1.<zone>
 // answers the node's address, so naming it as the target of a VIP would give

@@ -260,6 +260,20 @@ nodes: [{name: n1, address: 127.0.0.1}]
 			"groups[1].dns: no DNS server serves it; set dns.listen (or nodes[].dns)",
 			`groups[1].proxy.listen: ":9080" is already the proxy listener of groups[0]`,
 		}},
+		{"port collisions", head + `dns: {listen: ":7480"}
+groups:
+  - {name: web, members: [{node: n1}], proxy: {listen: ":7946", port: 80}}
+`, []string{
+			"groups[0].proxy.listen: port 7946 is also cluster.port's on node n1; give one of them another port",
+			"dns.listen: port 7480 is also nodes[0].api's on node n1; give one of them another port",
+			"dns.listen: port 7480 is also nodes[1].api's on node n2; give one of them another port",
+			"dns.listen: port 7480 is also nodes[2].api's on node w1; give one of them another port",
+		}},
+		{"check timeout beyond its interval", head + `groups:
+  - {name: web, members: [{node: n1}], checks: [{type: tcp, address: "127.0.0.1:80", interval: 100ms, timeout: 1s}]}
+`, []string{
+			"groups[0].checks[0].timeout: 1s is longer than the interval 100ms: a check runs once per interval, so a hung one would hold up the next; use at most 100ms",
+		}},
 		{"proxy limits", head + `groups:
   - {name: web, members: [{node: n1}], proxy: {listen: ":9080", port: 80, max_connections: -1, idle_timeout: 100ms}}
 `, []string{

@@ -42,10 +42,55 @@ func (c *Config) Validate() Errors {
 	c.validateAPIAndDNS(&errs)
 	c.validateGroups(&errs)
 	if len(errs) == 0 {
+		c.validatePorts(&errs) // only on an otherwise valid config: it reads the addresses
+	}
+	if len(errs) == 0 {
 		return nil
 	}
 	return errs
 }
+
+// validatePorts refuses two listeners of one node on the same port and
+// address: the cluster port (UDP heartbeats, TCP quorum), the API, the DNS
+// server and each proxy. The agent would fail at start with a misleading
+// "cannot listen" on whichever came second.
+func (c *Config) validatePorts(errs *Errors) {
+	type listener struct{ path, host, port string }
+	reported := map[[2]string]bool{} // a cluster-wide listener collides on every node: say it once
+	for i, n := range c.Nodes {
+		on := func(path, hostport string) listener {
+			host, port, _ := net.SplitHostPort(hostport)
+			if host == "" {
+				host = n.Address // an empty host means the node's own address
+			}
+			return listener{path, host, port}
+		}
+		ls := []listener{{"cluster.port", n.Address, strconv.Itoa(c.Cluster.Port)}, on(fmt.Sprintf("nodes[%d].api", i), n.API)}
+		switch {
+		case n.DNS != "":
+			ls = append(ls, on(fmt.Sprintf("nodes[%d].dns", i), n.DNS))
+		case c.DNS.Listen != "":
+			ls = append(ls, on("dns.listen", c.DNS.Listen))
+		}
+		for j, g := range c.Groups {
+			if g.Proxy != nil && g.Proxy.Listen != "" {
+				// Every agent runs every group's proxy, member or not.
+				ls = append(ls, on(fmt.Sprintf("groups[%d].proxy.listen", j), g.Proxy.Listen))
+			}
+		}
+		for a := range ls {
+			for b := a + 1; b < len(ls); b++ {
+				x, y := ls[a], ls[b]
+				if x.port == y.port && (x.host == y.host || isAnyHost(x.host) || isAnyHost(y.host)) && !reported[[2]string{x.path, y.path}] {
+					reported[[2]string{x.path, y.path}] = true
+					errs.add(y.path, "port %s is also %s's on node %s; give one of them another port", y.port, x.path, n.Name)
+				}
+			}
+		}
+	}
+}
+
+func isAnyHost(h string) bool { return h == "0.0.0.0" || h == "::" || h == "[::]" }
 
 func (c *Config) validateCluster(errs *Errors) {
 	cl := c.Cluster
@@ -462,8 +507,11 @@ func validateCheck(errs *Errors, ch Check, p string) {
 	if ch.Interval.D() < MinCheckInterval {
 		errs.add(p+".interval", "%v is too short; use at least %v", ch.Interval, MinCheckInterval)
 	}
-	if ch.Timeout <= 0 {
+	switch {
+	case ch.Timeout <= 0:
 		errs.add(p+".timeout", "%v must be above 0 (e.g. 1s)", ch.Timeout)
+	case ch.Timeout > ch.Interval && ch.Interval > 0:
+		errs.add(p+".timeout", "%v is longer than the interval %v: a check runs once per interval, so a hung one would hold up the next; use at most %v", ch.Timeout, ch.Interval, ch.Interval)
 	}
 	if ch.Fall < 1 {
 		errs.add(p+".fall", "%d must be at least 1 (failures in a row that make the service unhealthy)", ch.Fall)

@@ -71,7 +71,7 @@ type Scenario struct {
 type Trial struct {
 	Outage       time.Duration // longest run of failed probes (last answer before → first answer after)
 	FailedProbes int           // failed probes after the fault
-	DualMs       time.Duration // ARP rounds in which two MACs answered for the VIP × ARPEvery
+	Dual         time.Duration `json:"DualMs"` // ARP rounds in which two MACs answered for the VIP × ARPEvery
 	Failover     bool          // the client got answers from another host than the one faulted
 	From, To     string        // holder before the fault; host serving the client afterwards ("" if none)
 	Changes      int           // loss only: times a host took the VIP during the loss (false failovers)
@@ -83,7 +83,7 @@ type Report struct {
 	Trials                 []Trial
 	P50, P90, P99, Max     time.Duration // of Trial.Outage
 	FailedProbes           int           // sum over trials
-	DualMs                 time.Duration // sum over trials
+	Dual                   time.Duration `json:"DualMs"` // sum over trials (the JSON name is the old one, kept for docs/bench)
 	FalseFailovers         int           // loss: Trial.Changes summed
 }
 
@@ -198,19 +198,19 @@ func Run(ctx context.Context, s Scenario, log *slog.Logger) (rep Report, err err
 			return rep, fmt.Errorf("trial %d: %w", i+1, err)
 		}
 		log.Info("trial", "n", i+1, "from", t.From, "to", t.To, "outage", t.Outage.Round(time.Millisecond),
-			"failed", t.FailedProbes, "dual", t.DualMs, "changes", t.Changes)
+			"failed", t.FailedProbes, "dual", t.Dual, "changes", t.Changes)
 		rep.Trials = append(rep.Trials, t)
 	}
 	return rep, nil
 }
 
 func (r *Report) summarise() {
-	r.FailedProbes, r.DualMs, r.FalseFailovers = 0, 0, 0
+	r.FailedProbes, r.Dual, r.FalseFailovers = 0, 0, 0
 	var ds []time.Duration
 	for _, t := range r.Trials {
 		ds = append(ds, t.Outage)
 		r.FailedProbes += t.FailedProbes
-		r.DualMs += t.DualMs
+		r.Dual += t.Dual
 		r.FalseFailovers += t.Changes
 	}
 	r.P50, r.P90, r.P99, r.Max = Quantile(ds, 0.5), Quantile(ds, 0.9), Quantile(ds, 0.99), Quantile(ds, 1)
@@ -338,7 +338,7 @@ func (d *driver) trial(ctx context.Context) (Trial, error) {
 		t.Changes = max(t.Changes, after-before)
 		t.To = d.servedBy(from, t0, end)
 	}
-	t.DualMs = time.Duration(d.arp.Report().DualRounds-dual0) * ARPEvery
+	t.Dual = time.Duration(d.arp.Report().DualRounds-dual0) * ARPEvery
 	for _, o := range probe.Outages(d.pr.Probes(), t0) {
 		if o.Start.After(end) {
 			break

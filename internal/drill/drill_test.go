@@ -48,7 +48,7 @@ func run(t *testing.T, s Scenario) Report {
 		}
 		t.Fatalf("%s %s: %v", s.System, s.Fault, err)
 	}
-	t.Logf("%s %s %s: p50 %v max %v failed %d dual %v trials %+v", r.System, r.Fault, r.Profile, r.P50, r.Max, r.FailedProbes, r.DualMs, r.Trials)
+	t.Logf("%s %s %s: p50 %v max %v failed %d dual %v trials %+v", r.System, r.Fault, r.Profile, r.P50, r.Max, r.FailedProbes, r.Dual, r.Trials)
 	return r
 }
 
@@ -89,7 +89,7 @@ func TestKill9BothSystems(t *testing.T) {
 				}
 			}
 			if sys == Keepalived {
-				t.Logf("keepalived kill -9: outage p50 %v max %v, dual ARP answers for %v (stale VIP on the killed owner)", r.P50, r.Max, r.DualMs)
+				t.Logf("keepalived kill -9: outage p50 %v max %v, dual ARP answers for %v (stale VIP on the killed owner)", r.P50, r.Max, r.Dual)
 			} else if r.Max <= 0 || r.P50 <= 0 || r.P50 > r.Max {
 				t.Errorf("summary p50 %v max %v", r.P50, r.Max)
 			}
@@ -101,14 +101,14 @@ func TestSigStop(t *testing.T) {
 	needRoot(t)
 	t.Run("baton", func(t *testing.T) {
 		r := run(t, Scenario{System: Baton, Fault: SigStop, Trials: 1})
-		if r.DualMs != 0 {
-			t.Errorf("Baton: two MACs answered ARP for the VIP for %v during SIGSTOP of the owner", r.DualMs)
+		if r.Dual != 0 {
+			t.Errorf("Baton: two MACs answered ARP for the VIP for %v during SIGSTOP of the owner", r.Dual)
 		}
 	})
 	t.Run("keepalived", func(t *testing.T) {
 		r := run(t, Scenario{System: Keepalived, Fault: SigStop, Trials: 1})
 		// Reported, not asserted: this is what the comparison is about.
-		t.Logf("keepalived SIGSTOP: dual ARP answers for %v (DualMs > 0: %v)", r.DualMs, r.DualMs > 0)
+		t.Logf("keepalived SIGSTOP: dual ARP answers for %v (Dual > 0: %v)", r.Dual, r.Dual > 0)
 	})
 }
 

@@ -171,8 +171,8 @@ func panel(title string, rs []Report) (*plot.Plot, error) {
 
 func label(r Report) string {
 	s := fmt.Sprintf("%s\n%s, %d trials", r.System, r.Profile, len(r.Trials))
-	if r.DualMs > 0 {
-		s += fmt.Sprintf("\ntwo MACs: %.1f s in all", r.DualMs.Seconds())
+	if r.Dual > 0 {
+		s += fmt.Sprintf("\ntwo MACs: %.1f s in all", r.Dual.Seconds())
 	}
 	if Fault(r.Fault) == Loss {
 		s += fmt.Sprintf("\nfalse failovers %d", r.FalseFailovers)

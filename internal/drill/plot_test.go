@@ -21,7 +21,7 @@ func synthetic() []Report {
 				for k := range 7 {
 					t := Trial{Outage: time.Duration(100+40*k) * time.Millisecond, Failover: f != Loss}
 					if sys == Keepalived && f == SigStop {
-						t.Outage, t.DualMs = 0, 2700*time.Millisecond
+						t.Outage, t.Dual = 0, 2700*time.Millisecond
 					}
 					if f == Loss && k == 3 {
 						t.Changes = 1

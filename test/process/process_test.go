@@ -73,13 +73,6 @@ func start(t *testing.T, spec proctest.Spec) *proctest.Cluster {
 	return c
 }
 
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
 func TestKill9OwnerFailsOver(t *testing.T) {
 	c := start(t, proctest.Spec{})
 	killed := time.Now()
@@ -355,7 +348,7 @@ func TestMetricsEndpoint(t *testing.T) {
 func TestFailingChecksHandOff(t *testing.T) {
 	dir := t.TempDir()
 	c := start(t, proctest.Spec{GroupExtra: fmt.Sprintf(
-		"    checks: [{type: exec, command: [\"/bin/sh\", \"-c\", \"test ! -e %s/down-$BATON_NODE\"], interval: 50ms, timeout: 1s, fall: 2, rise: 2}]\n", dir)})
+		"    checks: [{type: exec, command: [\"/bin/sh\", \"-c\", \"test ! -e %s/down-$BATON_NODE\"], interval: 100ms, timeout: 100ms, fall: 2, rise: 2}]\n", dir)})
 	if err := os.WriteFile(dir+"/down-n1", nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

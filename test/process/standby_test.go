@@ -37,7 +37,7 @@ while :; do sleep 0.1; done
 func standbySpec(dir, script, mode string) proctest.Spec {
 	return proctest.Spec{GroupExtra: fmt.Sprintf(`    standby: %s
     service: {run: [%q], start_timeout: 3s, stop_timeout: 2s}
-    checks: [{type: exec, command: ["/bin/sh", "-c", "test -e %s/ready-$BATON_NODE"], interval: 50ms, timeout: 1s, fall: 1, rise: 1}]
+    checks: [{type: exec, command: ["/bin/sh", "-c", "test -e %s/ready-$BATON_NODE"], interval: 100ms, timeout: 100ms, fall: 1, rise: 1}]
 `, mode, script, dir)}
 }
 

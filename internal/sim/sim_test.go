@@ -226,6 +226,14 @@ func TestPausedOwnerNeverActsUnderOldEpoch(t *testing.T) {
 //
 //	go test ./internal/sim -run TestRandomFaults -sim.seed=N -sim.verbose
 func TestRandomFaults(t *testing.T) {
+	forSeeds(t, "TestRandomFaults", func(seed int64, verbose bool) error { return runSchedule(t, seed, verbose) })
+}
+
+// forSeeds runs schedule for -sim.seeds seeds from 1 (30 with -short), or
+// only -sim.seed, and fails at the first error with the command that replays
+// that seed. It returns how many seeds ran.
+func forSeeds(t *testing.T, test string, schedule func(seed int64, verbose bool) error) int {
+	t.Helper()
 	seeds := *seedsFlag
 	first := int64(1)
 	if *seedFlag >= 0 {
@@ -236,10 +244,11 @@ func TestRandomFaults(t *testing.T) {
 	}
 	for i := 0; i < seeds; i++ {
 		seed := first + int64(i)
-		if err := runSchedule(t, seed, *seedFlag >= 0 && *verbose); err != nil {
-			t.Fatalf("seed %d: %v\nrerun: go test ./internal/sim -run TestRandomFaults -sim.seed=%d -sim.verbose", seed, err, seed)
+		if err := schedule(seed, *seedFlag >= 0 && *verbose); err != nil {
+			t.Fatalf("seed %d: %v\nrerun: go test ./internal/sim -run %s -sim.seed=%d -sim.verbose", seed, err, test, seed)
 		}
 	}
+	return seeds
 }
 
 func runSchedule(t *testing.T, seed int64, verbose bool) error {

@@ -31,25 +31,14 @@ groups:
 //
 //	go test ./internal/sim -run TestSyncStandbyRandomFaults -sim.seed=N -sim.verbose
 func TestSyncStandbyRandomFaults(t *testing.T) {
-	seeds := *seedsFlag
-	first := int64(1)
-	if *seedFlag >= 0 {
-		first, seeds = *seedFlag, 1
-	}
-	if testing.Short() {
-		seeds = min(seeds, 30)
-	}
 	var acked, failovers, recorded int
-	for i := 0; i < seeds; i++ {
-		seed := first + int64(i)
-		st, err := runSyncSchedule(t, seed, *seedFlag >= 0 && *verbose)
-		if err != nil {
-			t.Fatalf("seed %d: %v\nrerun: go test ./internal/sim -run TestSyncStandbyRandomFaults -sim.seed=%d -sim.verbose", seed, err, seed)
-		}
+	seeds := forSeeds(t, "TestSyncStandbyRandomFaults", func(seed int64, verbose bool) error {
+		st, err := runSyncSchedule(t, seed, verbose)
 		acked += st.acked
 		failovers += st.failovers
 		recorded += st.recorded
-	}
+		return err
+	})
 	// The invariants are only as strong as what the schedules exercised.
 	if *seedFlag < 0 && (acked == 0 || failovers < seeds/2 || recorded < seeds) {
 		t.Fatalf("schedules too tame to prove anything: %d acknowledged writes, %d failovers, %d synchronous standbys recorded over %d seeds",

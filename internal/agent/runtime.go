@@ -28,6 +28,7 @@ import (
 	"github.com/baton-ha/baton/internal/metrics"
 	"github.com/baton-ha/baton/internal/quorum/raftstore"
 	"github.com/baton-ha/baton/internal/service"
+	"golang.org/x/time/rate"
 )
 
 // Options start a real agent.
@@ -146,6 +147,7 @@ func open(opts Options) (_ *Agent, err error) {
 	}
 	a.hooks = service.NewHookRunner(log.With("component", "hooks"))
 	a.metrics.RegisterQuorumRejected(a.raft.RejectedConns)
+	a.metrics.RegisterSendErrors(a.udp.Stats.SendErrors.Load)
 	a.checks = map[string]*health.Group{}
 	for i := range cfg.Groups {
 		g := &cfg.Groups[i]
@@ -159,11 +161,15 @@ func open(opts Options) (_ *Agent, err error) {
 		hg.SetObserver(func(group, check string, r health.Result) { a.metrics.CheckResult(group, check, r.OK, r.Took) })
 		a.checks[g.Name] = hg
 	}
+	sendLog := rate.NewLimiter(rate.Every(10*time.Second), 1)
 	a.node, err = core.NewNode(core.Deps{
 		Name: self.Name, Spec: cfg.CoreSpec(), Quorum: a.raft, WallNow: time.Now,
 		Send: func(to string, m *cluster.Message) {
-			if err := a.udp.Send(to, m); err != nil {
-				log.Debug("heartbeat send failed", "to", to, "err", err)
+			if err := a.udp.Send(to, m); err != nil && sendLog.Allow() {
+				// A heartbeat that is never sent makes this node look dead
+				// to its peers: say so loudly (counted in
+				// baton_heartbeat_send_errors_total, logged now and then).
+				log.Error("heartbeat not sent", "to", to, "err", err, "failed_so_far", a.udp.Stats.SendErrors.Load())
 			}
 		},
 		OnRole: a.onRole,

@@ -283,3 +283,12 @@ func (g *ReplayGuard) Admit(from string, inc, seq uint64) Verdict {
 }
 
 func newMAC(c *Codec) hash.Hash { return hmac.New(sha256.New, c.key) }
+
+// PacketSize is the size of m sealed by from: what Seal would produce.
+func PacketSize(from string, m *Message) (int, error) {
+	body, err := json.Marshal(m)
+	if err != nil {
+		return 0, err
+	}
+	return headerLen + len(from) + len(body) + tagLen, nil
+}

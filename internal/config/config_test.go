@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -828,5 +829,27 @@ func TestAPIUI(t *testing.T) {
 		if got := c.API.UIEnabled(); got != tt.want {
 			t.Errorf("%q: UIEnabled() = %v, want %v", tt.api, got, tt.want)
 		}
+	}
+}
+
+// TestHeartbeatSizeLimit: a config whose heartbeats would not fit in one
+// datagram is refused (it used to pass check-config and then serve no group:
+// the members' heartbeats were never sent); one that fits passes.
+func TestHeartbeatSizeLimit(t *testing.T) {
+	groups := func(n int) string {
+		var b strings.Builder
+		b.WriteString("groups:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "  - {name: service-number-%03d, members: [{node: n1}, {node: n2}]}\n", i)
+		}
+		return b.String()
+	}
+	if _, err := Parse([]byte(head+groups(20)), ""); err != nil {
+		t.Fatalf("20 groups refused: %v", err)
+	}
+	_, err := Parse([]byte(head+groups(100)), "")
+	if err == nil || !strings.Contains(err.Error(), "groups: node n1's heartbeat could reach") ||
+		!strings.Contains(err.Error(), "over the 8192 bytes one heartbeat datagram carries (100 units") {
+		t.Fatalf("100 groups: %v, want a refusal that names the size and the limit", err)
 	}
 }

@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/baton-ha/baton/internal/cluster"
+	"github.com/baton-ha/baton/internal/core"
 )
 
 var (
@@ -42,7 +45,9 @@ func (c *Config) Validate() Errors {
 	c.validateAPIAndDNS(&errs)
 	c.validateGroups(&errs)
 	if len(errs) == 0 {
-		c.validatePorts(&errs) // only on an otherwise valid config: it reads the addresses
+		// Only on an otherwise valid config: these read addresses and units.
+		c.validatePorts(&errs)
+		c.validateWire(&errs)
 	}
 	if len(errs) == 0 {
 		return nil
@@ -668,4 +673,21 @@ func nonEmpty(s, fallback string) string {
 		return s
 	}
 	return fallback
+}
+
+// validateWire refuses a config whose heartbeats may not fit in one datagram
+// (cluster.MaxPacket): a node whose heartbeat is not sent looks dead to its
+// peers, so every group would go unserved, silently. It sizes the largest
+// heartbeat each node could send (core.WorstHeartbeat).
+func (c *Config) validateWire(errs *Errors) {
+	spec := c.CoreSpec()
+	for _, n := range c.Nodes {
+		size, err := cluster.PacketSize(n.Name, core.WorstHeartbeat(spec, n.Name))
+		if err != nil || size <= cluster.MaxPacket {
+			continue
+		}
+		errs.add("groups", "node %s's heartbeat could reach %d bytes, over the %d bytes one heartbeat datagram carries (%d units: each group, and each VIP of an active-active group); use fewer groups or active-active VIPs, or shorter group and node names",
+			n.Name, size, cluster.MaxPacket, len(spec.Units))
+		return // one message says it; every node would say the same
+	}
 }

@@ -50,6 +50,9 @@ var (
 	docPacketsRejected = Doc{"baton_heartbeat_packets_rejected_total", "counter", []string{"reason"},
 		"Heartbeat packets this node received and dropped, by reason (auth: bad key or signature; replay: old sequence number; malformed: cannot be decoded; unknown_peer: sender name does not match its address)."}
 
+	docSendErrors = Doc{"baton_heartbeat_send_errors_total", "counter", nil,
+		"Heartbeats this node could not send: too large for one datagram, or the socket refused them (each is also logged at ERROR, rate-limited)."}
+
 	docQuorumLeader = Doc{"baton_quorum_leader", "gauge", nil,
 		"1 while this node is the leader of the quorum store (Raft), else 0."}
 	docQuorumApplied = Doc{"baton_quorum_applied_index", "gauge", nil,
@@ -91,7 +94,7 @@ var (
 var allDocs = []Doc{
 	docGroupEpoch, docGroupOwner, docGroupRole, docGroupMaintenance, docGroupHealthy, docClusterMaintenance,
 	docFailovers, docDetection, docDecision, docTakeover, docLeaseRemaining,
-	docHeartbeatRTT, docPeerUp, docPacketsSent, docPacketsReceived, docPacketsRejected,
+	docHeartbeatRTT, docPeerUp, docPacketsSent, docPacketsReceived, docPacketsRejected, docSendErrors,
 	docQuorumLeader, docQuorumApplied, docQuorumRole, docQuorumRejected,
 	docCheckResults, docCheckDuration, docHookRuns, docHookDuration,
 	docDNSQueries, docDNSDuration, docProxyConns,

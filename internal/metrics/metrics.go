@@ -399,6 +399,12 @@ func (m *Metrics) RegisterPacketCounters(sent, received func() uint64, rejected 
 	m.funcs.packets.Store(&packetFuncs{sent: sent, received: received, rejected: rejected})
 }
 
+// RegisterSendErrors exposes the transport's count of heartbeats it could
+// not send. f follows the rules of RegisterPacketCounters.
+func (m *Metrics) RegisterSendErrors(f func() uint64) {
+	m.funcs.sendErrors.Store(&f)
+}
+
 // RegisterQuorumRejected exposes the quorum transport's count of refused
 // connections. f follows the rules of RegisterPacketCounters.
 func (m *Metrics) RegisterQuorumRejected(f func() uint64) {
@@ -412,8 +418,9 @@ func (m *Metrics) RegisterQuorumRejected(f func() uint64) {
 type funcCollector struct {
 	packets        atomic.Pointer[packetFuncs]
 	quorumRejected atomic.Pointer[func() uint64]
+	sendErrors     atomic.Pointer[func() uint64]
 
-	sent, received, rejected, quorum *prometheus.Desc
+	sent, received, rejected, quorum, sendErr *prometheus.Desc
 }
 
 type packetFuncs struct {
@@ -427,6 +434,7 @@ func newFuncCollector() *funcCollector {
 		received: newDesc(docPacketsReceived),
 		rejected: newDesc(docPacketsRejected),
 		quorum:   newDesc(docQuorumRejected),
+		sendErr:  newDesc(docSendErrors),
 	}
 }
 
@@ -435,6 +443,7 @@ func (c *funcCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.received
 	ch <- c.rejected
 	ch <- c.quorum
+	ch <- c.sendErr
 }
 
 func (c *funcCollector) Collect(ch chan<- prometheus.Metric) {
@@ -456,6 +465,9 @@ func (c *funcCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if f := c.quorumRejected.Load(); f != nil && *f != nil {
 		counter(c.quorum, (*f)())
+	}
+	if f := c.sendErrors.Load(); f != nil && *f != nil {
+		counter(c.sendErr, (*f)())
 	}
 }
 

@@ -44,6 +44,7 @@ func exercise(m *Metrics) {
 		},
 	)
 	m.RegisterQuorumRejected(func() uint64 { return 2 })
+	m.RegisterSendErrors(func() uint64 { return 1 })
 	m.CheckResult("web", "http", true, 12*time.Millisecond)
 	m.HookRun("web", "active", false, 1500*time.Millisecond)
 	m.DNSQuery(0, 40*time.Microsecond)
@@ -396,6 +397,7 @@ func TestScrapeTimeCounters(t *testing.T) {
 	m.RegisterPacketCounters(func() uint64 { return 5 }, func() uint64 { return 4 },
 		func() map[string]uint64 { return map[string]uint64{"replay": 3} })
 	m.RegisterQuorumRejected(func() uint64 { return 2 })
+	m.RegisterSendErrors(func() uint64 { return 1 })
 	for name, want := range map[string]map[string]float64{
 		"baton_heartbeat_packets_sent_total":      {"": 5},
 		"baton_heartbeat_packets_received_total":  {"": 4},

@@ -92,6 +92,8 @@ type Cluster struct {
 	Now    time.Duration
 	Rand   *rand.Rand
 	Log    *slog.Logger
+	// OnSend, if set, sees every message a node sends (before loss).
+	OnSend func(from, to string, m *cluster.Message)
 
 	nodes   map[string]*Node
 	order   []string
@@ -208,6 +210,9 @@ func (c *Cluster) boot(n *Node) error {
 }
 
 func (c *Cluster) send(from, to string, m *cluster.Message) {
+	if c.OnSend != nil {
+		c.OnSend(from, to, m)
+	}
 	if c.blocked[[2]string{from, to}] || (c.drop > 0 && c.Rand.Float64() < c.drop) {
 		return
 	}

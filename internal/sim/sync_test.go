@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/baton-ha/baton/internal/cluster"
+	"github.com/baton-ha/baton/internal/core"
 )
 
 // syncGroup is a data-aware group whose databases the harness models
@@ -159,4 +162,43 @@ func runSyncSchedule(t *testing.T, seed int64, verbose bool) (syncStats, error) 
 		}
 	}
 	return st, nil
+}
+
+// TestWorstHeartbeatBoundsRealOnes: the size check-config refuses configs
+// by (core.WorstHeartbeat) is above every heartbeat the cores really send,
+// through failovers, switchovers and data groups.
+func TestWorstHeartbeatBoundsRealOnes(t *testing.T) {
+	spec := mustConfig(t, fiveNodes)
+	c := New(spec, 7, nil)
+	worst := map[string]int{}
+	for _, n := range spec.Nodes {
+		size, err := cluster.PacketSize(n.Name, core.WorstHeartbeat(spec, n.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst[n.Name] = size
+	}
+	var biggest int
+	c.OnSend = func(from, _ string, m *cluster.Message) {
+		size, err := cluster.PacketSize(from, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		biggest = max(biggest, size)
+		if size > worst[from] {
+			t.Fatalf("%s sent a %d-byte heartbeat, above its computed worst case %d", from, size, worst[from])
+		}
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	steps := []func(){func() { c.Kill("n1") }, func() { _ = c.Switchover("db", "") }, func() { _ = c.Restart("n1") },
+		func() { c.Leave("n3") }, func() { c.Isolate("n2") }, func() { c.Heal() }}
+	for _, step := range steps {
+		if err := c.Advance(2 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		step()
+	}
+	t.Logf("largest heartbeat %d bytes; computed worst cases %v", biggest, worst)
 }

@@ -99,6 +99,7 @@ func (u *UDP) Send(to string, m *cluster.Message) error {
 	}
 	pkt, err := u.codec.Seal(u.self, u.inc, u.seq.Add(1), m)
 	if err != nil {
+		u.Stats.SendErrors.Add(1)
 		return err
 	}
 	if _, err := u.conn.WriteToUDPAddrPort(pkt, addr); err != nil {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/baton-ha/baton/internal/testkit"
 )
 
 func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
@@ -54,14 +56,14 @@ groups:
 }
 
 func TestCheckConfigValid(t *testing.T) {
-	stdout, stderr, code := run(t, "check-config", "--config", "../../internal/config/testdata/example.yaml")
+	stdout, stderr, code := run(t, "check-config", "--config", testkit.ExampleConfig(t))
 	if code != 0 || !strings.Contains(stdout, ": ok") {
 		t.Fatalf("code %d\nstdout %s\nstderr %s", code, stdout, stderr)
 	}
 }
 
 func TestCheckConfigUnknownNode(t *testing.T) {
-	_, stderr, code := run(t, "check-config", "--config", "../../internal/config/testdata/example.yaml", "--node", "zz")
+	_, stderr, code := run(t, "check-config", "--config", testkit.ExampleConfig(t), "--node", "zz")
 	if code != 2 || !strings.Contains(stderr, "--node") {
 		t.Fatalf("code %d stderr %s", code, stderr)
 	}

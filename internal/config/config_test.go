@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/core"
+	"github.com/baton-ha/baton/internal/testkit"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -523,11 +524,12 @@ groups:
 }
 
 func TestExampleFile(t *testing.T) {
-	c, err := Load(filepath.Join("testdata", "example.yaml"))
+	path := testkit.ExampleConfig(t) // a 0600 copy: git checks the secret files out 0644
+	c, err := Load(path)
 	if err != nil {
 		t.Fatalf("testdata/example.yaml must parse cleanly:\n%v", err)
 	}
-	if c.Path != filepath.Join("testdata", "example.yaml") {
+	if c.Path != path {
 		t.Errorf("Path = %q", c.Path)
 	}
 	if string(c.Secret) != "example-only-secret-never-use-this-one" || c.APIToken != "example-only-api-token" {
@@ -553,6 +555,10 @@ func TestSecretFiles(t *testing.T) {
 	write("short", "hello\n")
 	write("token", "tok\n")
 	write("empty", "\n")
+	write("open", "0123456789abcdef0123\n")
+	if err := os.Chmod(filepath.Join(dir, "open"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	body := strings.TrimPrefix(head, "version: 1\ncluster: {name: prod, secret: 0123456789abcdef}\n")
 	doc := func(cluster, api string) string {
 		return "version: 1\ncluster: {name: prod, " + cluster + "}\n" + api + body
@@ -564,6 +570,8 @@ func TestSecretFiles(t *testing.T) {
 		{"relative secret and token files", doc("secret_file: secret", "api: {token_file: token}\n"), nil},
 		{"short secret", doc("secret_file: short", ""),
 			[]string{"cluster.secret_file: secret is 5 bytes; use at least 16 (e.g. head -c 32 /dev/urandom | base64 > FILE)"}},
+		{"secret readable by others", doc("secret_file: open", ""),
+			[]string{`cluster.secret_file: "` + filepath.Join(dir, "open") + `" is readable by group or others (mode 0644); chmod 600 ` + filepath.Join(dir, "open")}},
 		{"missing secret file", doc("secret_file: nope", ""),
 			[]string{`cluster.secret_file: cannot read "` + filepath.Join(dir, "nope") + `": no such file or directory`}},
 		{"secret file is a directory", doc("secret_file: .", ""),

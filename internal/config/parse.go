@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -279,6 +280,17 @@ func readSmallFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("cannot read %q: %v", path, pathErr(err))
 	}
 	defer f.Close()
+	// Judge the file that was opened, not the name (it may be replaced in
+	// between): a secret others can read, or someone else can rewrite, is
+	// not one.
+	if fi, err := f.Stat(); err == nil {
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			return nil, fmt.Errorf("%q is readable by group or others (mode %04o); chmod 600 %s", path, perm, path)
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 && int(st.Uid) != os.Geteuid() {
+			return nil, fmt.Errorf("%q is owned by uid %d, not by this user (uid %d) or root; chown it to the user the agent runs as", path, st.Uid, os.Geteuid())
+		}
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
 	if err != nil {
 		return nil, fmt.Errorf("cannot read %q: %v", path, pathErr(err))

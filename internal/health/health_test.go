@@ -165,7 +165,7 @@ func TestNormalizeFillsConfigDefaults(t *testing.T) {
 
 // Every check in the documented example config builds: New agrees with config.Validate.
 func TestNewAcceptsTheExampleConfig(t *testing.T) {
-	cfg, err := config.Load(filepath.Join("..", "config", "testdata", "example.yaml"))
+	cfg, err := config.Load(testkit.ExampleConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,12 +88,14 @@ func (n *Node) leadUnit(now time.Duration, v *quorum.State, g *Group, graceOver 
 	}
 	relinquished, reason := false, quorum.ReasonFailure
 	if gs.Owner != "" {
-		if gs.Owner == n.name {
-			relinquished = n.own[g.Name] != nil && n.own[g.Name].relinquished == gs.Epoch
-			reason = n.own[g.Name].relReason
-		} else if p := n.peers[gs.Owner]; p != nil && p.relinquished[g.Name] == gs.Epoch {
+		if os := n.own[g.Name]; gs.Owner == n.name && os != nil && os.relinquished == gs.Epoch {
+			relinquished, reason = true, os.relReason
+		} else if p := n.peers[gs.Owner]; gs.Owner != n.name && p != nil && p.relinquished[g.Name] == gs.Epoch {
 			relinquished, reason = true, p.relReason
 		}
+	}
+	if relinquished && reason == "" {
+		reason = quorum.ReasonRelinquish
 	}
 	cands := n.candidates(now, g)
 	maint := n.maintenance(v, g)

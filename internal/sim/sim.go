@@ -550,6 +550,10 @@ func (c *Cluster) Owner(group string) string {
 
 // commit appends a command to the replicated log.
 func (c *Cluster) commit(cmd quorum.Command) {
+	if g := c.committed.Group(cmd.Group); cmd.Op == quorum.OpAssign && cmd.Reason == "" &&
+		g.Epoch == cmd.ExpectEpoch && g.Owner == cmd.ExpectOwner {
+		c.fail("group %s: epoch %d committed with no reason (from %q to %q)", cmd.Group, g.Epoch+1, cmd.ExpectOwner, cmd.Owner)
+	}
 	c.checkCommit(cmd)
 	c.log = append(c.log, cmd)
 	c.commitTime = append(c.commitTime, c.Now)

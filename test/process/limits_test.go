@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/proctest"
+	"github.com/baton-ha/baton/internal/testkit"
 )
 
 // TestAPIConnectionFloodChangesNothing: 600 idle connections to the owner's
@@ -103,5 +104,37 @@ func TestSIGHUPNeverKillsAnAgent(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(c.Dir, "n1.log")); err != nil || !strings.Contains(string(b), "SIGHUP received") {
 		t.Fatalf("n1's log does not say it ignored SIGHUP (%v)", err)
+	}
+}
+
+// TestPreemptionHandsBackToTheSlowerHigherPriorityMember: at a cold start
+// where n1 (priority 150) comes up after the start-up grace, n2 (100) gets
+// the group; with preemption on (failback: true) n1 takes it back once it
+// has been healthy for failback_delay, and the history says why.
+func TestPreemptionHandsBackToTheSlowerHigherPriorityMember(t *testing.T) {
+	c, err := proctest.New(bin, t.TempDir(), proctest.Spec{Members: []string{"n1", "n2"}, Witness: "w1",
+		GroupExtra: "    failback: true\n    failback_delay: 1s\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	for _, n := range []string{"w1", "n2"} {
+		if err := c.Start(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if owner, _, err := c.WaitOwner("w1", liveness); err != nil || owner != "n2" {
+		t.Fatalf("without n1, owner %q (%v), want n2", owner, err)
+	}
+	if err := c.Start("n1"); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, liveness, "n1 to take the group back", func() bool {
+		st, err := c.Status("w1")
+		return err == nil && st.Groups[0].Owner == "n1"
+	})
+	hist, err := c.Baton("w1", "history")
+	if err != nil || !strings.Contains(hist, "failback") {
+		t.Fatalf("history does not record the failback: %v\n%s", err, hist)
 	}
 }

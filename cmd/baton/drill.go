@@ -156,7 +156,15 @@ Needs the API token.`,
 			fmt.Fprintf(out, "%s drill of group %s, probing %s every %v\n", rep.Kind, rep.Group, rep.Target, every)
 			fmt.Fprintf(out, "  owner:   %s (epoch %d) → %s (epoch %d)\n", rep.FromOwner, rep.FromEpoch, orDash(rep.ToOwner), rep.ToEpoch)
 			fmt.Fprintf(out, "  outage:  %.1f ms (longest run of failed probes; %d of %d probes failed)\n", rep.OutageMs, rep.Failed, rep.Probes)
-			fmt.Fprintf(out, "  answers: %s\n", strings.Join(rep.AnsweredBy, ", "))
+			if rep.Failed > 0 {
+				// A probe gives up after its own short timeout; a real client
+				// whose SYN was lost retries only after the kernel's 1 s.
+				fmt.Fprintln(out, "           a client whose connection attempt fell into the outage waits ~1 s more for TCP to resend its SYN")
+			}
+			if len(rep.AnsweredBy) > 0 {
+				// Only an HTTP target that says who it is (like baton demo-service) names its answerers.
+				fmt.Fprintf(out, "  answers: %s\n", strings.Join(rep.AnsweredBy, ", "))
+			}
 			for _, e := range rep.NewEvents {
 				fmt.Fprintf(out, "  history: epoch %d %s → %s (%s) detect %d ms, decide %d ms, takeover %d ms\n",
 					e.Epoch, orDash(e.From), e.To, e.Reason, e.DetectMs, e.DecideMs, e.TakeoverMs)

@@ -65,6 +65,10 @@ type Owner struct {
 	// group to that node (switchover, failback).
 	HandoffTo     string `json:"h,omitempty"`
 	HandoffReason string `json:"hr,omitempty"`
+	// Reason is the history's reason for this epoch's change of owner, when
+	// the sender's replica has the entry (so a new owner that learns of its
+	// election by gossip can tell its hooks why).
+	Reason string `json:"rs,omitempty"`
 }
 
 // GroupStatus is what a member says about itself for one group.

@@ -48,8 +48,9 @@ func (n *Node) sendHeartbeats(now time.Duration) {
 	}
 	for _, g := range n.groups {
 		if gs := v.Group(g.Name); gs.Epoch > 0 {
+			reason, _ := n.knownEpochReason(v, g.Name, gs.Epoch)
 			m.Owners = append(m.Owners, cluster.Owner{Group: g.Name, Node: gs.Owner, Epoch: gs.Epoch,
-				Prev: n.previousOwner(v, g.Name, gs.Epoch), HandoffTo: gs.HandoffTo, HandoffReason: gs.HandoffReason})
+				Prev: n.previousOwner(v, g.Name, gs.Epoch), HandoffTo: gs.HandoffTo, HandoffReason: gs.HandoffReason, Reason: reason})
 		}
 		if vs := n.vote[g.Name]; vs.releasedMax > 0 {
 			m.Released = append(m.Released, cluster.Claim{Group: g.Name, Epoch: vs.releasedMax})

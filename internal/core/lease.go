@@ -80,21 +80,24 @@ func (n *Node) updateRoles(now time.Duration) {
 				// The fence learns the deadline before the front doors go up.
 				n.d.OnActing(g.Name, os.expiry-n.timing.LeaseGuard)
 			}
-			n.d.OnRole(Transition{Group: g.Name, Role: RoleActive, Epoch: gs.Epoch, PreviousOwner: prev, Reason: "lease acquired", Sync: sync})
+			n.d.OnRole(Transition{Group: g.Name, Role: RoleActive, Epoch: gs.Epoch, PreviousOwner: prev, Reason: n.epochReason(v, g.Name, gs.Epoch), Sync: sync})
 		case !acting && os.role == RoleActive:
 			os.role = RoleStandby
-			why := "lease lost"
+			why, reason := "lease lost", quorum.ReasonFailure
 			switch {
 			case n.leaving || os.relinquished == os.epoch:
-				why = "relinquished"
+				why, reason = "relinquished", os.relReason
+				if n.leaving {
+					reason = quorum.ReasonShutdown
+				}
 			case gs.Owner != n.name:
-				why = "owner changed"
+				why, reason = "owner changed", n.epochReason(v, g.Name, gs.Epoch)
 			}
 			if dm := n.data[g.Name]; dm != nil {
 				dm.lostOwnership()
 			}
-			n.log.Warn("standby", "group", g.Name, "epoch", gs.Epoch, "reason", why)
-			n.d.OnRole(Transition{Group: g.Name, Role: RoleStandby, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: why})
+			n.log.Warn("standby", "group", g.Name, "epoch", gs.Epoch, "why", why, "reason", reason)
+			n.d.OnRole(Transition{Group: g.Name, Role: RoleStandby, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: reason})
 		}
 	}
 }
@@ -115,7 +118,7 @@ func (n *Node) announceStart(now time.Duration, v *quorum.State) {
 	for _, g := range n.members {
 		if n.own[g.Name].role == RoleStandby {
 			gs := v.Group(g.Name)
-			n.d.OnRole(Transition{Group: g.Name, Role: RoleStandby, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: "start"})
+			n.d.OnRole(Transition{Group: g.Name, Role: RoleStandby, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: quorum.ReasonStartup})
 		}
 	}
 }
@@ -190,4 +193,30 @@ func (n *Node) relinquish(now time.Duration, group string, epoch uint64, reason 
 	if n.isVoter {
 		n.release(now, group, epoch, "relinquished by owner")
 	}
+}
+
+// epochReason is the history's reason for the change to epoch of group, as
+// far as this node knows it (initial for a first owner, failure otherwise).
+func (n *Node) epochReason(v *quorum.State, group string, epoch uint64) string {
+	if r, ok := n.knownEpochReason(v, group, epoch); ok {
+		return r
+	}
+	if epoch <= 1 {
+		return quorum.ReasonInitial
+	}
+	return quorum.ReasonFailure
+}
+
+// knownEpochReason is the reason of epoch's history entry, from this node's
+// replica or, before it has the entry, from the gossip that told of it.
+func (n *Node) knownEpochReason(v *quorum.State, group string, epoch uint64) (string, bool) {
+	for i := len(v.Events) - 1; i >= 0; i-- {
+		if e := v.Events[i]; e.Group == group && e.Epoch == epoch && e.Ownership() {
+			return e.Reason, true
+		}
+	}
+	if h, ok := n.hints[group]; ok && h.Epoch == epoch && h.Reason != "" {
+		return h.Reason, true
+	}
+	return "", false
 }

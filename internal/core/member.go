@@ -38,13 +38,13 @@ func (n *Node) selfChecks(now time.Duration) {
 			case seen && !healthy:
 				n.faulted[g.Name] = true
 				n.log.Warn("fault: health checks fail", "group", g.Name)
-				n.d.OnRole(Transition{Group: g.Name, Role: RoleFault, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: "checks failing"})
+				n.d.OnRole(Transition{Group: g.Name, Role: RoleFault, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: quorum.ReasonHealth})
 			case healthy && n.faulted[g.Name]:
 				// Back from a reported fault: say standby again (not at start,
 				// where checks pass for the first time after the start hook).
 				n.faulted[g.Name] = false
 				if os.role != RoleActive {
-					n.d.OnRole(Transition{Group: g.Name, Role: RoleStandby, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: "checks pass again"})
+					n.d.OnRole(Transition{Group: g.Name, Role: RoleStandby, Epoch: gs.Epoch, PreviousOwner: gs.Owner, Reason: quorum.ReasonHealth})
 				}
 			}
 		}

@@ -52,7 +52,12 @@ type Transition struct {
 	Role          string // active | standby | fault
 	Epoch         uint64
 	PreviousOwner string
-	Reason        string
+	// Reason is one of the history's reasons (quorum.Reason*): why this node
+	// got the group (active: the reason of its epoch's history entry) or
+	// lost it (standby: its relinquish reason, or failure when its lease
+	// lapsed or another node was made owner), plus quorum.ReasonStartup and
+	// quorum.ReasonHealth. Hooks get it as BATON_REASON.
+	Reason string
 	// Sync (data-aware groups, Role active): the synchronous standbys the
 	// database must name before it is promoted — the set recorded for this
 	// epoch. Usually empty (a new epoch records none yet), but an owner that

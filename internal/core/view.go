@@ -72,6 +72,9 @@ func (n *Node) learn(owners []cluster.Owner) bool {
 		if newer || handoff {
 			n.hints[o.Group] = o
 			n.hintsDirty, news = true, true
+		} else if h.Epoch == o.Epoch && h.Reason == "" && o.Reason != "" {
+			h.Reason = o.Reason // a later gossip knows why
+			n.hints[o.Group] = h
 		}
 	}
 	return news

@@ -36,6 +36,12 @@ const (
 	// ReasonSync marks a history entry that is not an ownership change: the
 	// owner's set of synchronous standbys changed (data-aware groups).
 	ReasonSync = "sync"
+	// Two reasons only hooks see (BATON_REASON), for transitions that change
+	// no ownership: ReasonStartup is the standby role reported when the agent
+	// starts, ReasonHealth a member's checks starting to fail (fault) or
+	// passing again (standby).
+	ReasonStartup = "startup"
+	ReasonHealth  = "health"
 )
 
 // GroupState is the replicated ownership record of one group.

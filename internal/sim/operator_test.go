@@ -257,3 +257,35 @@ func TestStandbyHookOnceAtStart(t *testing.T) {
 		t.Fatalf("n2's transitions after a fault: %v, want standby, fault, standby", got)
 	}
 }
+
+// TestTransitionReasonsAreHistoryReasons: hooks get the history's words
+// (BATON_REASON): startup at start, initial for the first owner,
+// switchover on both sides of a switchover, failure for a takeover after a
+// crash.
+func TestTransitionReasonsAreHistoryReasons(t *testing.T) {
+	c := newCluster(t, "default", 42)
+	if err := c.Advance(3 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Switchover("web", "n2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Advance(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.Kill("n2")
+	if err := c.Advance(3 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range c.Activations {
+		if a.Group == "web" {
+			got = append(got, a.Node+" "+a.Role+" "+a.Reason)
+		}
+	}
+	want := []string{"n1 standby startup", "n1 active initial", "n2 standby startup", "n1 standby switchover",
+		"n2 active switchover", "n1 active failure"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("transitions\n got %q\nwant %q", got, want)
+	}
+}

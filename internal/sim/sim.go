@@ -29,11 +29,12 @@ const Step = time.Millisecond
 
 // Activation is one role change observed by the harness.
 type Activation struct {
-	At    time.Duration // global virtual time
-	Node  string
-	Group string
-	Role  string
-	Epoch uint64
+	At     time.Duration // global virtual time
+	Node   string
+	Group  string
+	Role   string
+	Epoch  uint64
+	Reason string
 }
 
 // Node is one simulated agent process and its host.
@@ -226,7 +227,7 @@ func (c *Cluster) send(from, to string, m *cluster.Message) {
 }
 
 func (c *Cluster) observe(node string, t core.Transition) {
-	c.Activations = append(c.Activations, Activation{At: c.Now, Node: node, Group: t.Group, Role: t.Role, Epoch: t.Epoch})
+	c.Activations = append(c.Activations, Activation{At: c.Now, Node: node, Group: t.Group, Role: t.Role, Epoch: t.Epoch, Reason: t.Reason})
 	c.dbTransition(c.nodes[node], t)
 	if t.Role != core.RoleActive {
 		return

@@ -133,8 +133,10 @@ func TestPreemptionHandsBackToTheSlowerHigherPriorityMember(t *testing.T) {
 		st, err := c.Status("w1")
 		return err == nil && st.Groups[0].Owner == "n1"
 	})
-	hist, err := c.Baton("w1", "history")
-	if err != nil || !strings.Contains(hist, "failback") {
-		t.Fatalf("history does not record the failback: %v\n%s", err, hist)
-	}
+	// Status may show the new owner from gossip before w1's replica has the
+	// history entry (reads are not yet consistent by default: issue 13).
+	testkit.WaitFor(t, liveness, "the history to record the failback", func() bool {
+		hist, err := c.Baton("w1", "history")
+		return err == nil && strings.Contains(hist, "failback")
+	})
 }

@@ -75,14 +75,22 @@ func (n *Node) sendHeartbeats(now time.Duration) {
 			n.ackFrom(now, n.name, c, now)
 		}
 	}
+	to := make([]string, 0, len(n.peers))
 	for _, p := range n.voters {
 		if p != n.name {
-			n.d.Send(p, m)
+			to = append(to, p)
 		}
 	}
 	for name := range n.peers {
 		if !slices.Contains(n.voters, name) {
-			n.d.Send(name, m)
+			to = append(to, name)
 		}
+	}
+	if n.d.SendMany != nil {
+		n.d.SendMany(to, m)
+		return
+	}
+	for _, p := range to {
+		n.d.Send(p, m)
 	}
 }

@@ -75,6 +75,9 @@ type Deps struct {
 	Quorum quorum.Quorum
 	// Send delivers a message to one peer (best effort: it may be lost).
 	Send func(to string, m *cluster.Message)
+	// SendMany delivers one message to several peers (optional: nil sends
+	// to each with Send). The transport encodes and hashes it once.
+	SendMany func(to []string, m *cluster.Message)
 	// OnRole reports a role transition.
 	OnRole func(t Transition)
 	// OnRTT reports a heartbeat round trip (optional).

@@ -36,6 +36,7 @@ const (
 	fLeaving          = 11
 	fRaftRole         = 12
 	fApplied          = 13
+	fFresh            = 14
 
 	// Claim
 	fClaimGroup = 1
@@ -166,6 +167,7 @@ func (m *Message) putHead(e *enc) error {
 	e.bool(fLeaving, m.Leaving)
 	e.str(fRaftRole, m.RaftRole)
 	e.uint(fApplied, m.Applied)
+	e.bool(fFresh, m.Fresh)
 	return nil
 }
 
@@ -489,6 +491,8 @@ func Decode(b []byte) (Message, error) {
 			m.RaftRole = d.str(f, wt)
 		case fApplied:
 			m.Applied = d.uint(f, wt)
+		case fFresh:
+			m.Fresh = d.bool(f, wt)
 		default:
 			d.skip(wt)
 		}

@@ -183,10 +183,14 @@ type Message struct {
 	// Owners gossips the sender's committed view of group ownership, so a new
 	// owner learns of its election from whichever node applied it first
 	// instead of waiting for its own replica to apply the entry.
-	Owners   []Owner `json:"o,omitempty"`
-	Leaving  bool    `json:"lv,omitempty"`
-	RaftRole string  `json:"rr,omitempty"`
-	Applied  uint64  `json:"ai,omitempty"`
+	Owners  []Owner `json:"o,omitempty"`
+	Leaving bool    `json:"lv,omitempty"`
+	// Fresh: the sender started moments ago and knows nothing of what
+	// heartbeats send only on change: receivers send it everything for a
+	// while.
+	Fresh    bool   `json:"fr,omitempty"`
+	RaftRole string `json:"rr,omitempty"`
+	Applied  uint64 `json:"ai,omitempty"`
 }
 
 // Envelope is a decoded, authenticated packet.

@@ -26,7 +26,7 @@ func full() []*Message {
 		Groups: []GroupStatus{{Group: "web", Healthy: true, Eligible: true, Role: "active", Epoch: 9, TakeoverMs: -1,
 			DB: "primary", Pos: 1 << 50, Sync: []string{"n2", "", "n3"}, SyncSet: true, SyncSeq: 4, Div: 77, DivEpoch: 8}},
 		Owners:  []Owner{{Group: "web", Node: "n1", Epoch: 9, Prev: "n2", HandoffTo: "n3", HandoffReason: "failback", Reason: "failure"}},
-		Leaving: true, RaftRole: "candidate", Applied: 99}
+		Leaving: true, RaftRole: "candidate", Applied: 99, Fresh: true}
 	ack := &Message{Kind: KindAck, Echo: 1 << 61, Acked: []Claim{{Group: "web", Epoch: 7}}}
 	return []*Message{hb, ack, sample(), {Kind: KindHeartbeat}}
 }

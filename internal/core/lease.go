@@ -102,6 +102,34 @@ func (n *Node) updateRoles(now time.Duration) {
 	}
 }
 
+// abandonReleased gives up an epoch this node owns but cannot hold: it is
+// not acting (no valid lease), and a voter reported releasing that epoch,
+// so that voter will never ack it again. Without this the cluster could
+// stick: with another voter dead, the released one refuses the owner's
+// claims, and a majority of releases — which the leader needs to assign a
+// new epoch — would need the owner's own voter, which never releases its
+// own lease. Relinquishing lets the leader assign a new epoch (to another
+// member, or back to this one). It is safe: the node does not act.
+func (n *Node) abandonReleased(now time.Duration) {
+	v := n.view()
+	for _, g := range n.members {
+		os := n.own[g.Name]
+		gs := v.Group(g.Name)
+		if gs.Owner != n.name || gs.Epoch == 0 || os.epoch != gs.Epoch || os.relinquished == gs.Epoch || n.leaving ||
+			decide.Acting(now, os.expiry, n.timing.LeaseGuard) {
+			continue
+		}
+		for _, voter := range n.voters {
+			if p := n.peers[voter]; p != nil && p.released[g.Name] >= gs.Epoch {
+				n.log.Warn("giving up an epoch a voter released: it will never ack it again; asking for a new epoch",
+					"group", g.Name, "epoch", gs.Epoch, "voter", voter)
+				n.relinquish(now, g.Name, gs.Epoch, quorum.ReasonFailure)
+				break
+			}
+		}
+	}
+}
+
 // announceStart reports the initial standby role of every member group once
 // the node knows the replicated state (so hooks get the real epoch and
 // owner), or after the startup grace if the quorum is unreachable. A

@@ -27,11 +27,13 @@ type voteState struct {
 }
 
 // ReleaseStore persists the highest lease epoch this voter released per
-// group. Save must be durable (fsync) before it returns: a voter that forgot a
-// release after a restart could ack a lease the cluster already gave away.
+// group. Save records the releases of several groups at once (a node that
+// dies takes all its groups with it: one write, not one per group) and must
+// be durable (fsync) before it returns: a voter that forgot a release after
+// a restart could ack a lease the cluster already gave away.
 type ReleaseStore interface {
 	Load() (map[string]uint64, error)
-	Save(group string, epoch uint64) error
+	Save(released map[string]uint64) error
 }
 
 // MemReleases is the in-memory twin of ReleaseStore (it survives a simulated
@@ -48,11 +50,13 @@ func (m *MemReleases) Load() (map[string]uint64, error) {
 }
 
 // Save implements ReleaseStore.
-func (m *MemReleases) Save(g string, e uint64) error {
+func (m *MemReleases) Save(released map[string]uint64) error {
 	if m.M == nil {
 		m.M = map[string]uint64{}
 	}
-	m.M[g] = e
+	for g, e := range released {
+		m.M[g] = max(m.M[g], e)
+	}
 	return nil
 }
 
@@ -84,20 +88,23 @@ func (n *Node) grant(now time.Duration, from string, claims []cluster.Claim) []c
 
 // onRelinquish: the owner of (group, epoch) gave it up and stopped acting, so
 // this voter may release at once instead of waiting out the hold.
-func (n *Node) onRelinquish(now time.Duration, from string, c cluster.Claim) {
+// It returns the release to make (ok false: none).
+func (n *Node) onRelinquish(from string, c cluster.Claim) (r releaseReq, ok bool) {
 	vs := n.vote[c.Group]
 	if vs == nil || c.Epoch <= vs.releasedMax {
-		return
+		return r, false
 	}
 	if (c.Epoch == vs.viewEpoch && vs.viewOwner == from) || (c.Epoch == vs.grantEpoch && vs.grantOwner == from) {
-		n.release(now, c.Group, c.Epoch, "owner relinquished")
+		return releaseReq{c.Group, c.Epoch, "owner relinquished"}, true
 	}
+	return r, false
 }
 
 func (n *Node) checkReleases(now time.Duration) {
 	if !n.isVoter {
 		return
 	}
+	var due []releaseReq
 	for _, g := range n.groups {
 		vs := n.vote[g.Name]
 		if vs.viewOwner == "" || vs.viewEpoch <= vs.releasedMax || vs.grantEpoch > vs.viewEpoch {
@@ -109,20 +116,45 @@ func (n *Node) checkReleases(now time.Duration) {
 		}
 		base := max(n.floor, vs.viewSince, vs.lastGrant)
 		if decide.ReleaseDue(now, base, n.hold) {
-			n.release(now, g.Name, vs.viewEpoch, "owner silent")
+			due = append(due, releaseReq{g.Name, vs.viewEpoch, "owner silent"})
 		}
 	}
+	n.releaseAll(now, due)
+}
+
+// releaseReq is one lease release to make.
+type releaseReq struct {
+	group string
+	epoch uint64
+	why   string
 }
 
 func (n *Node) release(now time.Duration, group string, epoch uint64, why string) {
-	vs := n.vote[group]
-	if err := n.d.Releases.Save(group, epoch); err != nil {
-		// Without a durable record we must not tell anyone: keep the promise.
-		n.log.Error("cannot persist lease release; not releasing", "group", group, "epoch", epoch, "err", err)
+	n.releaseAll(now, []releaseReq{{group, epoch, why}})
+}
+
+// releaseAll releases several leases with one durable write, one heartbeat
+// and one round of leader decisions: the groups of a dead owner are released
+// together, and doing it one by one (an fsync each) stalled the agent long
+// enough for its own leases to lapse.
+func (n *Node) releaseAll(now time.Duration, reqs []releaseReq) {
+	if len(reqs) == 0 {
 		return
 	}
-	vs.releasedMax, vs.releasedAt = epoch, now
-	n.log.Info("released lease", "group", group, "epoch", epoch, "owner", vs.viewOwner, "why", why)
+	rel := make(map[string]uint64, len(reqs))
+	for _, r := range reqs {
+		rel[r.group] = max(rel[r.group], r.epoch)
+	}
+	if err := n.d.Releases.Save(rel); err != nil {
+		// Without a durable record we must not tell anyone: keep the promise.
+		n.log.Error("cannot persist lease releases; not releasing", "groups", len(rel), "err", err)
+		return
+	}
+	for _, r := range reqs {
+		vs := n.vote[r.group]
+		vs.releasedMax, vs.releasedAt = max(vs.releasedMax, r.epoch), now
+		n.log.Info("released lease", "group", r.group, "epoch", r.epoch, "owner", vs.viewOwner, "why", r.why)
+	}
 	n.sendHeartbeats(now)
 	if n.d.Quorum.IsLeader() {
 		n.leadAll(now)

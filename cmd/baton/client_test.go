@@ -15,7 +15,7 @@ func TestCLIFindsItsAgentFromTheConfig(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "baton.yaml")
 	text := `version: 1
-cluster: {name: c, secret: "0123456789abcdef0123"}
+cluster: {name: c, secret: "0123456789abcdef0123456789abcdef"}
 nodes:
   - {name: cli-test-n1, address: 10.0.0.1}
   - {name: cli-test-n2, address: 10.0.0.2, api: "10.0.0.2:9999"}

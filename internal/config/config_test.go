@@ -20,7 +20,7 @@ import (
 
 // head is a valid cluster with two service nodes and a witness; test cases append groups to it (it is 6 lines).
 const head = `version: 1
-cluster: {name: prod, secret: 0123456789abcdef}
+cluster: {name: prod, secret: 0123456789abcdef0123456789abcdef}
 nodes:
   - {name: n1, address: 10.0.0.11}
   - {name: n2, address: 10.0.0.12}
@@ -59,7 +59,7 @@ func TestParseErrors(t *testing.T) {
 `, []string{"groups[0].checks[1].intervall: unknown field (line 14)"}},
 		{"every unknown field is reported", `version: 1
 clustr: {name: prod}
-cluster: {name: prod, secret: 0123456789abcdef, profil: fast}
+cluster: {name: prod, secret: 0123456789abcdef0123456789abcdef, profil: fast}
 nodes: [{name: n1, address: 10.0.0.11, adress: 10.0.0.12}]
 `, []string{
 			"clustr: unknown field (line 2)",
@@ -77,12 +77,12 @@ nodes: [{name: n1, address: 10.0.0.11, adress: 10.0.0.12}]
 		{"type error with path and line", `version: 1
 cluster:
   name: prod
-  secret: 0123456789abcdef
+  secret: 0123456789abcdef0123456789abcdef
   port: abc
 nodes: [{name: n1, address: 10.0.0.11}]
 `, []string{`cluster.port: line 5: cannot unmarshal "abc" into int`}},
 		{"type errors are all reported and not repeated by validation", `version: one
-cluster: {name: prod, secret: 0123456789abcdef, clock_drift: [1]}
+cluster: {name: prod, secret: 0123456789abcdef0123456789abcdef, clock_drift: [1]}
 nodes: {name: n1}
 `, []string{
 			`version: line 1: cannot unmarshal "one" into int`,
@@ -114,7 +114,7 @@ nodes: {name: n1}
 		{"empty file", "", []string{
 			`version: missing (add "version: 1")`,
 			"cluster.name: missing (e.g. name: prod)",
-			"cluster.secret_file: missing; the cluster needs a shared secret of at least 16 bytes (e.g. head -c 32 /dev/urandom | base64 > FILE, then secret_file: FILE)",
+			"cluster.secret_file: missing; the cluster needs a shared secret of at least 32 bytes (e.g. head -c 32 /dev/urandom | base64 > FILE, then secret_file: FILE)",
 			"nodes: no nodes; add at least one, e.g. {name: n1, address: 10.0.0.11}",
 		}},
 		{"version 2", strings.Replace(head, "version: 1", "version: 2", 1),
@@ -123,8 +123,8 @@ nodes: {name: n1}
 			[]string{`cluster.name: "Prod_1" is not a valid name: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit`}},
 		{"secret and secret_file", strings.Replace(head, "secret:", "secret_file: s, secret:", 1),
 			[]string{"cluster.secret: set either secret or secret_file, not both"}},
-		{"short inline secret", strings.Replace(head, "0123456789abcdef", "short", 1),
-			[]string{"cluster.secret: secret is 5 bytes; use at least 16 (e.g. head -c 32 /dev/urandom | base64)"}},
+		{"short inline secret", strings.Replace(head, "0123456789abcdef0123456789abcdef", "short", 1),
+			[]string{"cluster.secret: secret is 5 bytes; use at least 32 (e.g. the output of head -c 32 /dev/urandom | base64), or keep it in a file: head -c 32 /dev/urandom | base64 > FILE, then secret_file: FILE"}},
 		{"profile and port", strings.Replace(head, "secret:", "profile: turbo, port: 70000, secret:", 1), []string{
 			`cluster.profile: "turbo" is not a profile; use default, fast or wan`,
 			"cluster.port: 70000 is out of range; use 1 to 65535 (default 7946)",
@@ -151,7 +151,7 @@ nodes: {name: n1}
 		{"bad node address", head + "  - {name: n3, address: 10.0.0.300}\n",
 			[]string{`nodes[3].address: "10.0.0.300" is not an IP address`}},
 		{"node names and addresses", `version: 1
-cluster: {name: prod, secret: 0123456789abcdef}
+cluster: {name: prod, secret: 0123456789abcdef0123456789abcdef}
 nodes:
   - {name: n1, address: 10.0.0.11}
   - {name: n1, address: 10.0.0.11}
@@ -167,13 +167,13 @@ nodes:
 		{"api on the cluster port", strings.Replace(head, "10.0.0.11}", "10.0.0.11, api: \"10.0.0.11:7946\"}", 1),
 			[]string{"nodes[0].api: 10.0.0.11:7946 clashes with the quorum traffic on cluster.port 7946; use another port (default 7480)"}},
 		{"two voters", `version: 1
-cluster: {name: prod, secret: 0123456789abcdef}
+cluster: {name: prod, secret: 0123456789abcdef0123456789abcdef}
 nodes:
   - {name: n1, address: 10.0.0.11}
   - {name: n2, address: 10.0.0.12}
 `, []string{"nodes: only 2 voting nodes (n1, n2): a partition between them cannot be decided safely; add a witness node, e.g. {name: w1, address: 10.0.0.13, witness: true}"}},
 		{"one voter is fine", `version: 1
-cluster: {name: dev, secret: 0123456789abcdef}
+cluster: {name: dev, secret: 0123456789abcdef0123456789abcdef}
 nodes: [{name: n1, address: 127.0.0.1}]
 `, nil},
 		{"four voters are fine", head + "  - {name: n4, address: 10.0.0.14}\n", nil},
@@ -375,7 +375,7 @@ groups:
 const design = `version: 1
 cluster:
   name: prod
-  secret: "0123456789abcdef0123456789abcdef"
+  secret: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
   profile: default
   port: 7946
 nodes:
@@ -419,7 +419,7 @@ func TestParseDesignSketch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := string(c.Secret), "0123456789abcdef0123456789abcdef"; got != want {
+	if got, want := string(c.Secret), "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"; got != want {
 		t.Errorf("Secret = %q, want %q", got, want)
 	}
 	if c.APIToken != "" {
@@ -480,7 +480,7 @@ func TestParseDesignSketch(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	c, err := Parse([]byte(`version: 1
-cluster: {name: lab, secret: "0123456789abcdef  "}
+cluster: {name: lab, secret: "0123456789abcdef0123456789abcdef  "}
 nodes: [{name: n1, address: "fd00::1"}, {name: n2, address: 10.0.0.2}, {name: n3, address: 10.0.0.3}]
 dns: {zone: ha.example.com}
 groups:
@@ -495,7 +495,7 @@ groups:
 	if c.Cluster.Profile != "default" || c.Cluster.Port != 7946 {
 		t.Errorf("profile, port = %q, %d", c.Cluster.Profile, c.Cluster.Port)
 	}
-	if string(c.Secret) != "0123456789abcdef" {
+	if string(c.Secret) != "0123456789abcdef0123456789abcdef" {
 		t.Errorf("Secret = %q, want trailing spaces trimmed", c.Secret)
 	}
 	if got := c.Nodes[0].API; got != "[fd00::1]:7480" {
@@ -551,15 +551,16 @@ func TestSecretFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("secret", "0123456789abcdef0123\n")
+	write("secret", "0123456789abcdef0123456789abcdef\n")
 	write("short", "hello\n")
+	write("twenty", "0123456789abcdef0123\n")
 	write("token", "tok\n")
 	write("empty", "\n")
-	write("open", "0123456789abcdef0123\n")
+	write("open", "0123456789abcdef0123456789abcdef\n")
 	if err := os.Chmod(filepath.Join(dir, "open"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	body := strings.TrimPrefix(head, "version: 1\ncluster: {name: prod, secret: 0123456789abcdef}\n")
+	body := strings.TrimPrefix(head, "version: 1\ncluster: {name: prod, secret: 0123456789abcdef0123456789abcdef}\n")
 	doc := func(cluster, api string) string {
 		return "version: 1\ncluster: {name: prod, " + cluster + "}\n" + api + body
 	}
@@ -569,7 +570,9 @@ func TestSecretFiles(t *testing.T) {
 	}{
 		{"relative secret and token files", doc("secret_file: secret", "api: {token_file: token}\n"), nil},
 		{"short secret", doc("secret_file: short", ""),
-			[]string{"cluster.secret_file: secret is 5 bytes; use at least 16 (e.g. head -c 32 /dev/urandom | base64 > FILE)"}},
+			[]string{`cluster.secret_file: "` + filepath.Join(dir, "short") + `" holds a secret of 5 bytes; use at least 32: head -c 32 /dev/urandom | base64 > ` + filepath.Join(dir, "short")}},
+		{"20-byte secret (the old fixtures' length)", doc("secret_file: twenty", ""),
+			[]string{`cluster.secret_file: "` + filepath.Join(dir, "twenty") + `" holds a secret of 20 bytes; use at least 32: head -c 32 /dev/urandom | base64 > ` + filepath.Join(dir, "twenty")}},
 		{"secret readable by others", doc("secret_file: open", ""),
 			[]string{`cluster.secret_file: "` + filepath.Join(dir, "open") + `" is readable by group or others (mode 0644); chmod 600 ` + filepath.Join(dir, "open")}},
 		{"missing secret file", doc("secret_file: nope", ""),
@@ -593,7 +596,7 @@ func TestSecretFiles(t *testing.T) {
 			if !slices.Equal(got, tt.want) {
 				t.Fatalf("errors:\n  got:  %q\n  want: %q", got, tt.want)
 			}
-			if err == nil && (string(c.Secret) != "0123456789abcdef0123" || c.APIToken != "tok") {
+			if err == nil && (string(c.Secret) != "0123456789abcdef0123456789abcdef" || c.APIToken != "tok") {
 				t.Errorf("Secret %q, APIToken %q", c.Secret, c.APIToken)
 			}
 		})
@@ -613,7 +616,7 @@ func TestProfiles(t *testing.T) {
 			t.Fatalf("Profile(%q) missing", name)
 		}
 		// The profiles must pass the same rules as overrides, and Raft's own (lease ≤ heartbeat ≤ election).
-		c := &Config{Version: 1, Cluster: Cluster{Name: "x", Secret: "0123456789abcdef", Profile: name, Port: 1}, Nodes: []Node{{Name: "n1", Address: "10.0.0.1", API: "10.0.0.1:7480"}}}
+		c := &Config{Version: 1, Cluster: Cluster{Name: "x", Secret: "0123456789abcdef0123456789abcdef", Profile: name, Port: 1}, Nodes: []Node{{Name: "n1", Address: "10.0.0.1", API: "10.0.0.1:7480"}}}
 		c.ApplyDefaults()
 		if errs := c.Validate(); errs != nil {
 			t.Errorf("profile %s does not validate: %v", name, errs)
@@ -786,7 +789,7 @@ func TestSecretsStayOutOfJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, _ := json.Marshal(c)
-	if strings.Contains(string(out), "0123456789abcdef") || strings.Contains(string(out), "tok-secret-xyz") || strings.Contains(string(out), "MDEy") {
+	if strings.Contains(string(out), "0123456789abcdef0123456789abcdef") || strings.Contains(string(out), "tok-secret-xyz") || strings.Contains(string(out), "MDEy") {
 		t.Errorf("JSON of a config leaks a secret: %s", out)
 	}
 }

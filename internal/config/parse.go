@@ -40,8 +40,11 @@ const (
 	DefaultStopTimeout   = Duration(10 * time.Second)
 )
 
-// MinSecretBytes is the shortest cluster secret accepted.
-const MinSecretBytes = 16
+// MinSecretBytes is the shortest cluster secret accepted. The raft certificate, whose key is derived from the secret,
+// is shown to anyone who connects to the quorum port, so the secret must resist offline guessing: 32 bytes is what
+// `head -c 32 /dev/urandom | base64` gives (44 characters), and the agent stretches it with argon2id on top
+// (internal/clusterkey).
+const MinSecretBytes = 32
 
 // maxSecretFile bounds what is read from a secret, token or password file: they hold a line, and a config that
 // points one at a huge file by mistake must fail rather than eat memory.

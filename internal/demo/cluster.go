@@ -76,7 +76,7 @@ func NewCluster(bin, dir string, spec Spec) (*Cluster, error) {
 		spec.Cluster = "demo"
 	}
 	if spec.Secret == "" {
-		spec.Secret = "demo-secret-0123456789"
+		spec.Secret = "demo-secret-0123456789abcdefghijklmn"
 	}
 	r := rand.New(rand.NewSource(time.Now().UnixNano()))
 	c := &Cluster{Bin: bin, Dir: dir, Addrs: map[string]string{}, APIs: map[string]string{},

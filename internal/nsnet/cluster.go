@@ -62,7 +62,7 @@ func (l *Lab) StartCluster(s ClusterSpec) (*Cluster, error) {
 	}
 	c := &Cluster{L: l, Spec: s, Members: hosts[:s.Members], Witness: hosts[s.Members], procs: map[string]*Proc{}}
 	var b strings.Builder
-	fmt.Fprintf(&b, "version: 1\ncluster:\n  name: lab\n  secret: \"lab-secret-0123456789abcdef\"\n  profile: %s\n%s", s.Profile, s.Extra)
+	fmt.Fprintf(&b, "version: 1\ncluster:\n  name: lab\n  secret: \"lab-secret-0123456789abcdefghijklmnop\"\n  profile: %s\n%s", s.Profile, s.Extra)
 	b.WriteString("api: {token: \"lab-token-0123456789\"}\nnodes:\n")
 	for _, h := range append(append([]string{}, c.Members...), c.Witness) {
 		fmt.Fprintf(&b, "  - {name: %s, address: %s, api: \"%s:%d\", data_dir: %q, witness: %v}\n",

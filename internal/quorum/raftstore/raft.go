@@ -54,7 +54,7 @@ type RaftConfig struct {
 	// Empty means in-memory stores, which is allowed only with Transport.
 	DataDir string
 	Peers   []Peer // all voters including this node, the same list on every node
-	Secret  []byte // cluster secret; authenticates and encrypts raft traffic
+	Secret  []byte // cluster key (the agent passes the argon2id-stretched secret, internal/clusterkey); authenticates and encrypts raft traffic
 	Cluster string // cluster name; part of the key derivation
 	// Raft timers; zero takes raft's default. LeaderLeaseTimeout must not
 	// exceed HeartbeatTimeout, nor HeartbeatTimeout ElectionTimeout.

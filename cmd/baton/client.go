@@ -91,6 +91,15 @@ func unreachable(base string, err error) error {
 	return fmt.Errorf("cannot reach the agent at %s: %w (is `baton agent` running there? pass --api, or --node with --config)", base, err)
 }
 
+// readPath is path for a consistent read (the default: the agent answers as
+// the quorum leader would), or with ?stale=true for its own replica.
+func readPath(path string, stale bool) string {
+	if stale {
+		return path + "?stale=true"
+	}
+	return path
+}
+
 // get fetches path from the agent into v.
 func (f *apiFlags) get(path string, v any) error {
 	base, err := f.base()

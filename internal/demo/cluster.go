@@ -275,11 +275,13 @@ func (c *Cluster) Baton(node string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// Status fetches a node's /v1/status.
+// Status fetches a node's own view, /v1/status?stale=true: what that node acts
+// on, also while it is cut off from the quorum (a consistent read would ask
+// the leader).
 func (c *Cluster) Status(node string) (core.Status, error) {
 	var st core.Status
 	cl := &http.Client{Timeout: 2 * time.Second}
-	resp, err := cl.Get("http://" + c.APIs[node] + "/v1/status")
+	resp, err := cl.Get("http://" + c.APIs[node] + "/v1/status?stale=true")
 	if err != nil {
 		return st, err
 	}

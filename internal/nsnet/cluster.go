@@ -129,10 +129,11 @@ func (c *Cluster) KillAgent(host string) error {
 	return nil // "signal: killed" is what we asked for
 }
 
-// Status asks a host's agent for /v1/status (from inside the client
-// namespace) and decodes it into v.
+// Status asks a host's agent for its own view, /v1/status?stale=true (from
+// inside the client namespace), and decodes it into v: tests look at what
+// that node acts on, also while it is cut off from the quorum.
 func (c *Cluster) Status(host string, v any) error {
-	resp, err := c.L.HTTPClient(Client, 2*time.Second).Get("http://" + net.JoinHostPort(c.L.Addr(host), fmt.Sprint(c.Spec.APIPort)) + "/v1/status")
+	resp, err := c.L.HTTPClient(Client, 2*time.Second).Get("http://" + net.JoinHostPort(c.L.Addr(host), fmt.Sprint(c.Spec.APIPort)) + "/v1/status?stale=true")
 	if err != nil {
 		return err
 	}

@@ -91,15 +91,37 @@ func unreachable(base string, err error) error {
 	return fmt.Errorf("cannot reach the agent at %s: %w (is `baton agent` running there? pass --api, or --node with --config)", base, err)
 }
 
+// readPath is path for a consistent read (the default: the agent answers as
+// the quorum leader would), or with ?stale=true for its own replica.
+func readPath(path string, stale bool) string {
+	if stale {
+		return path + "?stale=true"
+	}
+	return path
+}
+
 // get fetches path from the agent into v.
 func (f *apiFlags) get(path string, v any) error {
 	base, err := f.base()
 	if err != nil {
 		return err
 	}
+	// Reads need no token, but with it the agent shows the check details it
+	// hides from others (credentials in a check's URL, an exec check's output).
+	tok, err := f.token()
+	if err != nil {
+		return err
+	}
 	c := &http.Client{Timeout: 5 * time.Second}
 	url := base + path
-	resp, err := c.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return unreachable(base, err)
 	}

@@ -13,14 +13,14 @@ import (
 
 func newHistoryCmd() *cobra.Command {
 	var f apiFlags
-	var asJSON bool
+	var asJSON, stale bool
 	cmd := &cobra.Command{
 		Use:   "history",
 		Short: "Show every ownership change with its reason and timings",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var ev []quorum.Event
-			if err := f.get("/v1/events", &ev); err != nil {
+			if err := f.get(readPath("/v1/events", stale), &ev); err != nil {
 				return err
 			}
 			if asJSON {
@@ -60,6 +60,7 @@ func newHistoryCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().BoolVar(&stale, "stale", false, "answer from the asked agent's own replica, without asking the quorum leader (works without a quorum; may lag it)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

@@ -27,7 +27,7 @@ func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 func TestCheckConfigReportsEveryProblemWithItsPath(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "baton.yaml")
 	os.WriteFile(path, []byte(`version: 1
-cluster: {name: prod, secret: "0123456789abcdef0123"}
+cluster: {name: prod, secret: "0123456789abcdef0123456789abcdef"}
 nodes:
   - {name: n1, address: 10.0.0.11}
   - {name: n2, address: 10.0.0.300}

@@ -14,14 +14,14 @@ import (
 
 func newStatusCmd() *cobra.Command {
 	var f apiFlags
-	var asJSON bool
+	var asJSON, stale bool
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show nodes and group ownership as an agent sees them",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var st core.Status
-			if err := f.get("/v1/status", &st); err != nil {
+			if err := f.get(readPath("/v1/status", stale), &st); err != nil {
 				return err
 			}
 			if asJSON {
@@ -34,6 +34,7 @@ func newStatusCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().BoolVar(&stale, "stale", false, "answer from the asked agent's own replica, without asking the quorum leader (works without a quorum; may lag it)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the stable JSON form")
 	return cmd
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -55,6 +56,16 @@ func (a *Agent) WaitApplied(ctx context.Context, index uint64) error {
 		}
 	}
 	return nil
+}
+
+// ReadIndex returns, on the quorum leader, an applied index holding every
+// change acknowledged before the call (see raftstore.Raft.ReadIndex).
+func (a *Agent) ReadIndex(ctx context.Context) (uint64, error) {
+	idx, err := a.raft.ReadIndex(ctx)
+	if errors.Is(err, quorum.ErrNotLeader) {
+		return 0, fmt.Errorf("%w: this node (%s) no longer leads the quorum", core.ErrNotLeader, a.self.Name)
+	}
+	return idx, err
 }
 
 // Ready reports whether the agent knows a quorum leader.

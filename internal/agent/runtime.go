@@ -22,6 +22,7 @@ import (
 
 	"github.com/baton-ha/baton/internal/cluster"
 	"github.com/baton-ha/baton/internal/cluster/udp"
+	"github.com/baton-ha/baton/internal/clusterkey"
 	"github.com/baton-ha/baton/internal/config"
 	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/health"
@@ -121,12 +122,17 @@ func open(opts Options) (_ *Agent, err error) {
 		raftPeers = append(raftPeers, raftstore.Peer{ID: n.Name, Addr: addr})
 	}
 	bind := net.JoinHostPort(self.Address, port)
+	// Every key of cluster traffic comes from the stretched secret (argon2id, once per process: internal/clusterkey),
+	// so the raft certificate anyone can fetch and a captured heartbeat are no cheap test of a guessed secret.
+	kdfStart := time.Now()
+	clusterKey := clusterkey.Derive(cfg.Secret, cfg.Cluster.Name)
+	log.Info("cluster key derived", "kdf", "argon2id", "took", time.Since(kdfStart).Round(time.Millisecond))
 	inc, err := nextIncarnation(filepath.Join(self.DataDir, "incarnation"), time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("nodes[%s].data_dir: %w", self.Name, err)
 	}
 	a.udp, err = udp.Listen(bind, self.Name, inc, peers,
-		cluster.NewCodec(cfg.Secret, cfg.Cluster.Name), log.With("component", "heartbeat"))
+		cluster.NewCodec(clusterKey, cfg.Cluster.Name), log.With("component", "heartbeat"))
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +144,7 @@ func open(opts Options) (_ *Agent, err error) {
 	})
 	a.raft, err = raftstore.OpenRaft(raftstore.RaftConfig{
 		NodeID: self.Name, Bind: bind, DataDir: self.DataDir, Peers: raftPeers,
-		Secret: cfg.Secret, Cluster: cfg.Cluster.Name,
+		Secret: clusterKey, Cluster: cfg.Cluster.Name,
 		HeartbeatTimeout: a.timing.RaftHeartbeatTimeout, ElectionTimeout: a.timing.RaftElectionTimeout,
 		LeaderLeaseTimeout: a.timing.RaftLeaderLease, CommitTimeout: a.timing.RaftCommitTimeout,
 		Logger: log.With("component", "raft"), OnChange: a.notify,

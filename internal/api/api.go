@@ -9,9 +9,11 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/baton-ha/baton/internal/agent"
 	"github.com/baton-ha/baton/internal/api/ui"
 	"github.com/baton-ha/baton/internal/core"
+	"github.com/baton-ha/baton/internal/health"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
@@ -51,6 +54,11 @@ type Backend interface {
 	// applied it, so a read right after it on the same node sees it.
 	AppliedIndex() uint64
 	WaitApplied(ctx context.Context, index uint64) error
+	// ReadIndex, on the quorum leader, returns an applied index that holds
+	// every change acknowledged before the call, once the leader confirmed
+	// with a quorum that it still leads (core.ErrNotLeader elsewhere). A
+	// node that applied it answers reads as the leader would.
+	ReadIndex(ctx context.Context) (uint64, error)
 	// MetricsHandler serves Prometheus metrics.
 	MetricsHandler() http.Handler
 	// Crash makes the agent exit at once without handing off, as a crash
@@ -87,6 +95,7 @@ func New(b Backend, log *slog.Logger) *Server {
 			writeError(w, http.StatusNotFound, "the dashboard is turned off on this node (api.ui: false in the cluster config)")
 		})
 	}
+	s.mux.HandleFunc("GET /v1/internal/read-index", s.readIndex)
 	s.mux.HandleFunc("GET /v1/groups/{group}", s.group)
 	s.mux.HandleFunc("GET /v1/groups/{group}/endpoints", s.endpoints)
 	s.mux.HandleFunc("GET /v1/groups/{group}/active", s.role(core.RoleActive))
@@ -124,15 +133,44 @@ func New(b Backend, log *slog.Logger) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	if !s.consistent(w, r) {
+		return
+	}
 	st, err := s.b.Status(r)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
+	if !s.authorized(r) {
+		publicChecks(&st)
+	}
 	writeJSON(w, http.StatusOK, st)
 }
 
+// authorized reports whether r carries the API token. Reads need none, but
+// only a reader with it sees the check details that may hold credentials.
+func (s *Server) authorized(r *http.Request) bool {
+	want := s.b.Token()
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return want != "" && ok && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// publicChecks replaces the check results in st by what anyone may see: an
+// http check's URL without its password and query values, an exec check's
+// exit status without its output (health.Result.Public).
+func publicChecks(st *core.Status) {
+	st.Groups = slices.Clone(st.Groups) // the backend's may be shared
+	for i := range st.Groups {
+		if cs, ok := st.Groups[i].Checks.([]health.CheckState); ok {
+			st.Groups[i].Checks = health.PublicStates(cs)
+		}
+	}
+}
+
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	if !s.consistent(w, r) {
+		return
+	}
 	ev, err := s.b.Events(r)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
@@ -149,6 +187,9 @@ func (s *Server) findGroup(w http.ResponseWriter, r *http.Request) (core.GroupSt
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return core.GroupStatus{}, false
+	}
+	if !s.authorized(r) {
+		publicChecks(&st)
 	}
 	name := r.PathValue("group")
 	for _, g := range st.Groups {
@@ -179,6 +220,9 @@ func (s *Server) endpoints(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) group(w http.ResponseWriter, r *http.Request) {
+	if !s.consistent(w, r) {
+		return
+	}
 	if g, ok := s.findGroup(w, r); ok {
 		writeJSON(w, http.StatusOK, g)
 	}
@@ -200,6 +244,128 @@ func (s *Server) role(want string) http.HandlerFunc {
 		writeJSON(w, http.StatusServiceUnavailable, body)
 	}
 }
+
+// consistent makes a read answer as the quorum leader would, unless the
+// request asks for ?stale=true: on the leader it takes the read index (its
+// applied state, leadership confirmed by a quorum); elsewhere it asks the
+// leader for that index and waits until this node applied it. So a status
+// or history read anywhere right after a mutation returned shows it, like
+// Consul's consistent mode; ?stale=true is Consul's stale mode: this node's
+// replica as it is, no round trip, and it answers without a quorum too. It
+// writes the error and returns false when the read cannot be made consistent.
+func (s *Server) consistent(w http.ResponseWriter, r *http.Request) bool {
+	stale, err := staleParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return false
+	}
+	if stale {
+		w.Header().Set(consistencyHeader, "stale")
+		return true
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), readWait)
+	defer cancel()
+	// No leader known, or one that just lost its place, is often a matter of
+	// milliseconds (an election, a leadership transfer, this node thawing
+	// from a pause): retry until readWait, as Consul holds an RPC while it has
+	// no leader.
+	var idx uint64
+	for {
+		if idx, err = s.leaderReadIndex(ctx); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(readRetry):
+			continue
+		}
+		break
+	}
+	if err == nil {
+		err = s.b.WaitApplied(ctx, idx)
+	}
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "consistent read: "+err.Error()+
+			"; for this node's own view, which may lag the quorum, ask with ?stale=true (CLI: --stale)")
+		return false
+	}
+	w.Header().Set(consistencyHeader, "consistent")
+	w.Header().Set(readIndexHeader, strconv.FormatUint(idx, 10))
+	return true
+}
+
+// staleParam reads ?stale: absent or false is a consistent read; "",
+// "true" or "1" a stale one (Consul accepts a bare ?stale).
+func staleParam(r *http.Request) (bool, error) {
+	q := r.URL.Query()
+	if !q.Has("stale") {
+		return false, nil
+	}
+	switch v := q.Get("stale"); v {
+	case "", "true", "1":
+		return true, nil
+	case "false", "0":
+		return false, nil
+	default:
+		return false, fmt.Errorf("stale=%s: want stale=true or stale=false", quote(v))
+	}
+}
+
+// leaderReadIndex returns the leader's read index: this node's own when it
+// leads, else the leader's answer to GET /v1/internal/read-index.
+func (s *Server) leaderReadIndex(ctx context.Context) (uint64, error) {
+	addr, self := s.b.LeaderAPI()
+	if self {
+		return s.b.ReadIndex(ctx)
+	}
+	if addr == "" {
+		return 0, errors.New("no quorum leader known")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.leaderURL(addr, "/v1/internal/read-index"), nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set(forwardedHeader, "1")
+	resp, err := s.peerClient().Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("asking the quorum leader at %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Index *uint64 `json:"index"`
+		Error string  `json:"error"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&body); err != nil {
+		return 0, fmt.Errorf("the quorum leader at %s answered %s: %v", addr, resp.Status, err)
+	}
+	if resp.StatusCode != http.StatusOK || body.Index == nil {
+		return 0, fmt.Errorf("the quorum leader at %s answered %s: %s", addr, resp.Status, body.Error)
+	}
+	return *body.Index, nil
+}
+
+// readIndex: GET /v1/internal/read-index, served by the quorum leader to the
+// other nodes' consistent reads: {"index": N}.
+func (s *Server) readIndex(w http.ResponseWriter, r *http.Request) {
+	if _, self := s.b.LeaderAPI(); !self {
+		writeError(w, http.StatusServiceUnavailable, "this node does not lead the quorum")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), readWait)
+	defer cancel()
+	idx, err := s.b.ReadIndex(ctx)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]uint64{"index": idx})
+}
+
+// leaderURL is the URL of path on the agent API at addr.
+func (s *Server) leaderURL(addr, path string) string { return "http://" + addr + path }
+
+// peerClient is the client for requests to other agents' APIs.
+func (s *Server) peerClient() *http.Client { return forwardClient }
 
 // mutation wraps a handler that changes something: it needs the API token as
 // "Authorization: Bearer TOKEN" (401 without, 403 when wrong).
@@ -239,7 +405,7 @@ func (s *Server) onLeader(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, "request body too large")
 			return
 		}
-		req, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+addr+r.URL.RequestURI(), bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(r.Context(), r.Method, s.leaderURL(addr, r.URL.RequestURI()), bytes.NewReader(body))
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, err.Error())
 			return
@@ -247,7 +413,7 @@ func (s *Server) onLeader(h http.HandlerFunc) http.HandlerFunc {
 		req.Header.Set("Authorization", r.Header.Get("Authorization"))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set(forwardedHeader, "1")
-		resp, err := forwardClient.Do(req)
+		resp, err := s.peerClient().Do(req)
 		if err != nil {
 			writeError(w, http.StatusBadGateway, "forwarding to the quorum leader at "+addr+": "+err.Error())
 			return
@@ -280,6 +446,17 @@ const (
 	// applyWait bounds that wait: a follower normally applies a commit within
 	// a Raft heartbeat; one that is cut off must not hold the answer forever.
 	applyWait = 5 * time.Second
+	// readWait bounds a consistent read: the leader's quorum round trip plus
+	// this node catching up, normally milliseconds. A node cut off from the
+	// leader answers 503 after it rather than a view it cannot vouch for.
+	readWait = 3 * time.Second
+	// readRetry is the pause between attempts to reach a leader for a
+	// consistent read: about a Raft heartbeat of the fast profile.
+	readRetry = 20 * time.Millisecond
+	// consistencyHeader says how a read was served: "consistent" or "stale";
+	// readIndexHeader, for a consistent one, the index it reflects.
+	consistencyHeader = "X-Baton-Consistency"
+	readIndexHeader   = "X-Baton-Read-Index"
 )
 
 // indexWriter adds the applied index to the leader's answer to a mutation

@@ -13,6 +13,7 @@ import (
 
 	"github.com/baton-ha/baton/internal/agent"
 	"github.com/baton-ha/baton/internal/core"
+	"github.com/baton-ha/baton/internal/health"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
@@ -23,6 +24,14 @@ type fakeBackend struct {
 	leader   string // LeaderAPI: "" = this node
 	applied  uint64
 	waited   uint64 // the index WaitApplied was last asked for
+	noLeader bool   // LeaderAPI: no leader known
+	readIdx  uint64 // ReadIndex's answer on the leader
+	reads    int    // ReadIndex calls
+}
+
+func (f *fakeBackend) ReadIndex(context.Context) (uint64, error) {
+	f.reads++
+	return f.readIdx, nil
 }
 
 func (f *fakeBackend) AppliedIndex() uint64 { return f.applied }
@@ -35,7 +44,7 @@ func (f *fakeBackend) Status(*http.Request) (core.Status, error)    { return f.s
 func (f *fakeBackend) Events(*http.Request) ([]quorum.Event, error) { return nil, nil }
 func (f *fakeBackend) Ready() bool                                  { return f.st.Leader != "" }
 func (f *fakeBackend) Token() string                                { return f.token }
-func (f *fakeBackend) LeaderAPI() (string, bool)                    { return f.leader, f.leader == "" }
+func (f *fakeBackend) LeaderAPI() (string, bool)                    { return f.leader, f.leader == "" && !f.noLeader }
 func (f *fakeBackend) Crash()                                       {}
 func (f *fakeBackend) Changed() <-chan struct{}                     { return nil }
 func (f *fakeBackend) Stopped() <-chan struct{}                     { return nil }
@@ -211,5 +220,104 @@ func TestBodyMustBeOneObject(t *testing.T) {
 	}
 	if code, _ := do(t, s, "POST", "/v1/maintenance", "Bearer tok", `{"on":false} `); code != http.StatusOK {
 		t.Fatalf("one object and a space: %d", code)
+	}
+}
+
+// TestConsistentReads: status, history and a group read on a follower are
+// answered once it applied the leader's read index; ?stale=true answers from
+// the follower's replica at once; without a leader a consistent read is
+// refused with the way to a stale one.
+func TestConsistentReads(t *testing.T) {
+	leader := &fakeBackend{readIdx: 77, st: core.Status{Node: "w1", Leader: "w1"}}
+	ls := httptest.NewServer(New(leader, slog.New(slog.DiscardHandler)))
+	defer ls.Close()
+	follower := &fakeBackend{leader: strings.TrimPrefix(ls.URL, "http://"),
+		st: core.Status{Node: "n2", Leader: "w1", Groups: []core.GroupStatus{{Name: "web", Owner: "n1"}}}}
+	h := New(follower, slog.New(slog.DiscardHandler))
+	for _, path := range []string{"/v1/events", "/v1/status", "/v1/groups/web", "/v1/events?stale=false"} {
+		follower.waited = 0
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != http.StatusOK || follower.waited != 77 {
+			t.Errorf("GET %s on a follower: %d, waited for index %d; want 200 after waiting for the leader's 77", path, rec.Code, follower.waited)
+		}
+		if got := rec.Header().Get("X-Baton-Consistency") + " " + rec.Header().Get("X-Baton-Read-Index"); got != "consistent 77" {
+			t.Errorf("GET %s: consistency headers %q", path, got)
+		}
+	}
+	if leader.reads != 4 {
+		t.Errorf("the leader was asked for its read index %d times, want 4", leader.reads)
+	}
+	for _, path := range []string{"/v1/events?stale=true", "/v1/status?stale", "/v1/groups/web?stale=1"} {
+		follower.waited = 0
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != http.StatusOK || follower.waited != 0 || rec.Header().Get("X-Baton-Consistency") != "stale" {
+			t.Errorf("GET %s: %d, waited for %d, consistency %q; want a local answer", path, rec.Code, follower.waited, rec.Header().Get("X-Baton-Consistency"))
+		}
+	}
+	if leader.reads != 4 {
+		t.Errorf("stale reads asked the leader (%d read-index calls)", leader.reads)
+	}
+	// The leader answers its own consistent reads from its read index.
+	leader.waited = 0
+	if code, _ := do(t, New(leader, slog.New(slog.DiscardHandler)), "GET", "/v1/status", "", ""); code != 200 || leader.waited != 77 || leader.reads != 5 {
+		t.Errorf("consistent read on the leader: %d, waited %d, reads %d", code, leader.waited, leader.reads)
+	}
+	// Role checks (load balancers poll them) stay local.
+	if code, _ := do(t, h, "GET", "/v1/groups/web/active", "", ""); code != 503 || leader.reads != 5 {
+		t.Errorf("role check: %d, read-index calls %d; want a local answer", code, leader.reads)
+	}
+
+	cut := &fakeBackend{noLeader: true, st: core.Status{Node: "n3"}}
+	hc := New(cut, slog.New(slog.DiscardHandler))
+	code, body := do(t, hc, "GET", "/v1/events", "", "")
+	if msg := fmt.Sprint(body["error"]); code != http.StatusServiceUnavailable || !strings.Contains(msg, "no quorum leader known") || !strings.Contains(msg, "?stale=true (CLI: --stale)") {
+		t.Errorf("consistent read without a leader: %d %v", code, body)
+	}
+	if code, _ := do(t, hc, "GET", "/v1/status?stale=true", "", ""); code != 200 {
+		t.Errorf("stale read without a leader: %d", code)
+	}
+	if code, body := do(t, hc, "GET", "/v1/status?stale=maybe", "", ""); code != 400 || !strings.Contains(fmt.Sprint(body["error"]), `stale="maybe": want stale=true or stale=false`) {
+		t.Errorf("stale=maybe: %d %v", code, body)
+	}
+	// A node that is no longer the leader refuses to hand out a read index.
+	if code, _ := do(t, h, "GET", "/v1/internal/read-index", "", ""); code != http.StatusServiceUnavailable {
+		t.Errorf("read-index on a follower: %d", code)
+	}
+}
+
+// TestStatusHidesCheckCredentialsWithoutToken: check details that may hold
+// credentials are shown only to a request with the API token.
+func TestStatusHidesCheckCredentialsWithoutToken(t *testing.T) {
+	res := health.Result{Detail: "exit status 1: password=hunter2", Redacted: "exit status 1 (output hidden: send the API token to see it)"}
+	b := &fakeBackend{token: "tok", st: core.Status{Node: "n1", Leader: "n1", Groups: []core.GroupStatus{{Name: "web",
+		Checks: []health.CheckState{{Name: "exec[0]", Type: "exec", Last: res, LastFailure: res}}}}}}
+	h := New(b, slog.New(slog.DiscardHandler))
+	get := func(path, auth string) string {
+		req := httptest.NewRequest("GET", path, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Fatalf("GET %s: %d %s", path, rec.Code, rec.Body)
+		}
+		return rec.Body.String()
+	}
+	for _, path := range []string{"/v1/status", "/v1/groups/web"} {
+		for _, auth := range []string{"", "Bearer wrong", "Basic dG9rOg=="} {
+			if body := get(path, auth); strings.Contains(body, "hunter2") || !strings.Contains(body, "output hidden") {
+				t.Errorf("GET %s with %q: %s", path, auth, body)
+			}
+		}
+		if body := get(path, "Bearer tok"); !strings.Contains(body, "password=hunter2") {
+			t.Errorf("GET %s with the token: %s", path, body)
+		}
+	}
+	// The backend's own status is left as it was.
+	if cs := b.st.Groups[0].Checks.([]health.CheckState); cs[0].Last.Detail != res.Detail {
+		t.Errorf("redaction changed the backend's status: %+v", cs[0])
 	}
 }

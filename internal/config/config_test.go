@@ -21,7 +21,7 @@ import (
 
 // head is a valid cluster with two service nodes and a witness; test cases append groups to it (it is 6 lines).
 const head = `version: 1
-cluster: {name: prod, secret: 0123456789abcdef}
+cluster: {name: prod, secret: 0123456789abcdef0123456789abcdef}
 nodes:
   - {name: n1, address: 10.0.0.11}
   - {name: n2, address: 10.0.0.12}
@@ -60,7 +60,7 @@ func TestParseErrors(t *testing.T) {
 `, []string{"groups[0].checks[1].intervall: unknown field (line 14)"}},
 		{"every unknown field is reported", `version: 1
 clustr: {name: prod}
-cluster: {name: prod, secret: 0123456789abcdef, profil: fast}
+cluster: {name: prod, secret: 0123456789abcdef0123456789abcdef, profil: fast}
 nodes: [{name: n1, address: 10.0.0.11, adress: 10.0.0.12}]
 `, []string{
 			"clustr: unknown field (line 2)",
@@ -78,12 +78,12 @@ nodes: [{name: n1, address: 10.0.0.11, adress: 10.0.0.12}]
 		{"type error with path and line", `version: 1
 cluster:
   name: prod
-  secret: 0123456789abcdef
+  secret: 0123456789abcdef0123456789abcdef
   port: abc
 nodes: [{name: n1, address: 10.0.0.11}]
 `, []string{`cluster.port: line 5: cannot unmarshal "abc" into int`}},
 		{"type errors are all reported and not repeated by validation", `version: one
-cluster: {name: prod, secret: 0123456789abcdef, clock_drift: [1]}
+cluster: {name: prod, secret: 0123456789abcdef0123456789abcdef, clock_drift: [1]}
 nodes: {name: n1}
 `, []string{
 			`version: line 1: cannot unmarshal "one" into int`,
@@ -115,7 +115,7 @@ nodes: {name: n1}
 		{"empty file", "", []string{
 			`version: missing (add "version: 1")`,
 			"cluster.name: missing (e.g. name: prod)",
-			"cluster.secret_file: missing; the cluster needs a shared secret of at least 16 bytes (e.g. head -c 32 /dev/urandom | base64 > FILE, then secret_file: FILE)",
+			"cluster.secret_file: missing; the cluster needs a shared secret of at least 32 bytes (e.g. head -c 32 /dev/urandom | base64 > FILE, then secret_file: FILE)",
 			"nodes: no nodes; add at least one, e.g. {name: n1, address: 10.0.0.11}",
 		}},
 		{"version 2", strings.Replace(head, "version: 1", "version: 2", 1),
@@ -124,8 +124,8 @@ nodes: {name: n1}
 			[]string{`cluster.name: "Prod_1" is not a valid name: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit`}},
 		{"secret and secret_file", strings.Replace(head, "secret:", "secret_file: s, secret:", 1),
 			[]string{"cluster.secret: set either secret or secret_file, not both"}},
-		{"short inline secret", strings.Replace(head, "0123456789abcdef", "short", 1),
-			[]string{"cluster.secret: secret is 5 bytes; use at least 16 (e.g. head -c 32 /dev/urandom | base64)"}},
+		{"short inline secret", strings.Replace(head, "0123456789abcdef0123456789abcdef", "short", 1),
+			[]string{"cluster.secret: secret is 5 bytes; use at least 32 (e.g. the output of head -c 32 /dev/urandom | base64), or keep it in a file: head -c 32 /dev/urandom | base64 > FILE, then secret_file: FILE"}},
 		{"profile and port", strings.Replace(head, "secret:", "profile: turbo, port: 70000, secret:", 1), []string{
 			`cluster.profile: "turbo" is not a profile; use default, fast or wan`,
 			"cluster.port: 70000 is out of range; use 1 to 65535 (default 7946)",
@@ -152,7 +152,7 @@ nodes: {name: n1}
 		{"bad node address", head + "  - {name: n3, address: 10.0.0.300}\n",
 			[]string{`nodes[3].address: "10.0.0.300" is not an IP address`}},
 		{"node names and addresses", `version: 1
-cluster: {name: prod, secret: 0123456789abcdef}
+cluster: {name: prod, secret: 0123456789abcdef0123456789abcdef}
 nodes:
   - {name: n1, address: 10.0.0.11}
   - {name: n1, address: 10.0.0.11}
@@ -168,13 +168,13 @@ nodes:
 		{"api on the cluster port", strings.Replace(head, "10.0.0.11}", "10.0.0.11, api: \"10.0.0.11:7946\"}", 1),
 			[]string{"nodes[0].api: 10.0.0.11:7946 clashes with the quorum traffic on cluster.port 7946; use another port (default 7480)"}},
 		{"two voters", `version: 1
-cluster: {name: prod, secret: 0123456789abcdef}
+cluster: {name: prod, secret: 0123456789abcdef0123456789abcdef}
 nodes:
   - {name: n1, address: 10.0.0.11}
   - {name: n2, address: 10.0.0.12}
 `, []string{"nodes: only 2 voting nodes (n1, n2): a partition between them cannot be decided safely; add a witness node, e.g. {name: w1, address: 10.0.0.13, witness: true}"}},
 		{"one voter is fine", `version: 1
-cluster: {name: dev, secret: 0123456789abcdef}
+cluster: {name: dev, secret: 0123456789abcdef0123456789abcdef}
 nodes: [{name: n1, address: 127.0.0.1}]
 `, nil},
 		{"four voters are fine", head + "  - {name: n4, address: 10.0.0.14}\n", nil},
@@ -376,7 +376,7 @@ groups:
 const design = `version: 1
 cluster:
   name: prod
-  secret: "0123456789abcdef0123456789abcdef"
+  secret: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
   profile: default
   port: 7946
 nodes:
@@ -420,7 +420,7 @@ func TestParseDesignSketch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := string(c.Secret), "0123456789abcdef0123456789abcdef"; got != want {
+	if got, want := string(c.Secret), "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"; got != want {
 		t.Errorf("Secret = %q, want %q", got, want)
 	}
 	if c.APIToken != "" {
@@ -481,7 +481,7 @@ func TestParseDesignSketch(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	c, err := Parse([]byte(`version: 1
-cluster: {name: lab, secret: "0123456789abcdef  "}
+cluster: {name: lab, secret: "0123456789abcdef0123456789abcdef  "}
 nodes: [{name: n1, address: "fd00::1"}, {name: n2, address: 10.0.0.2}, {name: n3, address: 10.0.0.3}]
 dns: {zone: ha.example.com}
 groups:
@@ -496,7 +496,7 @@ groups:
 	if c.Cluster.Profile != "default" || c.Cluster.Port != 7946 {
 		t.Errorf("profile, port = %q, %d", c.Cluster.Profile, c.Cluster.Port)
 	}
-	if string(c.Secret) != "0123456789abcdef" {
+	if string(c.Secret) != "0123456789abcdef0123456789abcdef" {
 		t.Errorf("Secret = %q, want trailing spaces trimmed", c.Secret)
 	}
 	if got := c.Nodes[0].API; got != "[fd00::1]:7480" {
@@ -552,15 +552,16 @@ func TestSecretFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("secret", "0123456789abcdef0123\n")
+	write("secret", "0123456789abcdef0123456789abcdef\n")
 	write("short", "hello\n")
+	write("twenty", "0123456789abcdef0123\n")
 	write("token", "tok\n")
 	write("empty", "\n")
-	write("open", "0123456789abcdef0123\n")
+	write("open", "0123456789abcdef0123456789abcdef\n")
 	if err := os.Chmod(filepath.Join(dir, "open"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	body := strings.TrimPrefix(head, "version: 1\ncluster: {name: prod, secret: 0123456789abcdef}\n")
+	body := strings.TrimPrefix(head, "version: 1\ncluster: {name: prod, secret: 0123456789abcdef0123456789abcdef}\n")
 	doc := func(cluster, api string) string {
 		return "version: 1\ncluster: {name: prod, " + cluster + "}\n" + api + body
 	}
@@ -570,7 +571,9 @@ func TestSecretFiles(t *testing.T) {
 	}{
 		{"relative secret and token files", doc("secret_file: secret", "api: {token_file: token}\n"), nil},
 		{"short secret", doc("secret_file: short", ""),
-			[]string{"cluster.secret_file: secret is 5 bytes; use at least 16 (e.g. head -c 32 /dev/urandom | base64 > FILE)"}},
+			[]string{`cluster.secret_file: "` + filepath.Join(dir, "short") + `" holds a secret of 5 bytes; use at least 32: head -c 32 /dev/urandom | base64 > ` + filepath.Join(dir, "short")}},
+		{"20-byte secret (the old fixtures' length)", doc("secret_file: twenty", ""),
+			[]string{`cluster.secret_file: "` + filepath.Join(dir, "twenty") + `" holds a secret of 20 bytes; use at least 32: head -c 32 /dev/urandom | base64 > ` + filepath.Join(dir, "twenty")}},
 		{"secret readable by others", doc("secret_file: open", ""),
 			[]string{`cluster.secret_file: "` + filepath.Join(dir, "open") + `" is readable by group or others (mode 0644); chmod 600 ` + filepath.Join(dir, "open")}},
 		{"missing secret file", doc("secret_file: nope", ""),
@@ -594,7 +597,7 @@ func TestSecretFiles(t *testing.T) {
 			if !slices.Equal(got, tt.want) {
 				t.Fatalf("errors:\n  got:  %q\n  want: %q", got, tt.want)
 			}
-			if err == nil && (string(c.Secret) != "0123456789abcdef0123" || c.APIToken != "tok") {
+			if err == nil && (string(c.Secret) != "0123456789abcdef0123456789abcdef" || c.APIToken != "tok") {
 				t.Errorf("Secret %q, APIToken %q", c.Secret, c.APIToken)
 			}
 		})
@@ -614,7 +617,7 @@ func TestProfiles(t *testing.T) {
 			t.Fatalf("Profile(%q) missing", name)
 		}
 		// The profiles must pass the same rules as overrides, and Raft's own (lease ≤ heartbeat ≤ election).
-		c := &Config{Version: 1, Cluster: Cluster{Name: "x", Secret: "0123456789abcdef", Profile: name, Port: 1}, Nodes: []Node{{Name: "n1", Address: "10.0.0.1", API: "10.0.0.1:7480"}}}
+		c := &Config{Version: 1, Cluster: Cluster{Name: "x", Secret: "0123456789abcdef0123456789abcdef", Profile: name, Port: 1}, Nodes: []Node{{Name: "n1", Address: "10.0.0.1", API: "10.0.0.1:7480"}}}
 		c.ApplyDefaults()
 		if errs := c.Validate(); errs != nil {
 			t.Errorf("profile %s does not validate: %v", name, errs)
@@ -703,6 +706,15 @@ func TestCheckHost(t *testing.T) {
 	if err := os.WriteFile(hook, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// A password file others can read is refused like a secret file.
+	passDir := t.TempDir()
+	openPass := filepath.Join(passDir, "pg.pass")
+	if err := os.WriteFile(openPass, []byte("pw\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(openPass, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		interfaceByName, hostAddrs = net.InterfaceByName, net.InterfaceAddrs
 		interfaceAddrs = func(ifc *net.Interface) ([]net.Addr, error) { return ifc.Addrs() }
@@ -727,7 +739,9 @@ func TestCheckHost(t *testing.T) {
 			{Name: "web", Members: []Member{{Node: "n1"}, {Node: "n2"}}, VIPs: []VIP{{Address: "10.0.0.100/24", Interface: "eth0"}},
 				Hooks: Hooks{Active: []string{hook}, Standby: []string{"sh", "-c", "true"}}},
 			{Name: "db", Members: []Member{{Node: "n2"}}, VIPs: []VIP{{Address: "10.0.1.101/24", Interface: "eth0"}, {Address: "10.0.0.102/24", Interface: "eth9"}},
-				Hooks: Hooks{Active: []string{filepath.Join(dir, "missing")}, Standby: []string{file}, Fault: []string{"no-such-program-here"}}},
+				Hooks: Hooks{Active: []string{filepath.Join(dir, "missing")}, Standby: []string{file}, Fault: []string{"no-such-program-here"}},
+				Driver: &Driver{Type: "postgres", Superuser: &Credential{User: "postgres", PasswordFile: openPass},
+					Replication: &Credential{User: "replicator", PasswordFile: filepath.Join(passDir, "missing.pass")}}},
 		},
 	}
 	if errs := CheckHost(c, "n1"); errs != nil {
@@ -740,6 +754,8 @@ func TestCheckHost(t *testing.T) {
 		"groups[1].hooks.active[0]: " + filepath.Join(dir, "missing") + ": no such file or directory; write it (and chmod +x) before starting the agent, or remove the entry",
 		"groups[1].hooks.standby[0]: " + file + " is not executable; chmod +x " + file,
 		`groups[1].hooks.fault[0]: "no-such-program-here" is not on PATH (` + os.Getenv("PATH") + "); use the program's absolute path",
+		`groups[1].driver.superuser.password_file: "` + openPass + `" is readable by group or others (mode 0644); chmod 600 ` + openPass,
+		`groups[1].driver.replication.password_file: cannot read "` + filepath.Join(passDir, "missing.pass") + `": no such file or directory`,
 		"nodes[1].data_dir: cannot create " + filepath.Join(file, "n2") + ": " + file + " is not a directory",
 	}
 	if got := strings.Split(CheckHost(c, "n2").Error(), "\n"); !slices.Equal(got, want) {
@@ -787,7 +803,7 @@ func TestSecretsStayOutOfJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, _ := json.Marshal(c)
-	if strings.Contains(string(out), "0123456789abcdef") || strings.Contains(string(out), "tok-secret-xyz") || strings.Contains(string(out), "MDEy") {
+	if strings.Contains(string(out), "0123456789abcdef0123456789abcdef") || strings.Contains(string(out), "tok-secret-xyz") || strings.Contains(string(out), "MDEy") {
 		t.Errorf("JSON of a config leaks a secret: %s", out)
 	}
 }

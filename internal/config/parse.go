@@ -40,8 +40,11 @@ const (
 	DefaultStopTimeout   = Duration(10 * time.Second)
 )
 
-// MinSecretBytes is the shortest cluster secret accepted.
-const MinSecretBytes = 16
+// MinSecretBytes is the shortest cluster secret accepted. The raft certificate, whose key is derived from the secret,
+// is shown to anyone who connects to the quorum port, so the secret must resist offline guessing: 32 bytes is what
+// `head -c 32 /dev/urandom | base64` gives (44 characters), and the agent stretches it with argon2id on top
+// (internal/clusterkey).
+const MinSecretBytes = 32
 
 // maxSecretFile bounds what is read from a secret, token or password file: they hold a line, and a config that
 // points one at a huge file by mistake must fail rather than eat memory.
@@ -238,7 +241,7 @@ func (c *Config) resolveSecrets() Errors {
 	cl := c.Cluster
 	switch {
 	case cl.SecretFile != "" && cl.Secret == "":
-		b, err := readSmallFile(cl.SecretFile)
+		b, err := ReadSecretFile(cl.SecretFile)
 		if err != nil {
 			errs.add("cluster.secret_file", "%v", err)
 		} else {
@@ -249,7 +252,7 @@ func (c *Config) resolveSecrets() Errors {
 	}
 	switch {
 	case c.API.TokenFile != "" && c.API.Token == "":
-		b, err := readSmallFile(c.API.TokenFile)
+		b, err := ReadSecretFile(c.API.TokenFile)
 		switch {
 		case err != nil:
 			errs.add("api.token_file", "%v", err)
@@ -266,8 +269,11 @@ func (c *Config) resolveSecrets() Errors {
 
 func trimTrailingSpace(b []byte) []byte { return bytes.TrimRight(b, " \t\r\n") }
 
-// readSmallFile reads a secret-sized regular file. It refuses devices and pipes, which could block or never end.
-func readSmallFile(path string) ([]byte, error) {
+// ReadSecretFile reads a file holding a secret (the cluster secret, the API token, a driver's password). It
+// refuses devices and pipes, which could block or never end, files larger than a secret, and — judged on the file
+// it opened, not the name — files group or others may read or that someone other than this user or root owns
+// (who could rewrite it); each error names the file and the fix.
+func ReadSecretFile(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read %q: %v", path, pathErr(err))

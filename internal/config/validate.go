@@ -118,9 +118,9 @@ func (c *Config) validateCluster(errs *Errors) {
 		errs.add("cluster.secret_file", "missing; the cluster needs a shared secret of at least %d bytes (e.g. head -c 32 /dev/urandom | base64 > FILE, then secret_file: FILE)", MinSecretBytes)
 	case secret != nil && len(secret) < MinSecretBytes:
 		if cl.SecretFile != "" {
-			errs.add("cluster.secret_file", "secret is %d bytes; use at least %d (e.g. head -c 32 /dev/urandom | base64 > FILE)", len(secret), MinSecretBytes)
+			errs.add("cluster.secret_file", "%q holds a secret of %d bytes; use at least %d: head -c 32 /dev/urandom | base64 > %s", cl.SecretFile, len(secret), MinSecretBytes, cl.SecretFile)
 		} else {
-			errs.add("cluster.secret", "secret is %d bytes; use at least %d (e.g. head -c 32 /dev/urandom | base64)", len(secret), MinSecretBytes)
+			errs.add("cluster.secret", "secret is %d bytes; use at least %d (e.g. the output of head -c 32 /dev/urandom | base64), or keep it in a file: head -c 32 /dev/urandom | base64 > FILE, then secret_file: FILE", len(secret), MinSecretBytes)
 		}
 	}
 

@@ -76,7 +76,7 @@ func NewCluster(bin, dir string, spec Spec) (*Cluster, error) {
 		spec.Cluster = "demo"
 	}
 	if spec.Secret == "" {
-		spec.Secret = "demo-secret-0123456789"
+		spec.Secret = "demo-secret-0123456789abcdefghijklmn"
 	}
 	r := rand.New(rand.NewSource(time.Now().UnixNano()))
 	c := &Cluster{Bin: bin, Dir: dir, Addrs: map[string]string{}, APIs: map[string]string{},
@@ -275,11 +275,13 @@ func (c *Cluster) Baton(node string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// Status fetches a node's /v1/status.
+// Status fetches a node's own view, /v1/status?stale=true: what that node acts
+// on, also while it is cut off from the quorum (a consistent read would ask
+// the leader).
 func (c *Cluster) Status(node string) (core.Status, error) {
 	var st core.Status
 	cl := &http.Client{Timeout: 2 * time.Second}
-	resp, err := cl.Get("http://" + c.APIs[node] + "/v1/status")
+	resp, err := cl.Get("http://" + c.APIs[node] + "/v1/status?stale=true")
 	if err != nil {
 		return st, err
 	}

@@ -62,7 +62,7 @@ func (l *Lab) StartCluster(s ClusterSpec) (*Cluster, error) {
 	}
 	c := &Cluster{L: l, Spec: s, Members: hosts[:s.Members], Witness: hosts[s.Members], procs: map[string]*Proc{}}
 	var b strings.Builder
-	fmt.Fprintf(&b, "version: 1\ncluster:\n  name: lab\n  secret: \"lab-secret-0123456789abcdef\"\n  profile: %s\n%s", s.Profile, s.Extra)
+	fmt.Fprintf(&b, "version: 1\ncluster:\n  name: lab\n  secret: \"lab-secret-0123456789abcdefghijklmnop\"\n  profile: %s\n%s", s.Profile, s.Extra)
 	b.WriteString("api: {token: \"lab-token-0123456789\"}\nnodes:\n")
 	for _, h := range append(append([]string{}, c.Members...), c.Witness) {
 		fmt.Fprintf(&b, "  - {name: %s, address: %s, api: \"%s:%d\", data_dir: %q, witness: %v}\n",
@@ -129,10 +129,11 @@ func (c *Cluster) KillAgent(host string) error {
 	return nil // "signal: killed" is what we asked for
 }
 
-// Status asks a host's agent for /v1/status (from inside the client
-// namespace) and decodes it into v.
+// Status asks a host's agent for its own view, /v1/status?stale=true (from
+// inside the client namespace), and decodes it into v: tests look at what
+// that node acts on, also while it is cut off from the quorum.
 func (c *Cluster) Status(host string, v any) error {
-	resp, err := c.L.HTTPClient(Client, 2*time.Second).Get("http://" + net.JoinHostPort(c.L.Addr(host), fmt.Sprint(c.Spec.APIPort)) + "/v1/status")
+	resp, err := c.L.HTTPClient(Client, 2*time.Second).Get("http://" + net.JoinHostPort(c.L.Addr(host), fmt.Sprint(c.Spec.APIPort)) + "/v1/status?stale=true")
 	if err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ func New(bin, dir string, spec Spec) (*Cluster, error) {
 		spec.Cluster = "proctest"
 	}
 	if spec.Secret == "" {
-		spec.Secret = "proctest-secret-0123456789"
+		spec.Secret = "proctest-secret-0123456789abcdefghij"
 	}
 	c, err := demo.NewCluster(bin, dir, spec)
 	if err != nil {

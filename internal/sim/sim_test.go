@@ -19,7 +19,7 @@ var (
 
 const threeNodes = `
 version: 1
-cluster: {name: sim, secret: "0123456789abcdef0123", profile: %s}
+cluster: {name: sim, secret: "0123456789abcdef0123456789abcdef", profile: %s}
 nodes:
   - {name: n1, address: 10.0.0.1}
   - {name: n2, address: 10.0.0.2}
@@ -31,7 +31,7 @@ groups:
 
 const fiveNodes = `
 version: 1
-cluster: {name: sim, secret: "0123456789abcdef0123"}
+cluster: {name: sim, secret: "0123456789abcdef0123456789abcdef"}
 nodes:
   - {name: n1, address: 10.0.0.1}
   - {name: n2, address: 10.0.0.2}

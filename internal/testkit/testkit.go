@@ -74,7 +74,7 @@ var Members = []string{"n1", "n2", "w1"}
 func (c ThreeNodes) YAML() string {
 	name, net, group := or(c.Name, "test"), or(c.Net, "10.0.0"), or(c.Group, "web")
 	var b strings.Builder
-	fmt.Fprintf(&b, "version: 1\ncluster: {name: %s, secret: \"0123456789abcdef0123\"", name)
+	fmt.Fprintf(&b, "version: 1\ncluster: {name: %s, secret: \"0123456789abcdef0123456789abcdef\"", name)
 	if c.Profile != "" {
 		fmt.Fprintf(&b, ", profile: %s", c.Profile)
 	}

@@ -242,7 +242,7 @@ func TestWrongSecretCannotJoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	impostorCfg := c.Dir + "/impostor.yaml"
-	if err := os.WriteFile(impostorCfg, []byte(strings.ReplaceAll(string(bad), "proctest-secret-0123456789", "not-the-secret-9876543210")), 0o600); err != nil {
+	if err := os.WriteFile(impostorCfg, []byte(strings.ReplaceAll(string(bad), "proctest-secret-0123456789abcdefghij", "not-the-secret-9876543210zyxwvutsrq")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.RemoveAll(c.Dir + "/n2"); err != nil { // a fresh node, not a former member

@@ -52,10 +52,13 @@ func (f *fixedBackend) Endpoints(*http.Request, string) (core.Endpoints, error) 
 func (f *fixedBackend) MetricsHandler() http.Handler              { return http.NotFoundHandler() }
 func (f *fixedBackend) AppliedIndex() uint64                      { return 0 }
 func (f *fixedBackend) WaitApplied(context.Context, uint64) error { return nil }
-func (f *fixedBackend) Crash()                                    {}
-func (f *fixedBackend) Changed() <-chan struct{}                  { return nil }
-func (f *fixedBackend) Stopped() <-chan struct{}                  { return f.stopped }
-func (f *fixedBackend) UIEnabled() bool                           { return true }
+func (f *fixedBackend) ReadIndex(context.Context) (uint64, error) {
+	return 0, errors.New("not in this test")
+}
+func (f *fixedBackend) Crash()                   {}
+func (f *fixedBackend) Changed() <-chan struct{} { return nil }
+func (f *fixedBackend) Stopped() <-chan struct{} { return f.stopped }
+func (f *fixedBackend) UIEnabled() bool          { return true }
 
 func TestDashboardShowsDataAwareAndActiveActiveGroups(t *testing.T) {
 	ctx := browser(t)

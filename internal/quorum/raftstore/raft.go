@@ -5,6 +5,7 @@
 package raftstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,7 +55,7 @@ type RaftConfig struct {
 	// Empty means in-memory stores, which is allowed only with Transport.
 	DataDir string
 	Peers   []Peer // all voters including this node, the same list on every node
-	Secret  []byte // cluster secret; authenticates and encrypts raft traffic
+	Secret  []byte // cluster key (the agent passes the argon2id-stretched secret, internal/clusterkey); authenticates and encrypts raft traffic
 	Cluster string // cluster name; part of the key derivation
 	// Raft timers; zero takes raft's default. LeaderLeaseTimeout must not
 	// exceed HeartbeatTimeout, nor HeartbeatTimeout ElectionTimeout.
@@ -89,6 +90,12 @@ type Raft struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// readyTerm is the term in which this node, as leader, last passed a
+	// barrier (under readyMu): from then on its View holds every entry an
+	// earlier leader committed, and ReadIndex may answer from it.
+	readyMu   sync.Mutex
+	readyTerm uint64
 }
 
 var _ quorum.Quorum = (*Raft)(nil)
@@ -383,6 +390,45 @@ func (r *Raft) Propose(c quorum.Command) error {
 // to this node's View (leader only).
 func (r *Raft) Barrier(timeout time.Duration) error {
 	return mapErr(r.raft.Barrier(timeout).Error())
+}
+
+// ReadIndex returns an index of this node's View that holds every change
+// acknowledged before the call (leader only; quorum.ErrNotLeader elsewhere):
+// a node that has applied it can answer a read as the leader would. The
+// leader takes its own applied index, then confirms with a quorum that it
+// still leads (a newer leader could have acknowledged newer changes); a new
+// leader first passes one barrier per term, so that what earlier leaders
+// committed is applied here too. This is Raft's read-index (§6.4 of Ongaro's
+// thesis) and Consul's consistent read mode.
+func (r *Raft) ReadIndex(ctx context.Context) (uint64, error) {
+	if r.raft.State() != raft.Leader {
+		return 0, quorum.ErrNotLeader
+	}
+	timeout := time.Until(deadlineOr(ctx, 5*time.Second))
+	term := r.raft.CurrentTerm()
+	r.readyMu.Lock()
+	ready := r.readyTerm == term
+	r.readyMu.Unlock()
+	if !ready {
+		if err := mapErr(r.raft.Barrier(timeout).Error()); err != nil {
+			return 0, err
+		}
+		r.readyMu.Lock()
+		r.readyTerm = term
+		r.readyMu.Unlock()
+	}
+	idx := r.fsm.View().Index
+	if err := mapErr(r.raft.VerifyLeader().Error()); err != nil {
+		return 0, err
+	}
+	return idx, nil
+}
+
+func deadlineOr(ctx context.Context, d time.Duration) time.Time {
+	if dl, ok := ctx.Deadline(); ok {
+		return dl
+	}
+	return time.Now().Add(d)
 }
 
 // TransferLeadership hands raft leadership to the named voter ("" = any)

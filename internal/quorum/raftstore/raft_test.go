@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -200,6 +201,17 @@ func TestRaftLeaderFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGroup(t, nodes, "web", old.id, 1)
+	assigned := old.View().Index
+	if idx, err := old.ReadIndex(context.Background()); err != nil || idx < assigned {
+		t.Fatalf("ReadIndex on the leader = %d, %v; want at least the assignment's index %d", idx, err, assigned)
+	}
+	for _, n := range nodes {
+		if n != old {
+			if _, err := n.ReadIndex(context.Background()); !errors.Is(err, quorum.ErrNotLeader) {
+				t.Fatalf("ReadIndex on follower %s: %v, want quorum.ErrNotLeader", n.id, err)
+			}
+		}
+	}
 
 	old.close(t)
 	if old.Role() != "shutdown" {
@@ -217,6 +229,11 @@ func TestRaftLeaderFailover(t *testing.T) {
 	start := time.Now()
 	nl := waitLeader(t, rest)
 	t.Logf("new leader %s after %v", nl.id, time.Since(start))
+	// A new leader's read index covers what the old one committed: it passes a
+	// barrier first, so its View holds the assignment before it answers.
+	if idx, err := nl.ReadIndex(context.Background()); err != nil || idx < assigned || nl.View().Group("web").Owner != old.id {
+		t.Fatalf("ReadIndex on the new leader = %d, %v (owner %q); want at least %d with the old assignment applied", idx, err, nl.View().Group("web").Owner, assigned)
+	}
 
 	if err := nl.Propose(quorum.Command{Op: quorum.OpAssign, Group: "web", ExpectOwner: old.id, ExpectEpoch: 1, Owner: nl.id, Reason: quorum.ReasonFailure}); err != nil {
 		t.Fatal(err)

@@ -43,7 +43,8 @@ func (n *Node) ackFrom(now time.Duration, voter string, c cluster.Claim, sentAt 
 	if sentAt > os.acks[voter] {
 		os.acks[voter] = sentAt
 	}
-	times := make([]time.Duration, 0, len(os.acks))
+	var buf [16]time.Duration
+	times := buf[:0]
 	for _, t := range os.acks {
 		times = append(times, t)
 	}

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/baton-ha/baton/internal/cluster"
+	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/testkit"
 )
 
@@ -112,5 +115,19 @@ groups:
 	_, stderr, code = run(t, "check-config", "--config", cfg(bins[0]), "--node", "n1")
 	if want := "groups[0].driver.superuser.password_file: open " + dir + "/pg.pass: no such file or directory; create it"; code != 2 || !strings.Contains(stderr, want) {
 		t.Errorf("missing password file: exit %d, stderr lacks %q:\n%s", code, want, stderr)
+	}
+}
+
+// TestStatusShowsAPeerOfAnotherProtocol: a peer whose heartbeats this node
+// refuses for their protocol version is named in status with the fix.
+func TestStatusShowsAPeerOfAnotherProtocol(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, core.Status{Cluster: "prod", Node: "n1", Nodes: []core.NodeStatus{
+		{Name: "n1", Self: true, Alive: true},
+		{Name: "n2", Alive: false, LastSeenMs: -1, ProtocolMismatch: 3},
+	}})
+	want := fmt.Sprintf("speaks heartbeat protocol 3, this node %d: refused; run one baton release on every node", cluster.ProtocolVersion)
+	if !strings.Contains(out.String(), want) {
+		t.Fatalf("status does not say why n2's heartbeats are refused (want %q):\n%s", want, out.String())
 	}
 }

@@ -1,9 +1,8 @@
 package core
 
 import (
-	"fmt"
 	"slices"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/baton-ha/baton/internal/cluster"
@@ -32,11 +31,15 @@ func (n *Node) claims() []cluster.Claim {
 }
 
 func (n *Node) claimKey() string {
-	var b strings.Builder
+	b := n.keyBuf[:0]
 	for _, c := range n.claims() {
-		fmt.Fprintf(&b, "%s/%d,", c.Group, c.Epoch)
+		b = append(b, c.Group...)
+		b = append(b, '/')
+		b = strconv.AppendUint(b, c.Epoch, 10)
+		b = append(b, ',')
 	}
-	return b.String()
+	n.keyBuf = b
+	return string(b)
 }
 
 // What a heartbeat repeats and what it sends only on change. Claims (and the

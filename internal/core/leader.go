@@ -257,7 +257,7 @@ func (n *Node) annotate(ls *leadState, group string, gs quorum.GroupState) {
 // candidates lists the unit's members as the leader sees them now, with the
 // sync policy applied for data groups.
 func (n *Node) candidates(now time.Duration, g *Group) []decide.Candidate {
-	var out []decide.Candidate
+	out := make([]decide.Candidate, 0, len(g.Members))
 	for _, m := range g.Members {
 		c := decide.Candidate{Node: m.Node, Priority: m.Priority}
 		if m.Node == n.name {

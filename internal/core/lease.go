@@ -43,7 +43,8 @@ func (n *Node) ackFrom(now time.Duration, voter string, c cluster.Claim, sentAt 
 	if sentAt > os.acks[voter] {
 		os.acks[voter] = sentAt
 	}
-	times := make([]time.Duration, 0, len(os.acks))
+	var buf [16]time.Duration
+	times := buf[:0]
 	for _, t := range os.acks {
 		times = append(times, t)
 	}
@@ -102,14 +103,18 @@ func (n *Node) updateRoles(now time.Duration) {
 	}
 }
 
-// abandonReleased gives up an epoch this node owns but cannot hold: it is
-// not acting (no valid lease), and a voter reported releasing that epoch,
-// so that voter will never ack it again. Without this the cluster could
-// stick: with another voter dead, the released one refuses the owner's
-// claims, and a majority of releases — which the leader needs to assign a
-// new epoch — would need the owner's own voter, which never releases its
-// own lease. Relinquishing lets the leader assign a new epoch (to another
-// member, or back to this one). It is safe: the node does not act.
+// abandonReleased gives up an epoch this node owns but can no longer hold:
+// it is not acting (no valid lease), and voters reported releasing that
+// epoch — they will never ack it again — so many that the voters still able
+// to ack it (alive and not released; this node's own included) are fewer
+// than a majority. Without this the group would stay ownerless: e.g. of
+// three voters one is dead and one released the epoch while the owner
+// stalled; the released one refuses its claims, and the majority of releases
+// the leader needs for a new epoch would need the owner's own voter, which
+// never releases its own lease. Relinquishing lets the leader assign a new
+// epoch (to another member, or back to this one). It is safe: the node does
+// not act. While a majority can still ack, the owner keeps claiming: the
+// lease comes back without a new epoch.
 func (n *Node) abandonReleased(now time.Duration) {
 	v := n.view()
 	for _, g := range n.members {
@@ -119,13 +124,24 @@ func (n *Node) abandonReleased(now time.Duration) {
 			decide.Acting(now, os.expiry, n.timing.LeaseGuard) {
 			continue
 		}
+		ackable, released := 0, ""
 		for _, voter := range n.voters {
-			if p := n.peers[voter]; p != nil && p.released[g.Name] >= gs.Epoch {
-				n.log.Warn("giving up an epoch a voter released: it will never ack it again; asking for a new epoch",
-					"group", g.Name, "epoch", gs.Epoch, "voter", voter)
-				n.relinquish(now, g.Name, gs.Epoch, quorum.ReasonFailure)
-				break
+			if voter == n.name {
+				ackable++
+				continue
 			}
+			switch p := n.peers[voter]; {
+			case p == nil:
+			case p.released[g.Name] >= gs.Epoch:
+				released = voter
+			case n.alive(now, p):
+				ackable++
+			}
+		}
+		if released != "" && ackable < n.major {
+			n.log.Warn("giving up an epoch too many voters released (they never ack it again): asking for a new epoch",
+				"group", g.Name, "epoch", gs.Epoch, "released_by", released, "voters_left", ackable, "majority", n.major)
+			n.relinquish(now, g.Name, gs.Epoch, quorum.ReasonFailure)
 		}
 	}
 }

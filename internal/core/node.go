@@ -135,6 +135,7 @@ type Node struct {
 	// interval.
 	lastOwners string
 	lastClaims string
+	keyBuf     []byte // scratch for claimKey and ownersKey
 	// gossip is what the heartbeats last said about each unit (see
 	// heartbeat.go); hbCount numbers heartbeats for the refresh rotation;
 	// until fullUntil every heartbeat carries everything.

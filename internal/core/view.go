@@ -1,8 +1,7 @@
 package core
 
 import (
-	"fmt"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/baton-ha/baton/internal/cluster"
@@ -82,13 +81,19 @@ func (n *Node) learn(owners []cluster.Owner) bool {
 
 // ownersKey summarises the ownership this node would gossip.
 func (n *Node) ownersKey() string {
-	var b strings.Builder
+	b := n.keyBuf[:0]
 	v := n.view()
 	for _, g := range n.groups {
 		gs := v.Group(g.Name)
-		fmt.Fprintf(&b, "%s/%d/%s,", gs.Owner, gs.Epoch, gs.HandoffTo)
+		b = append(b, gs.Owner...)
+		b = append(b, '/')
+		b = strconv.AppendUint(b, gs.Epoch, 10)
+		b = append(b, '/')
+		b = append(b, gs.HandoffTo...)
+		b = append(b, ',')
 	}
-	return b.String()
+	n.keyBuf = b
+	return string(b)
 }
 
 // refreshView notices changes of owner or epoch in the view: the voter dates

@@ -5,7 +5,7 @@
 package decide
 
 import (
-	"sort"
+	"slices"
 	"time"
 )
 
@@ -31,10 +31,11 @@ func LeaseExpiry(ackSentAt []time.Duration, majority int, lease time.Duration) (
 	if majority <= 0 || len(ackSentAt) < majority {
 		return 0, false
 	}
-	s := append([]time.Duration(nil), ackSentAt...)
-	sort.Slice(s, func(i, j int) bool { return s[i] > s[j] })
+	var buf [16]time.Duration // on the stack for any real cluster: called for every acked claim
+	s := append(buf[:0], ackSentAt...)
+	slices.Sort(s)
 	// The majority-th newest ack: at least `majority` voters acked at or after it.
-	return s[majority-1] + lease, true
+	return s[len(s)-majority] + lease, true
 }
 
 // Acting reports whether an owner may act at now: it stops a guard interval

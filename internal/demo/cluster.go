@@ -49,6 +49,9 @@ type Spec struct {
 	// GroupExtra, $SVC, $PROXY and $DNS stand for the cluster's SvcPort,
 	// ProxyPort and DNSPort.
 	Top string
+	// MoreGroups is YAML for groups after "web" (list items indented two
+	// spaces: "  - name: ...").
+	MoreGroups string
 }
 
 // Cluster is a running (or startable) set of agent processes.
@@ -115,6 +118,7 @@ func NewCluster(bin, dir string, spec Spec) (*Cluster, error) {
 		fmt.Fprintf(&b, "      - {node: %s, priority: %d}\n", n, 200-i*10)
 	}
 	fmt.Fprintf(&b, "    hooks: {active: [%q], standby: [%q], timeout: 5s}\n%s", hook, hook, spec.GroupExtra)
+	b.WriteString(spec.MoreGroups)
 	c.ConfigPath = filepath.Join(dir, "baton.yaml")
 	if err := os.WriteFile(c.ConfigPath, []byte(b.String()), 0o600); err != nil {
 		return nil, err

@@ -37,7 +37,7 @@ Exits 0 when the config is valid, 2 when it is not.`,
 					problems = append(problems, config.FieldError{Path: "--node", Msg: nerr.Error()})
 				} else {
 					problems = append(problems, config.CheckHost(cfg, node)...)
-					problems = append(problems, checkDrivers(cfg, node)...)
+					problems = append(problems, checkDrivers(cfg, node, problems)...)
 				}
 			}
 			if len(problems) > 0 {
@@ -57,16 +57,17 @@ Exits 0 when the config is valid, 2 when it is not.`,
 	return cmd
 }
 
-// checkDrivers builds the driver of each data-aware group node is a member of,
+// checkDrivers builds the driver of each data-aware group node is a member of
+// (unless the config checks found its driver section wrong already),
 // as the agent does at start: that checks the binaries, the OS user and the
 // password files without touching the database, so a driver the agent could
 // not start is refused here rather than at start.
-func checkDrivers(cfg *config.Config, node string) config.Errors {
+func checkDrivers(cfg *config.Config, node string, known config.Errors) config.Errors {
 	var errs config.Errors
 	for i := range cfg.Groups {
 		g := &cfg.Groups[i]
-		if g.Driver == nil {
-			continue
+		if g.Driver == nil || reported(known, fmt.Sprintf("groups[%d].driver", i)) {
+			continue // the config checks already said what is wrong with it
 		}
 		if _, member := g.Member(node); !member {
 			continue
@@ -87,4 +88,14 @@ func checkDrivers(cfg *config.Config, node string) config.Errors {
 		}
 	}
 	return errs
+}
+
+// reported says whether a problem under path is among errs already.
+func reported(errs config.Errors, path string) bool {
+	for _, e := range errs {
+		if e.Path == path || strings.HasPrefix(e.Path, path+".") {
+			return true
+		}
+	}
+	return false
 }

@@ -16,7 +16,7 @@ func manyGroups(n int) string {
 	var b strings.Builder
 	b.WriteString(`
 version: 1
-cluster: {name: sim, secret: "0123456789abcdef0123"}
+cluster: {name: sim, secret: "0123456789abcdef0123456789abcdef"}
 nodes:
   - {name: n1, address: 10.0.0.1}
   - {name: n2, address: 10.0.0.2}
@@ -50,7 +50,7 @@ func TestManyGroupsOverTheWire(t *testing.T) {
 	for _, seed := range []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10} {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
 			c := New(spec, seed, nil)
-			c.Wire = cluster.NewCodec([]byte("0123456789abcdef0123"), "sim")
+			c.Wire = cluster.NewCodec([]byte("0123456789abcdef0123456789abcdef"), "sim")
 			messages := 0
 			c.OnSend = func(string, string, *cluster.Message) { messages++ }
 			c.Drop(0.1)

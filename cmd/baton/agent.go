@@ -46,14 +46,14 @@ its config (the unit does not restart it then), 1 on other failures.`,
 			// RestartPreventExitStatus): restarting would fail again.
 			cfg, err := config.Load(cfgPath)
 			if err != nil {
-				return &exitError{code: 2, msg: fmt.Sprintf("%s:\n%v", cfgPath, err)}
+				return &exitError{code: exitUsage, msg: fmt.Sprintf("%s:\n%v", cfgPath, err)}
 			}
 			self, err := cfg.LocalNode(node)
 			if err != nil {
-				return &exitError{code: 2, msg: err.Error()}
+				return &exitError{code: exitUsage, msg: err.Error()}
 			}
 			if errs := config.CheckHost(cfg, self.Name); len(errs) > 0 {
-				return &exitError{code: 2, msg: fmt.Sprintf("%s on this host:\n%v", cfgPath, errs)}
+				return &exitError{code: exitUsage, msg: fmt.Sprintf("%s on this host:\n%v", cfgPath, errs)}
 			}
 			if addr := os.Getenv("BATON_PPROF"); addr != "" {
 				// Profiling for developers; never on by default.
@@ -82,7 +82,7 @@ its config (the unit does not restart it then), 1 on other failures.`,
 func newLogger(level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+		return nil, usageError("--log-level %q: want debug, info, warn or error", level)
 	}
 	opts := &slog.HandlerOptions{Level: l}
 	if systemd.LogsToJournal(os.Stderr) {

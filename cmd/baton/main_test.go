@@ -10,18 +10,13 @@ import (
 	"github.com/baton-ha/baton/internal/testkit"
 )
 
+// run runs the command line as main does and returns what it printed and
+// its exit code.
 func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := newRoot()
 	var out, errb bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&errb)
-	cmd.SetArgs(args)
-	err := cmd.Execute()
-	if err != nil {
-		return out.String(), errb.String(), exitCode(err)
-	}
-	return out.String(), errb.String(), 0
+	code = execute(newRoot(), args, &out, &errb)
+	return out.String(), errb.String(), code
 }
 
 func TestCheckConfigReportsEveryProblemWithItsPath(t *testing.T) {

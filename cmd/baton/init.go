@@ -114,7 +114,7 @@ can only pass on each node: run 'baton check-config --node NAME' there.`,
 	f.StringVar(&spec.Group, "group", "web", "name of the group (the service that fails over)")
 	f.StringVar(&spec.Profile, "profile", "default", "timing profile: default, fast or wan")
 	f.StringVar(&dir, "dir", initRemoteDir, "directory to write baton.yaml, secret and api-token into")
-	f.StringVar(&owner, "owner", "", "user that owns the secret and the token (default: baton when run as root and that user exists, else you)")
+	f.StringVar(&owner, "owner", "", "user that owns the secret and the token, the one the agent runs as (default: you; the packaged unit runs it as root)")
 	f.BoolVar(&force, "force", false, "overwrite files that already exist in --dir")
 	return cmd
 }
@@ -396,18 +396,12 @@ func randomToken() (string, error) {
 	return base64.StdEncoding.EncodeToString(b), nil
 }
 
-// initOwner is who gets the secret and the token: --owner, else the baton
-// user (the packages' and the unit's) when running as root and it exists,
-// else nobody else (uid -1: the files stay the caller's).
+// initOwner is who gets the secret and the token: --owner (for an agent
+// run as another user through a unit drop-in), else the caller (uid -1: no
+// chown). The packaged unit runs the agent as root.
 func initOwner(name string, given bool) (uid, gid int, owner string, err error) {
 	if !given {
-		if os.Geteuid() != 0 {
-			return -1, -1, "", nil
-		}
-		if _, err := user.Lookup("baton"); err != nil {
-			return -1, -1, "", nil
-		}
-		name = "baton"
+		return -1, -1, "", nil
 	}
 	u, err := user.Lookup(name)
 	if err != nil {
@@ -433,14 +427,14 @@ func printInitNext(out io.Writer, dir string, s initSpec, owner string) {
 		who = owner
 	}
 	fmt.Fprintf(out, "wrote %s, %s (mode 0600, owner %s) and %s (mode 0600, owner %s)\n\n", cfg, sec, who, tok, who)
-	fmt.Fprintf(out, "0. Install baton on every node (the .deb or .rpm: it brings the baton user, the unit and the man pages).\n\n")
-	fmt.Fprintf(out, "1. Copy them to %s on every node (the agent refuses a secret others can read; the packages make the baton user, which the unit runs as):\n", initRemoteDir)
+	fmt.Fprintf(out, "0. Install baton on every node (the .deb or .rpm: the binary, the systemd unit, the man pages).\n\n")
+	fmt.Fprintf(out, "1. Copy them to %s on every node (scp -p keeps the secret's mode 0600: the agent refuses a secret others can read):\n", initRemoteDir)
 	local := localAddrs()
 	for _, n := range all {
 		if local[n.Address] {
 			if abs != initRemoteDir {
 				fmt.Fprintf(out, "   # %s is this host:\n", n.Name)
-				fmt.Fprintf(out, "   install -d -m 755 %s && install -m 644 %s %s/ && install -m 600 -o baton -g baton %s %s %s/\n", initRemoteDir, cfg, initRemoteDir, sec, tok, initRemoteDir)
+				fmt.Fprintf(out, "   install -d -m 755 %s && install -m 644 %s %s/ && install -m 600 %s %s %s/\n", initRemoteDir, cfg, initRemoteDir, sec, tok, initRemoteDir)
 			} else {
 				fmt.Fprintf(out, "   # %s is this host: nothing to copy\n", n.Name)
 			}
@@ -448,7 +442,6 @@ func printInitNext(out io.Writer, dir string, s initSpec, owner string) {
 		}
 		fmt.Fprintf(out, "   ssh root@%s install -d -m 755 %s\n", n.Address, initRemoteDir)
 		fmt.Fprintf(out, "   scp -p %s %s %s root@%s:%s/\n", cfg, sec, tok, sshHost(n.Address), initRemoteDir)
-		fmt.Fprintf(out, "   ssh root@%s chown baton:baton %s/%s %s/%s\n", n.Address, initRemoteDir, initSecretFile, initRemoteDir, initTokenFile)
 	}
 	fmt.Fprintf(out, "\n2. Check the config on each node (this also checks what only that host can tell: its address, the VIP's interface, data_dir):\n")
 	for _, n := range all {

@@ -70,7 +70,7 @@ func TestInitWritesAConfigThatChecks(t *testing.T) {
 	// The commands to run next, for every node.
 	for _, want := range []string{
 		"scp -p " + filepath.Join(dir, "baton.yaml") + " " + filepath.Join(dir, "secret") + " " + filepath.Join(dir, "api-token") + " root@10.0.0.12:/etc/baton/",
-		"ssh root@10.0.0.13 chown baton:baton /etc/baton/secret /etc/baton/api-token",
+		"ssh root@10.0.0.13 install -d -m 755 /etc/baton",
 		"ssh root@10.0.0.11 baton check-config --config /etc/baton/baton.yaml --node n1",
 		"ssh root@10.0.0.13 baton check-config --config /etc/baton/baton.yaml --node w1",
 		"ssh root@10.0.0.12 systemctl enable --now --no-block baton",

@@ -177,7 +177,7 @@ func TestJSONOnReadCommands(t *testing.T) {
 	}
 
 	path := filepath.Join(t.TempDir(), "bad.yaml")
-	os.WriteFile(path, []byte("version: 1\ncluster: {name: prod, secret: \"0123456789abcdef0123\"}\nnodes:\n  - {name: n1, address: 10.0.0.300}\n"), 0o600)
+	os.WriteFile(path, []byte("version: 1\ncluster: {name: prod, secret: \"cli-test-secret-0123456789abcdef0123\"}\nnodes:\n  - {name: n1, address: 10.0.0.300}\n"), 0o600)
 	stdout, stderr, code := run(t, "check-config", "--json", "--config", path)
 	var rep checkReport
 	if code != exitUsage || json.Unmarshal([]byte(stdout), &rep) != nil {

@@ -80,7 +80,7 @@ func TestSystemdNotifications(t *testing.T) {
 	port := 40000 + r.Intn(20000)
 	third := 1 + r.Intn(250)
 	cfg, err := config.Parse(fmt.Appendf(nil, `version: 1
-cluster: {name: sd, secret: "0123456789abcdef0123", port: %d, profile: fast}
+cluster: {name: sd, secret: "systemd-test-secret-0123456789abcdef", port: %d, profile: fast}
 nodes:
   - {name: n1, address: 127.1.%d.1, data_dir: %s}
   - {name: n2, address: 127.1.%d.2, data_dir: %s}

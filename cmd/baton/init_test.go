@@ -197,3 +197,28 @@ func TestPackagedExampleChecks(t *testing.T) {
 		t.Errorf("check-config on the example with its secret: exit %d\n%s%s", code, out, errOut)
 	}
 }
+
+func TestInitTCPCheckAndIPv6(t *testing.T) {
+	dir := t.TempDir()
+	stdout, stderr, code := run(t, "init", "--cluster", "v6", "--dir", dir, "--group", "db",
+		"--node", "a=fd00::11", "--node", "b=fd00::12", "--witness", "w=fd00::13",
+		"--vip", "fd00::100/64@eth0", "--check", "tcp://127.0.0.1:5432")
+	if code != 0 {
+		t.Fatalf("init: exit %d\n%s", code, stderr)
+	}
+	cfg, err := config.Load(filepath.Join(dir, "baton.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := cfg.Groups[0]
+	if g.Name != "db" || len(g.Checks) != 1 || g.Checks[0].Type != "tcp" || g.Checks[0].Address != "127.0.0.1:5432" {
+		t.Errorf("group %s checks %+v: want one tcp check of 127.0.0.1:5432", g.Name, g.Checks)
+	}
+	if n, _ := cfg.NodeByName("a"); n.API != "[fd00::11]:7480" {
+		t.Errorf("a's API %q", n.API)
+	}
+	// scp needs brackets around an IPv6 address; ssh does not take them.
+	if !strings.Contains(stdout, "root@[fd00::12]:/etc/baton/") || !strings.Contains(stdout, "ssh root@fd00::12 baton check-config") {
+		t.Errorf("IPv6 commands:\n%s", stdout)
+	}
+}

@@ -161,6 +161,12 @@ func TestOutsideSystemdNothingIsSent(t *testing.T) {
 	nilN.Ready("x")
 	nilN.Pet(time.Now())
 	nilN.Stopping("x")
+	nilN.Reloading()
+	nilN.Reloaded("x")
+	nilN.Status("x")
+	if nilN.IsReady() || nilN.WatchdogInterval() != 0 {
+		t.Error("a nil Notifier claims to be ready or watched")
+	}
 }
 
 func TestSystemdGoneIsLoggedOnce(t *testing.T) {

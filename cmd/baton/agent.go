@@ -16,6 +16,7 @@ import (
 	"github.com/baton-ha/baton/internal/agent"
 	"github.com/baton-ha/baton/internal/api"
 	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/systemd"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -25,23 +26,34 @@ func newAgentCmd() *cobra.Command {
 		Short: "Run the Baton agent for this node",
 		Long: `Run the Baton agent. Every node runs the same cluster file; --node picks this
 node's entry (default: the entry named like this host). SIGTERM or Ctrl-C hands
-off every group this node owns to a successor at once, then exits.`,
+off every group this node owns to a successor at once, then exits.
+
+Under systemd (packaging/baton.service, Type=notify) the agent tells systemd
+it is ready once it has joined the quorum and caught up, pets the watchdog
+from its core loop when WatchdogSec is set, says when it stops, and logs
+without timestamps and with journal priorities. It exits 2 when it refuses
+its config (the unit does not restart it then), 1 on other failures.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, err := newLogger(level)
 			if err != nil {
 				return err
 			}
+			// Read (and removed from the environment) before anything starts
+			// a child process: see package systemd.
+			sd := systemd.New(log.With("component", "systemd"))
+			// A config the agent refuses exits 2 (the unit's
+			// RestartPreventExitStatus): restarting would fail again.
 			cfg, err := config.Load(cfgPath)
 			if err != nil {
-				return fmt.Errorf("%s:\n%w", cfgPath, err)
+				return &exitError{code: exitUsage, msg: fmt.Sprintf("%s:\n%v", cfgPath, err)}
 			}
 			self, err := cfg.LocalNode(node)
 			if err != nil {
-				return err
+				return &exitError{code: exitUsage, msg: err.Error()}
 			}
 			if errs := config.CheckHost(cfg, self.Name); len(errs) > 0 {
-				return fmt.Errorf("%s on this host:\n%w", cfgPath, errs)
+				return &exitError{code: exitUsage, msg: fmt.Sprintf("%s on this host:\n%v", cfgPath, errs)}
 			}
 			if addr := os.Getenv("BATON_PPROF"); addr != "" {
 				// Profiling for developers; never on by default.
@@ -56,7 +68,7 @@ off every group this node owns to a successor at once, then exits.`,
 			ignoreHangup(ctx, log)
 			slog.SetDefault(log)
 			return agent.Run(ctx, agent.Options{
-				Config: cfg, Node: self.Name, Log: log, Version: version,
+				Config: cfg, Node: self.Name, Log: log, Version: version, Systemd: sd,
 				Handler: func(a *agent.Agent) http.Handler { return api.New(a, log.With("component", "api")) },
 			})
 		},
@@ -70,9 +82,15 @@ off every group this node owns to a successor at once, then exits.`,
 func newLogger(level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+		return nil, usageError("--log-level %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	if systemd.LogsToJournal(os.Stderr) {
+		// Under systemd: no second timestamp, and the level as the
+		// journal's priority.
+		return slog.New(systemd.NewJournalHandler(os.Stderr, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
 }
 
 // ignoreHangup keeps SIGHUP from killing the agent (its default action), which

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -87,6 +86,23 @@ func (f *apiFlags) token() (string, error) {
 	return "", nil
 }
 
+// apiError is an error answer of the agent's API; its status decides the
+// exit code: 4xx is a refusal (exitRefused), 5xx a failure (exitFailed, e.g.
+// 503 without a quorum leader: worth retrying).
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func (e *apiError) exitCode() int {
+	if e.status >= 400 && e.status < 500 {
+		return exitRefused
+	}
+	return exitFailed
+}
+
 func unreachable(base string, err error) error {
 	return fmt.Errorf("cannot reach the agent at %s: %w (is `baton agent` running there? pass --api, or --node with --config)", base, err)
 }
@@ -133,11 +149,14 @@ func (f *apiFlags) get(path string, v any) error {
 	if resp.StatusCode/100 != 2 {
 		var e struct{ Error string }
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s: %s", url, e.Error)
+			return &apiError{resp.StatusCode, fmt.Sprintf("%s: %s", url, e.Error)}
 		}
-		return fmt.Errorf("%s: %s", url, resp.Status)
+		return &apiError{resp.StatusCode, fmt.Sprintf("%s: %s", url, resp.Status)}
 	}
-	return json.Unmarshal(body, v)
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("%s: not the answer of a baton agent: %w", url, err)
+	}
+	return nil
 }
 
 // post sends body as JSON to path with the API token and decodes the answer into v.
@@ -177,11 +196,11 @@ func (f *apiFlags) post(path string, body, v any) error {
 		var e struct{ Error string }
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			if resp.StatusCode == http.StatusUnauthorized && tok == "" && !strings.Contains(e.Error, "BATON_API_TOKEN") {
-				return fmt.Errorf("%s (set --token-file, BATON_API_TOKEN or api.token_file in --config)", e.Error)
+				return &apiError{resp.StatusCode, e.Error + " (set --token-file, BATON_API_TOKEN or api.token_file in --config)"}
 			}
-			return errors.New(e.Error)
+			return &apiError{resp.StatusCode, e.Error}
 		}
-		return fmt.Errorf("%s: %s", url, resp.Status)
+		return &apiError{resp.StatusCode, fmt.Sprintf("%s: %s", url, resp.Status)}
 	}
 	return json.Unmarshal(data, v)
 }

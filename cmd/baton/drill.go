@@ -53,7 +53,7 @@ Needs the API token.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if (target == "") == (url == "") {
-				return fmt.Errorf("give exactly one of --target HOST:PORT or --url URL: the service the drill probes")
+				return usageError("give exactly one of --target HOST:PORT or --url URL: the service the drill probes")
 			}
 			var st core.Status
 			if err := f.get("/v1/status", &st); err != nil {
@@ -67,7 +67,7 @@ Needs the API token.`,
 				}
 			}
 			if g == nil {
-				return fmt.Errorf("unknown group %q", group)
+				return &exitError{code: exitRefused, msg: fmt.Sprintf("unknown group %q", group)}
 			}
 			if g.Owner == "" {
 				return fmt.Errorf("group %s has no owner: nothing to drill", g.Name)
@@ -170,7 +170,7 @@ Needs the API token.`,
 					e.Epoch, orDash(e.From), e.To, e.Reason, e.DetectMs, e.DecideMs, e.TakeoverMs)
 			}
 			if !rep.ServedAgain || rep.StillFailed {
-				return &exitError{code: 4, msg: "the target did not answer again after the change"}
+				return &exitError{code: exitDrill, msg: "the target did not answer again after the change"}
 			}
 			if disrupt {
 				fmt.Fprintf(out, "  note: restart %s's agent now (systemd does it for you)\n", rep.FromOwner)

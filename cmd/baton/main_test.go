@@ -13,18 +13,13 @@ import (
 	"github.com/baton-ha/baton/internal/testkit"
 )
 
+// run runs the command line as main does and returns what it printed and
+// its exit code.
 func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := newRoot()
 	var out, errb bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&errb)
-	cmd.SetArgs(args)
-	err := cmd.Execute()
-	if err != nil {
-		return out.String(), errb.String(), exitCode(err)
-	}
-	return out.String(), errb.String(), 0
+	code = execute(newRoot(), args, &out, &errb)
+	return out.String(), errb.String(), code
 }
 
 func TestCheckConfigReportsEveryProblemWithItsPath(t *testing.T) {
@@ -110,7 +105,7 @@ groups:
 		}
 	}
 	_, stderr, code := run(t, "check-config", "--config", cfg(dir+"/no-such-bin"), "--node", "n1")
-	if want := "groups[0].driver.bin_dir " + dir + "/no-such-bin does not exist"; code != 2 || !strings.Contains(stderr, want) {
+	if want := "groups[0].driver.bin_dir: " + dir + "/no-such-bin does not exist"; code != 2 || !strings.Contains(stderr, want) {
 		t.Errorf("missing bin_dir: exit %d, stderr lacks %q:\n%s", code, want, stderr)
 	}
 	// A missing password file is the config's own finding: said once, not

@@ -52,7 +52,7 @@ still holds the old owner's lease (use switchover then). Needs the API token.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if to == "" || !allow {
-				return fmt.Errorf("failover %s: give --to NODE and --allow-data-loss (it may lose acknowledged writes); without data loss use switchover", args[0])
+				return usageError("failover %s: give --to NODE and --allow-data-loss (it may lose acknowledged writes); without data loss use switchover", args[0])
 			}
 			var res agent.SwitchoverResult
 			if err := f.post("/v1/groups/"+args[0]+"/failover", map[string]any{"to": to, "allow_data_loss": true}, &res); err != nil {
@@ -84,7 +84,7 @@ Needs the API token.`,
 				on = true
 			case "off":
 			default:
-				return fmt.Errorf("maintenance %q: want on or off", args[0])
+				return usageError("maintenance %q: want on or off", args[0])
 			}
 			group := ""
 			if len(args) == 2 {

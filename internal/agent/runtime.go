@@ -29,6 +29,7 @@ import (
 	"github.com/baton-ha/baton/internal/metrics"
 	"github.com/baton-ha/baton/internal/quorum/raftstore"
 	"github.com/baton-ha/baton/internal/service"
+	"github.com/baton-ha/baton/internal/systemd"
 	"golang.org/x/time/rate"
 )
 
@@ -43,6 +44,10 @@ type Options struct {
 	Handler func(a *Agent) http.Handler
 	// Version is reported as baton_build_info.
 	Version string
+	// Systemd, if set, is told when the agent is ready (joined the quorum and
+	// caught up), is petted from the core loop for systemd's watchdog, and
+	// told when the SIGTERM handoff begins (package systemd).
+	Systemd *systemd.Notifier
 }
 
 // Agent is a running agent process: the Node core driven by real time, UDP
@@ -327,6 +332,9 @@ func (a *Agent) loop(ctx context.Context) error {
 	if a.opts.Ready != nil {
 		close(a.opts.Ready)
 	}
+	sd := a.opts.Systemd
+	sd.Status("waiting for the quorum: no leader known yet")
+	sdLeader := "" // the leader the systemd status line names
 	tick := time.NewTicker(core.TickPeriod(a.timing))
 	defer tick.Stop()
 	in := a.udp.In()
@@ -336,6 +344,7 @@ func (a *Agent) loop(ctx context.Context) error {
 	for {
 		select {
 		case <-done:
+			sd.Stopping("handing off owned groups")
 			a.log.Info("shutting down: handing off owned groups")
 			a.node.Leave(a.now())
 			done = nil
@@ -352,11 +361,25 @@ func (a *Agent) loop(ctx context.Context) error {
 			if a.vips != nil {
 				a.vips.renew(a.now())
 			}
+			// Here, on the loop that drives the core, so that a core that
+			// stops turning stops petting systemd's watchdog.
+			sd.Pet(time.Now())
+			if sd.IsReady() && done != nil {
+				if l := a.raft.Leader(); l != sdLeader {
+					sdLeader = l
+					sd.Status("running: quorum leader " + orNone(l))
+				}
+			}
 		case f := <-a.reqs:
 			f(a.now())
 		}
 		a.publish()
 		a.changes.signal()
+		if done != nil && sd.Enabled() && !sd.IsReady() && a.raft.Synced() {
+			sdLeader = a.raft.Leader()
+			sd.Ready("running: quorum leader " + sdLeader)
+			a.log.Info("told systemd the agent is ready (joined the quorum, caught up)", "leader", sdLeader)
+		}
 		if done == nil {
 			pending := a.node.HandoffPending(a.now())
 			switch {
@@ -376,6 +399,13 @@ func (a *Agent) loop(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none known"
+	}
+	return s
 }
 
 // handOffLeadership moves quorum leadership away before exit, so the rest of

@@ -63,9 +63,12 @@ type Cluster struct {
 	SvcPort, ProxyPort, DNSPort int
 	Addrs                       map[string]string // node → 127.0.0.x
 	APIs                        map[string]string // node → host:port
-	mu                          sync.Mutex
-	procs                       map[string]*exec.Cmd
-	waits                       map[string]chan error
+	// Env adds environment variables ("K=V") to one node's agent from its
+	// next start (e.g. a test's fake NOTIFY_SOCKET).
+	Env   map[string][]string
+	mu    sync.Mutex
+	procs map[string]*exec.Cmd
+	waits map[string]chan error
 }
 
 // NewCluster writes the config for spec under dir; bin is the baton binary
@@ -142,6 +145,9 @@ func (c *Cluster) StartWith(node, configPath string) error {
 	}
 	cmd := exec.Command(c.Bin, "agent", "--config", configPath, "--node", node)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if env := c.Env[node]; len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()

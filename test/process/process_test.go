@@ -299,7 +299,7 @@ func TestSwitchoverAndMaintenanceThroughTheCLI(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	// Refusals carry the reason.
+	// Refusals carry the reason, and exit 3 (refused by the agent: README).
 	for args, want := range map[string]string{
 		"switchover web --to n9": `unknown node "n9"`,
 		"switchover web --to w1": `node "w1" is not a member of group "web"`,
@@ -309,6 +309,9 @@ func TestSwitchoverAndMaintenanceThroughTheCLI(t *testing.T) {
 		out, err := c.Baton("w1", strings.Fields(args)...)
 		if err == nil || !strings.Contains(out, want) {
 			t.Errorf("baton %s: err %v, output %q; want %q", args, err, out, want)
+		}
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+			t.Errorf("baton %s: %v, want exit status 3 (refused)", args, err)
 		}
 	}
 	// Maintenance: a dead owner is not replaced until it is turned off.

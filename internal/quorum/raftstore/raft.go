@@ -374,6 +374,19 @@ func (r *Raft) Leader() string {
 	return string(id)
 }
 
+// Synced reports whether this node has joined the quorum and knows its
+// state: a leader is known, something is committed (at least the bootstrap
+// configuration), and this node has applied every entry it knows to be
+// committed. A node that has just restarted or rejoined is not synced until
+// the leader has told it the commit index and it has caught up.
+func (r *Raft) Synced() bool {
+	if r.Leader() == "" {
+		return false
+	}
+	commit := r.raft.CommitIndex()
+	return commit > 0 && r.raft.AppliedIndex() >= commit
+}
+
 // Propose hands c to raft without waiting for it to commit; the outcome shows
 // in a later View. Followers return quorum.ErrNotLeader.
 func (r *Raft) Propose(c quorum.Command) error {

@@ -36,6 +36,7 @@ type Manager struct {
 
 	log   *slog.Logger
 	addrs addrTable
+	nft   func(script string) error // runs an nftables script (SetResets)
 }
 
 // NewManager returns a Manager that works on the kernel through netlink. log may be nil.
@@ -47,7 +48,7 @@ func newManager(log *slog.Logger, addrs addrTable) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{AnnounceCount: DefaultAnnounceCount, AnnounceGap: DefaultAnnounceGap, log: log, addrs: addrs}
+	return &Manager{AnnounceCount: DefaultAnnounceCount, AnnounceGap: DefaultAnnounceGap, log: log, addrs: addrs, nft: runNFT}
 }
 
 // Add puts v on its interface with a kernel lifetime of lifetime rounded up to whole seconds (0: forever), then

@@ -1,0 +1,165 @@
+package vip
+
+import (
+	"errors"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestResetScript(t *testing.T) {
+	var got []string
+	m := newManager(nil, nil)
+	m.nft = func(s string) error { got = append(got, s); return nil }
+	vips := []VIP{
+		mustParse(t, "10.0.0.100/24", "eth0"),
+		mustParse(t, "10.0.0.101/24", "eth0"),
+		mustParse(t, "10.0.0.100/24", "eth0"), // twice: one element
+		mustParse(t, "fd00::100/64", "eth0"),
+		mustParse(t, "192.168.1.5/24", "bond0.7"),
+	}
+	if err := m.SetResets(vips); err != nil {
+		t.Fatal(err)
+	}
+	want := `table inet baton_vip
+delete table inet baton_vip
+table inet baton_vip {
+	chain deposed {
+		type filter hook prerouting priority filter; policy accept;
+		iifname "eth0" ip daddr { 10.0.0.100, 10.0.0.101 } fib daddr type != local meta l4proto tcp reject with tcp reset
+		iifname "eth0" ip6 daddr { fd00::100 } fib daddr type != local meta l4proto tcp reject with tcp reset
+		iifname "bond0.7" ip daddr { 192.168.1.5 } fib daddr type != local meta l4proto tcp reject with tcp reset
+	}
+}
+`
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("SetResets ran %q, want\n%s", got, want)
+	}
+
+	got = nil
+	if err := m.SetResets(nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != "table inet baton_vip\ndelete table inet baton_vip\n" {
+		t.Errorf("SetResets(nil) ran %q, want the table deleted", got)
+	}
+
+	if err := m.SetResets([]VIP{{Interface: "eth0"}}); err == nil || !strings.Contains(err.Error(), "has no address") {
+		t.Errorf("SetResets of a zero VIP: %v, want it refused", err)
+	}
+
+	m.nft = func(string) error { return ErrNoNFT }
+	err := m.SetResets(vips[:1])
+	if !errors.Is(err, ErrNoNFT) || !strings.Contains(err.Error(), "inet baton_vip") || !strings.Contains(err.Error(), "apt-get install nftables") {
+		t.Errorf("SetResets without nft: %v, want ErrNoNFT naming the table and the fix", err)
+	}
+}
+
+// TestResets checks the kernel side: a client whose ARP cache still points at this host is served while the VIP
+// is here, refused at once (a TCP reset) when it is gone, and, without the rule, left to time out; the host never
+// answers ARP for the address it gave up.
+func TestResets(t *testing.T) {
+	needRoot(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("SKIPPED: needs the nft command (apt-get install nftables)")
+	}
+	t.Parallel()
+	a, b := newPair(t)
+	run(t, "ip", "-n", a, "addr", "add", "10.77.2.11/24", "dev", "va")
+	run(t, "ip", "-n", b, "addr", "add", "10.77.2.2/24", "dev", "vb")
+	v := mustParse(t, "10.77.2.100/24", "va")
+	// The client's cache says the VIP is at a, as it does right after a handed the VIP over.
+	run(t, "ip", "-n", b, "neigh", "replace", "10.77.2.100", "lladdr", macA.String(), "dev", "vb", "nud", "permanent")
+
+	m := NewManager(testLog(t))
+	var ln net.Listener
+	inNS(t, a, func() {
+		var err error
+		if ln, err = net.Listen("tcp4", "0.0.0.0:0"); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.SetResets([]VIP{v}); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Add(v, 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer ln.Close()
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	defer func() { ln.Close(); <-accepted }()
+	target := net.JoinHostPort(v.Addr().String(), strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	dial := func() error {
+		return <-goInNS(b, func() error {
+			c, err := net.DialTimeout("tcp4", target, 500*time.Millisecond)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+	}
+
+	if err := dial(); err != nil {
+		t.Fatalf("while the VIP is here: %v", err)
+	}
+	inNS(t, a, func() {
+		if err := m.Remove(v); err != nil {
+			t.Fatal(err)
+		}
+	})
+	start := time.Now()
+	if err := dial(); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("after the VIP left: %v, want connection refused (a TCP reset)", err)
+	} else if took := time.Since(start); took > 400*time.Millisecond {
+		t.Errorf("refused only after %v", took)
+	}
+	var who string
+	inNS(t, b, func() {
+		var err error
+		if who, err = WhoAnswers("vb", v.Addr()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if who != "" {
+		t.Errorf("%s answers ARP for the VIP it gave up", who)
+	}
+
+	// Back again: the rule steps aside while the address is local.
+	inNS(t, a, func() {
+		if err := m.Add(v, 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := dial(); err != nil {
+		t.Errorf("with the VIP back: %v", err)
+	}
+
+	inNS(t, a, func() {
+		if err := m.Remove(v); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // deleting a table that is gone is not an error
+			if err := m.ClearResets(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	var nerr net.Error
+	if err := dial(); !errors.As(err, &nerr) || !nerr.Timeout() {
+		t.Errorf("without the rule: %v, want a timeout (the SYN dropped in silence)", err)
+	}
+}

@@ -59,7 +59,7 @@ table inet baton_vip {
 	}
 }
 
-// TestResets checks the kernel side: a client whose ARP cache still points at this host is served while the VIP
+// TestResets checks the kernel side, for IPv4 and IPv6: a client whose ARP cache still points at this host is served while the VIP
 // is here, refused at once (a TCP reset) when it is gone, and, without the rule, left to time out; the host never
 // answers ARP for the address it gave up.
 func TestResets(t *testing.T) {
@@ -67,19 +67,24 @@ func TestResets(t *testing.T) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("SKIPPED: needs the nft command (apt-get install nftables)")
 	}
+	t.Run("IPv4", func(t *testing.T) { testResets(t, "tcp4", "10.77.2.11/24", "10.77.2.2/24", "10.77.2.100/24") })
+	t.Run("IPv6", func(t *testing.T) { testResets(t, "tcp6", "fd77:2::11/64", "fd77:2::2/64", "fd77:2::100/64") })
+}
+
+func testResets(t *testing.T, network, hostA, hostB, vipAddr string) {
 	t.Parallel()
 	a, b := newPair(t)
-	run(t, "ip", "-n", a, "addr", "add", "10.77.2.11/24", "dev", "va")
-	run(t, "ip", "-n", b, "addr", "add", "10.77.2.2/24", "dev", "vb")
-	v := mustParse(t, "10.77.2.100/24", "va")
+	run(t, "ip", "-n", a, "addr", "add", hostA, "dev", "va", "nodad")
+	run(t, "ip", "-n", b, "addr", "add", hostB, "dev", "vb", "nodad")
+	v := mustParse(t, vipAddr, "va")
 	// The client's cache says the VIP is at a, as it does right after a handed the VIP over.
-	run(t, "ip", "-n", b, "neigh", "replace", "10.77.2.100", "lladdr", macA.String(), "dev", "vb", "nud", "permanent")
+	run(t, "ip", "-n", b, "neigh", "replace", v.Addr().String(), "lladdr", macA.String(), "dev", "vb", "nud", "permanent")
 
 	m := NewManager(testLog(t))
 	var ln net.Listener
 	inNS(t, a, func() {
 		var err error
-		if ln, err = net.Listen("tcp4", "0.0.0.0:0"); err != nil {
+		if ln, err = net.Listen(network, ":0"); err != nil {
 			t.Fatal(err)
 		}
 		if err := m.SetResets([]VIP{v}); err != nil {
@@ -105,7 +110,7 @@ func TestResets(t *testing.T) {
 	target := net.JoinHostPort(v.Addr().String(), strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 	dial := func() error {
 		return <-goInNS(b, func() error {
-			c, err := net.DialTimeout("tcp4", target, 500*time.Millisecond)
+			c, err := net.DialTimeout(network, target, 500*time.Millisecond)
 			if err == nil {
 				c.Close()
 			}
@@ -113,15 +118,65 @@ func TestResets(t *testing.T) {
 		})
 	}
 
-	if err := dial(); err != nil {
+	// Served: a new address (and, for IPv6, the hosts' own) is usable only a moment after it was added (IPv6
+	// finishes adding it from a work queue, even without DAD); meanwhile the rule refuses, as it should.
+	served := func() error {
+		var err error
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if err = dial(); err == nil {
+				return nil
+			}
+		}
+		return err
+	}
+	if err := served(); err != nil {
 		t.Fatalf("while the VIP is here: %v", err)
 	}
+	// A connection accepted while the VIP is here, whose client waits for an answer that the server has not
+	// sent yet: Remove resets it, or the client would wait for its own timeout.
+	var silent net.Listener
+	inNS(t, a, func() {
+		var err error
+		if silent, err = net.Listen(network, ":0"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	held := make(chan net.Conn, 1)
+	go func() {
+		c, err := silent.Accept()
+		if err == nil {
+			held <- c // kept open, never written to
+		}
+		close(held)
+	}()
+	waiting := goInNS(b, func() error {
+		c, err := net.DialTimeout(network, net.JoinHostPort(v.Addr().String(), strconv.Itoa(silent.Addr().(*net.TCPAddr).Port)), time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		return err
+	})
+	c := <-held
+	silent.Close()
+	if c == nil {
+		t.Fatal("the waiting connection was not accepted")
+	}
+	defer c.Close()
+	start := time.Now()
 	inNS(t, a, func() {
 		if err := m.Remove(v); err != nil {
 			t.Fatal(err)
 		}
 	})
-	start := time.Now()
+	if err := <-waiting; !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("a client waiting on a connection to the VIP got %v when the VIP left, want a reset", err)
+	} else if took := time.Since(start); took > time.Second {
+		t.Errorf("the waiting client was reset only after %v", took)
+	}
+	start = time.Now()
 	if err := dial(); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("after the VIP left: %v, want connection refused (a TCP reset)", err)
 	} else if took := time.Since(start); took > 400*time.Millisecond {
@@ -144,7 +199,7 @@ func TestResets(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if err := dial(); err != nil {
+	if err := served(); err != nil {
 		t.Errorf("with the VIP back: %v", err)
 	}
 

@@ -14,6 +14,9 @@
 // timed out), and whether the ARP watch ever saw two hosts answer for the VIP.
 //
 //	go run ./bench/switchover -vip -trials 30
+//
+// The -vip table also goes to docs/bench/switchover-vip.md (see -out), which
+// docs/benchmarks.md.tmpl includes.
 package main
 
 import (
@@ -37,9 +40,10 @@ func main() {
 	viaVIP := flag.Bool("vip", false, "switch over a VIP in the network-namespace lab (root) instead of HAProxy on loopback")
 	every := flag.Duration("every", 5*time.Millisecond, "-vip: client connection interval")
 	keep := flag.Bool("keep", false, "-vip: keep the agents' logs (the directory is printed)")
+	out := flag.String("out", "docs", "-vip: write DIR/bench/switchover-vip.md (relative to the module root); \"\": write nothing")
 	flag.Parse()
 	if *viaVIP {
-		vipTrials(*trials, *every, *keep)
+		vipTrials(*trials, *every, *keep, *out)
 		return
 	}
 	dir, err := os.MkdirTemp("", "baton-bench-")

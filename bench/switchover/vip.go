@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,8 +19,9 @@ const vip = "10.77.0.100"
 
 // vipTrials is the -vip variant: switchovers of a VIP in the namespace lab,
 // measured by a client that connects every `every`.
-func vipTrials(trials int, every time.Duration, keep bool) {
+func vipTrials(trials int, every time.Duration, keep bool, out string) {
 	benchkit.NeedRoot("network namespaces")
+	start, load := time.Now().UTC(), benchkit.LoadAvg()
 	dir, err := os.MkdirTemp("", "baton-bench-")
 	benchkit.Check(err)
 	if keep {
@@ -42,7 +46,7 @@ func vipTrials(trials int, every time.Duration, keep bool) {
 	time.Sleep(time.Second)
 
 	var gaps []time.Duration
-	var refused, timedOut, other int
+	var refused, timedOut, reset, other int
 	for i := 1; i <= trials; i++ {
 		to := c.Members[0]
 		if holder == to {
@@ -62,26 +66,58 @@ func vipTrials(trials int, every time.Duration, keep bool) {
 		gaps = append(gaps, t.gap)
 		refused += t.refused
 		timedOut += t.timedOut
+		reset += t.reset
 		other += t.other
-		fmt.Fprintf(os.Stderr, "trial %d (asked %s): %s → %s: client gap %v (%d refused, %d timed out, %d other failures)\n",
-			i, asked.Format("15:04:05.000"), holder, to, t.gap.Round(time.Millisecond/10), t.refused, t.timedOut, t.other)
+		fmt.Fprintf(os.Stderr, "trial %d (asked %s): %s → %s: client gap %v (%d refused, %d connects timed out, %d reset after connecting, %d other failures)\n",
+			i, asked.Format("15:04:05.000"), holder, to, t.gap.Round(time.Millisecond/10), t.refused, t.timedOut, t.reset, t.other)
 		holder = to
 		time.Sleep(500 * time.Millisecond)
 	}
 	pr.Stop()
 	rep := arp.Stop()
-	fmt.Printf("# switchover through a VIP (namespace lab), profile default, %d trials, client connecting every %v (timeout %v), %s\n\n",
-		trials, every, probe.DefaultTimeout, time.Now().UTC().Format("2006-01-02"))
-	fmt.Println("| measure | trials | p50 | p90 | p99 | max |")
-	fmt.Println("|---|---|---|---|---|---|")
-	row("client gap through the VIP", gaps)
-	fmt.Printf("\nfailed connection attempts between: %d refused (TCP reset), %d timed out (SYN dropped), %d other; "+
-		"ARP rounds %d, with two MACs answering: %d\n", refused, timedOut, other, rep.Rounds, rep.DualRounds)
+	var b strings.Builder
+	fmt.Fprintf(&b, "Measured %s, %d switchovers, client connecting every %v (timeout %v), load average %s at the start, %s at the end:\n\n",
+		start.Format("2006-01-02 15:04 UTC"), trials, every, probe.DefaultTimeout, load, benchkit.LoadAvg())
+	b.WriteString("```sh\n" + benchkit.Command("switchover") + "\n```\n\n")
+	b.WriteString("| measure | trials | p50 | p90 | p99 | max | target p99 |\n|---|---|---|---|---|---|---|\n")
+	p99 := quantile(gaps, 0.99)
+	mark := "✅"
+	if p99 > 50*time.Millisecond {
+		mark = "❌"
+	}
+	fmt.Fprintf(&b, "| client gap through the VIP | %d | %s | %s | %s | %s | ≤ 50 ms %s |\n", len(gaps),
+		msStr(quantile(gaps, 0.5)), msStr(quantile(gaps, 0.9)), msStr(p99), msStr(quantile(gaps, 1)), mark)
+	fmt.Fprintf(&b, "\nConnection attempts that failed between the old owner's last answer and the new owner's first: %d refused "+
+		"at once (TCP reset), %d connects timed out (a SYN dropped in silence), %d connected and then reset (accepted by the old "+
+		"owner just before it left), %d other (e.g. accepted but not answered within the timeout on a stalled machine). "+
+		"ARP watch: %d rounds, %d with two MACs answering.\n",
+		refused, timedOut, reset, other, rep.Rounds, rep.DualRounds)
+	fmt.Print(b.String())
+	if out != "" {
+		root, err := proctest.ModuleRoot()
+		benchkit.Check(err)
+		path := filepath.Join(root, out, "bench", "switchover-vip.md")
+		benchkit.Check(os.WriteFile(path, []byte(b.String()), 0o644))
+		fmt.Fprintf(os.Stderr, "switchover: wrote %s\n", path)
+	}
 }
 
+// quantile is the nearest-rank q-quantile of d (0 for none).
+func quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func msStr(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
 type switchTrial struct {
-	gap                      time.Duration
-	refused, timedOut, other int
+	gap                             time.Duration
+	refused, timedOut, reset, other int
 }
 
 // switchGap is the client gap of one switchover from `from` to `to` asked at
@@ -109,8 +145,10 @@ func switchGap(ps []probe.Probe, asked time.Time, from, to string) switchTrial {
 		switch {
 		case strings.Contains(p.Err, "connection refused"):
 			t.refused++
-		case strings.Contains(p.Err, "timeout"), strings.Contains(p.Err, "deadline exceeded"):
+		case strings.HasPrefix(p.Err, "dial") && (strings.Contains(p.Err, "timeout") || strings.Contains(p.Err, "deadline exceeded")):
 			t.timedOut++
+		case strings.Contains(p.Err, "connection reset"):
+			t.reset++
 		default:
 			t.other++
 		}

@@ -200,7 +200,7 @@ func (c *Cluster) Switchover(host, to string) error {
 	}
 	req.Header.Set("Authorization", "Bearer "+APIToken)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.L.HTTPClient(Client, 5*time.Second).Do(req)
+	resp, err := c.L.HTTPClient(Client, 15*time.Second).Do(req) // the agent waits up to 10 s for the commit
 	if err != nil {
 		return fmt.Errorf("switchover to %s via %s: %w", to, host, err)
 	}

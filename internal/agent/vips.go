@@ -102,7 +102,7 @@ func (a *Agent) openVIPs() error {
 	// A client that still sends to this host after a VIP left it (until the
 	// new owner's announcement reaches it) is refused at once instead of
 	// waiting a second for its SYN to be retransmitted.
-	if err := v.mgr.SetResets(all); err != nil {
+	if err := v.mgr.SetResets(vip.ResetTable(a.cfg.Cluster.Name, a.self.Name), all); err != nil {
 		a.log.Warn("VIPs work, but clients connecting to one this host just gave up wait for a TCP retransmit (about 1 s) instead of being refused",
 			"err", err)
 	}
@@ -238,7 +238,7 @@ func (v *vips) close() {
 	if v.resets {
 		// The successors are committed by now (the agent waits for that
 		// before it exits) and have announced or are about to.
-		if err := v.mgr.ClearResets(); err != nil && !errors.Is(err, vip.ErrNoNFT) {
+		if err := v.mgr.ClearResets(vip.ResetTable(v.a.cfg.Cluster.Name, v.a.self.Name)); err != nil && !errors.Is(err, vip.ErrNoNFT) {
 			v.a.log.Warn("could not remove the TCP resets for VIPs", "err", err)
 		}
 	}

@@ -8,16 +8,28 @@ import (
 	"strings"
 )
 
-// ResetTable is the nftables table (family inet) in which a member of a group answers TCP connections to the
-// group's VIPs with a reset while this host does not hold them. See SetResets.
-const ResetTable = "baton_vip"
+// ResetTable is the name of the nftables table (family inet) in which the agent of node in cluster answers TCP
+// connections to its groups' VIPs with a reset while this host does not hold them (see SetResets):
+// baton_vip_CLUSTER_NODE, with every character nft would not take in a name as '_', so that agents of two clusters
+// (or two nodes of one) on a host do not replace each other's rules.
+func ResetTable(cluster, node string) string {
+	clean := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' {
+				return r
+			}
+			return '_'
+		}, s)
+	}
+	return "baton_vip_" + clean(cluster) + "_" + clean(node)
+}
 
 // ErrNoNFT is wrapped by SetResets' and ClearResets' error when the nft command is not installed.
 var ErrNoNFT = errors.New("the nft command is not installed (apt-get install nftables)")
 
 // SetResets makes this host answer every TCP packet that arrives for one of vips while the address is not on
-// this host with a TCP reset, instead of dropping it in silence. It replaces ResetTable, in one nftables
-// transaction, with a prerouting rule per interface:
+// this host with a TCP reset, instead of dropping it in silence. It replaces table (see ResetTable), in one
+// nftables transaction, with a prerouting rule per interface:
 //
 //	iifname "eth0" ip daddr { 10.0.0.100 } fib daddr type != local meta l4proto tcp reject with tcp reset
 //
@@ -36,32 +48,32 @@ var ErrNoNFT = errors.New("the nft command is not installed (apt-get install nft
 // An empty vips deletes the table. The rule works in the network namespace of the calling thread, like the rest
 // of the Manager. It needs the nft command (nftables): without it the error wraps ErrNoNFT, and VIPs still work,
 // with silence instead of resets after a move.
-func (m *Manager) SetResets(vips []VIP) error {
+func (m *Manager) SetResets(table string, vips []VIP) error {
 	if len(vips) == 0 {
-		return m.ClearResets()
+		return m.ClearResets(table)
 	}
-	script, err := resetScript(vips)
+	script, err := resetScript(table, vips)
 	if err != nil {
 		return err
 	}
 	if err := m.nft(script); err != nil {
-		return fmt.Errorf("installing the TCP resets for VIPs this host does not hold (nftables table inet %s): %w", ResetTable, err)
+		return fmt.Errorf("installing the TCP resets for VIPs this host does not hold (nftables table inet %s): %w", table, err)
 	}
 	return nil
 }
 
-// ClearResets deletes ResetTable; a table that is not there is not an error.
-func (m *Manager) ClearResets() error {
+// ClearResets deletes table; a table that is not there is not an error.
+func (m *Manager) ClearResets(table string) error {
 	// Declaring the table first makes the delete succeed when there is none.
-	if err := m.nft("table inet " + ResetTable + "\ndelete table inet " + ResetTable + "\n"); err != nil {
-		return fmt.Errorf("deleting nftables table inet %s: %w", ResetTable, err)
+	if err := m.nft("table inet " + table + "\ndelete table inet " + table + "\n"); err != nil {
+		return fmt.Errorf("deleting nftables table inet %s: %w", table, err)
 	}
 	return nil
 }
 
 // resetScript is the nft script SetResets runs: the table is declared, deleted and made again in one transaction,
 // so the rules are replaced at once and never missing in between.
-func resetScript(vips []VIP) (string, error) {
+func resetScript(table string, vips []VIP) (string, error) {
 	type key struct {
 		iface string
 		v6    bool
@@ -82,7 +94,7 @@ func resetScript(vips []VIP) (string, error) {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "table inet %[1]s\ndelete table inet %[1]s\ntable inet %[1]s {\n", ResetTable)
+	fmt.Fprintf(&b, "table inet %[1]s\ndelete table inet %[1]s\ntable inet %[1]s {\n", table)
 	// At priority filter, after any DNAT in prerouting: an address an operator maps elsewhere is not refused.
 	b.WriteString("\tchain deposed {\n\t\ttype filter hook prerouting priority filter; policy accept;\n")
 	for _, k := range keys {

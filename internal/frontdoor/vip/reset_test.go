@@ -11,6 +11,12 @@ import (
 	"time"
 )
 
+func TestResetTable(t *testing.T) {
+	if got := ResetTable("prod-eu.1", "n1"); got != "baton_vip_prod_eu_1_n1" {
+		t.Errorf("ResetTable = %q", got)
+	}
+}
+
 func TestResetScript(t *testing.T) {
 	var got []string
 	m := newManager(nil, nil)
@@ -22,12 +28,12 @@ func TestResetScript(t *testing.T) {
 		mustParse(t, "fd00::100/64", "eth0"),
 		mustParse(t, "192.168.1.5/24", "bond0.7"),
 	}
-	if err := m.SetResets(vips); err != nil {
+	if err := m.SetResets("baton_vip_t", vips); err != nil {
 		t.Fatal(err)
 	}
-	want := `table inet baton_vip
-delete table inet baton_vip
-table inet baton_vip {
+	want := `table inet baton_vip_t
+delete table inet baton_vip_t
+table inet baton_vip_t {
 	chain deposed {
 		type filter hook prerouting priority filter; policy accept;
 		iifname "eth0" ip daddr { 10.0.0.100, 10.0.0.101 } fib daddr type != local meta l4proto tcp reject with tcp reset
@@ -41,20 +47,20 @@ table inet baton_vip {
 	}
 
 	got = nil
-	if err := m.SetResets(nil); err != nil {
+	if err := m.SetResets("baton_vip_t", nil); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0] != "table inet baton_vip\ndelete table inet baton_vip\n" {
+	if len(got) != 1 || got[0] != "table inet baton_vip_t\ndelete table inet baton_vip_t\n" {
 		t.Errorf("SetResets(nil) ran %q, want the table deleted", got)
 	}
 
-	if err := m.SetResets([]VIP{{Interface: "eth0"}}); err == nil || !strings.Contains(err.Error(), "has no address") {
+	if err := m.SetResets("baton_vip_t", []VIP{{Interface: "eth0"}}); err == nil || !strings.Contains(err.Error(), "has no address") {
 		t.Errorf("SetResets of a zero VIP: %v, want it refused", err)
 	}
 
 	m.nft = func(string) error { return ErrNoNFT }
-	err := m.SetResets(vips[:1])
-	if !errors.Is(err, ErrNoNFT) || !strings.Contains(err.Error(), "inet baton_vip") || !strings.Contains(err.Error(), "apt-get install nftables") {
+	err := m.SetResets("baton_vip_t", vips[:1])
+	if !errors.Is(err, ErrNoNFT) || !strings.Contains(err.Error(), "inet baton_vip_t") || !strings.Contains(err.Error(), "apt-get install nftables") {
 		t.Errorf("SetResets without nft: %v, want ErrNoNFT naming the table and the fix", err)
 	}
 }
@@ -87,7 +93,7 @@ func testResets(t *testing.T, network, hostA, hostB, vipAddr string) {
 		if ln, err = net.Listen(network, ":0"); err != nil {
 			t.Fatal(err)
 		}
-		if err := m.SetResets([]VIP{v}); err != nil {
+		if err := m.SetResets(ResetTable("lab", "a"), []VIP{v}); err != nil {
 			t.Fatal(err)
 		}
 		if err := m.Add(v, 0); err != nil {
@@ -208,7 +214,7 @@ func testResets(t *testing.T, network, hostA, hostB, vipAddr string) {
 			t.Fatal(err)
 		}
 		for range 2 { // deleting a table that is gone is not an error
-			if err := m.ClearResets(); err != nil {
+			if err := m.ClearResets(ResetTable("lab", "a")); err != nil {
 				t.Fatal(err)
 			}
 		}

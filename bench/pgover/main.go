@@ -11,6 +11,11 @@
 //	go run ./bench/pgover -systems baton,patroni -modes on,off -faults linkdown,partition -trials 10
 //	go run ./bench/pgover -systems baton,patroni,patroni-fast -trials 10 -trials-for patroni=5,patroni-fast=3
 //	go run ./bench/pgover -from docs/bench/pgover.json        # re-render, no root needed
+//	go run ./bench/pgover -systems baton -modes on -merge docs/bench/pgover.json   # re-measure some cells
+//
+// With -merge FILE the cells (system, sync mode, fault) this run measured
+// replace those in FILE's trials, the others are kept, and the table says
+// which rows were measured when, with which command.
 //
 // Systems: baton (built from -rev with proctest.Build; default profile),
 // patroni (Debian's Patroni with its default timings: ttl 30, loop_wait 10,
@@ -60,6 +65,20 @@ type Results struct {
 	Machine  Machine
 	Errors   []string // trials that failed (not counted in the table)
 	Trials   []Trial
+	// Updates are later runs merged in with -merge, oldest first: their
+	// cells replaced the ones measured before.
+	Updates []Update `json:",omitempty"`
+}
+
+// Update is a run merged into earlier results.
+type Update struct {
+	Measured time.Time
+	Took     string
+	Command  string
+	Baton    string
+	Cells    []string // "system sync mode fault"
+	Errors   []string `json:",omitempty"`
+	LoadAvg  string
 }
 
 // Machine is what the numbers were measured on.
@@ -110,6 +129,7 @@ func main() {
 	out := flag.String("out", "docs", "write DIR/bench/pgover.{json,md} (relative to the module root); \"\": write nothing")
 	rev := flag.String("rev", "HEAD", "build baton from this commit (git archive), so other edits in the working tree do not end up in the numbers; \"\": the working tree")
 	from := flag.String("from", "", "re-render from this pgover.json instead of running trials")
+	merge := flag.String("merge", "", "merge this run into this pgover.json: the cells measured now replace its cells, the rest stay")
 	verbose := flag.Bool("v", false, "print the tail of the logs when a trial fails")
 	flag.Parse()
 
@@ -199,7 +219,17 @@ run:
 	res.Took = time.Since(res.Measured).Round(time.Second).String()
 	res.Machine.LoadAvgEnd = benchkit.LoadAvg()
 	fmt.Fprintf(os.Stderr, "pgover: done in %s\n", res.Took)
-	fmt.Print(fragment(res))
+	if *merge == "" {
+		fmt.Print(fragment(res))
+	}
+	if *merge != "" && ctx.Err() == nil {
+		b, err := os.ReadFile(*merge)
+		benchkit.Check(err)
+		var old Results
+		benchkit.Check(json.Unmarshal(b, &old))
+		res = merged(old, res)
+		fmt.Print(fragment(res))
+	}
 	if *out != "" && ctx.Err() == nil {
 		benchkit.Check(publish(*out, res, true))
 	}
@@ -280,6 +310,31 @@ func runCell(ctx context.Context, sys system, mode string, faults []string, n in
 	return out, errs
 }
 
+// merged is old with the cells that run measured replaced by run's trials,
+// and run recorded as an update.
+func merged(old, run Results) Results {
+	fresh := map[cell]bool{}
+	var cells []string
+	for _, t := range run.Trials {
+		c := cell{t.System, t.Mode, t.Fault}
+		if !fresh[c] {
+			fresh[c] = true
+			cells = append(cells, fmt.Sprintf("%s sync %s %s", c.system, c.mode, faultName(c.fault)))
+		}
+	}
+	out := old
+	out.Trials = nil
+	for _, t := range old.Trials {
+		if !fresh[cell{t.System, t.Mode, t.Fault}] {
+			out.Trials = append(out.Trials, t)
+		}
+	}
+	out.Trials = append(out.Trials, run.Trials...)
+	out.Updates = append(slices.Clone(old.Updates), Update{Measured: run.Measured, Took: run.Took, Command: run.Command,
+		Baton: run.Baton, Cells: cells, Errors: run.Errors, LoadAvg: run.Machine.LoadAvg + " → " + run.Machine.LoadAvgEnd})
+	return out
+}
+
 // cell is one row of the table.
 type cell struct {
 	system, mode, fault string
@@ -315,6 +370,16 @@ func fragment(res Results) string {
 		"is primary (Baton's status; Patroni's `GET /primary`) and has acknowledged a write, at least 2 s after the fault; " +
 		"then the fault is healed and the next trial waits until the group is whole again. Produced by:\n\n")
 	fmt.Fprintf(&b, "```sh\n%s\n```\n\n", res.Command)
+	for _, u := range res.Updates {
+		fmt.Fprintf(&b, "Re-measured %s (the run took %s, load average %s, Baton built from %s): %s, with\n\n```sh\n%s\n```\n\n",
+			u.Measured.Format("2006-01-02 15:04 UTC"), u.Took, u.LoadAvg, u.Baton, strings.Join(u.Cells, "; "), u.Command)
+		for _, e := range u.Errors {
+			fmt.Fprintf(&b, "- failed trial (not in the table): %s\n", e)
+		}
+		if len(u.Errors) > 0 {
+			b.WriteString("\n")
+		}
+	}
 	b.WriteString("| system | sync | fault | trials | outage p50 | p90 | max | surviving-writes outage p50 | max | acknowledged writes | lost | trials with loss | whole again p50 |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	rows := map[cell][]Trial{}

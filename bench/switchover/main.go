@@ -4,6 +4,19 @@
 // sees through a real HAProxy that follows /v1/groups/web/active.
 //
 //	go run ./bench/switchover -trials 30
+//
+// With -vip it runs in the network-namespace lab instead (root): two members
+// and a witness on a bridge, the group's VIP 10.77.0.100/24, and a client
+// that opens a new TCP connection to VIP:8080 every 5 ms (50 ms timeout).
+// Each trial is `baton switchover web --to OTHER`; it reports the client gap
+// (last answer from the old owner → first answer from the new one), how the
+// attempts in between failed (refused by a TCP reset, or silently dropped and
+// timed out), and whether the ARP watch ever saw two hosts answer for the VIP.
+//
+//	go run ./bench/switchover -vip -trials 30
+//
+// The -vip table also goes to docs/bench/switchover-vip.md (see -out), which
+// docs/benchmarks.md.tmpl includes.
 package main
 
 import (
@@ -24,7 +37,15 @@ import (
 func main() {
 	trials := flag.Int("trials", 30, "switchovers")
 	inter := flag.Duration("check-interval", 10*time.Millisecond, "HAProxy check interval")
+	viaVIP := flag.Bool("vip", false, "switch over a VIP in the network-namespace lab (root) instead of HAProxy on loopback")
+	every := flag.Duration("every", 5*time.Millisecond, "-vip: client connection interval")
+	keep := flag.Bool("keep", false, "-vip: keep the agents' logs (the directory is printed)")
+	out := flag.String("out", "docs", "-vip: write DIR/bench/switchover-vip.md (relative to the module root); \"\": write nothing")
 	flag.Parse()
+	if *viaVIP {
+		vipTrials(*trials, *every, *keep, *out)
+		return
+	}
 	dir, err := os.MkdirTemp("", "baton-bench-")
 	benchkit.Check(err)
 	defer os.RemoveAll(dir)

@@ -105,6 +105,11 @@ type SwitchoverResult struct {
 	Epoch uint64 `json:"epoch"`
 }
 
+// switchoverRepropose is how long Switchover waits for its handoff to show
+// in the replicated state before it proposes it again: a commit takes a few
+// milliseconds, a leadership transfer that dropped it well under a second.
+const switchoverRepropose = 500 * time.Millisecond
+
 // Switchover runs on the leader: validate and commit the handoff request,
 // then wait for the new owner to be committed.
 func (a *Agent) Switchover(r *http.Request, group, to string) (SwitchoverResult, error) {
@@ -121,9 +126,32 @@ func (a *Agent) Switchover(r *http.Request, group, to string) (SwitchoverResult,
 	}
 	a.log.Info("switchover requested", "group", group, "from", from, "to", target)
 	deadline := time.Now().Add(10 * time.Second)
+	proposed := time.Now()
 	for time.Now().Before(deadline) {
-		if gs := a.raft.View().Group(group); gs.Epoch > epoch {
+		gs := a.raft.View().Group(group)
+		if gs.Epoch > epoch {
 			return SwitchoverResult{Group: group, From: from, To: gs.Owner, Epoch: gs.Epoch}, nil
+		}
+		// Raft drops a proposal made while leadership is being transferred
+		// (e.g. off a node that just became an owner); an operator's request
+		// is not proposed again from the state like the leader's own, so ask
+		// again while this node still leads.
+		if gs.Epoch == epoch && gs.HandoffTo == "" && time.Since(proposed) > switchoverRepropose {
+			proposed = time.Now()
+			var again uint64
+			if err := a.call(r.Context(), func(now time.Duration) {
+				_, _, again, rerr = a.node.RequestHandoff(now, group, target, quorum.ReasonSwitchover)
+			}); err != nil {
+				return SwitchoverResult{}, err
+			}
+			if rerr != nil {
+				if gs := a.raft.View().Group(group); gs.Epoch > epoch { // done in the meantime
+					return SwitchoverResult{Group: group, From: from, To: gs.Owner, Epoch: gs.Epoch}, nil
+				}
+				return SwitchoverResult{}, rerr
+			}
+			epoch = again
+			a.log.Info("switchover proposed again (the first proposal was not committed)", "group", group, "to", target)
 		}
 		select {
 		case <-r.Context().Done():

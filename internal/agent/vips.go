@@ -33,6 +33,7 @@ type vips struct {
 	nextRenew time.Duration
 	refresh   map[vip.VIP]time.Duration // VIP → announce period while owned
 	announced map[vip.VIP]time.Duration // VIP → last announce
+	resets    bool                      // the TCP resets for VIPs not held here are installed (or were tried)
 }
 
 // KernelLifetime is the valid_lft given to a VIP: whole seconds, at least the
@@ -98,6 +99,14 @@ func (a *Agent) openVIPs() error {
 	if err := v.startFence(); err != nil {
 		return err
 	}
+	// A client that still sends to this host after a VIP left it (until the
+	// new owner's announcement reaches it) is refused at once instead of
+	// waiting a second for its SYN to be retransmitted.
+	if err := v.mgr.SetResets(vip.ResetTable(a.cfg.Cluster.Name, a.self.Name), all); err != nil {
+		a.log.Warn("VIPs work, but clients connecting to one this host just gave up wait for a TCP retransmit (about 1 s) instead of being refused",
+			"err", err)
+	}
+	v.resets = true
 	a.vips = v
 	return nil
 }
@@ -225,6 +234,13 @@ func (v *vips) close() {
 	}
 	if v.fenceIn != nil {
 		v.fenceIn.Close() // EOF: the fence removes whatever is left and exits
+	}
+	if v.resets {
+		// The successors are committed by now (the agent waits for that
+		// before it exits) and have announced or are about to.
+		if err := v.mgr.ClearResets(vip.ResetTable(v.a.cfg.Cluster.Name, v.a.self.Name)); err != nil && !errors.Is(err, vip.ErrNoNFT) {
+			v.a.log.Warn("could not remove the TCP resets for VIPs", "err", err)
+		}
 	}
 }
 

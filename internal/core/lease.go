@@ -258,6 +258,11 @@ func (n *Node) relinquish(now time.Duration, group string, epoch uint64, reason 
 	// Stop acting (front doors down) before anyone hears of the relinquish.
 	n.updateRoles(now)
 	if n.isVoter {
+		// Tell the voters first, then write this node's own release: the
+		// others' releases (each written durably) run in parallel with ours
+		// instead of after it, and the address is unanswered for one fsync
+		// less. Ours is counted only once it is durable (release).
+		n.sendHeartbeats(now)
 		n.release(now, group, epoch, "relinquished by owner")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -12,6 +13,9 @@ import (
 	"syscall"
 	"time"
 )
+
+// APIToken is the API token of every lab cluster (mutations need it).
+const APIToken = "lab-token-0123456789"
 
 // ClusterSpec describes a Baton cluster on the lab's hosts: the first
 // len(Members) hosts are members (priority descending), then one witness.
@@ -63,7 +67,7 @@ func (l *Lab) StartCluster(s ClusterSpec) (*Cluster, error) {
 	c := &Cluster{L: l, Spec: s, Members: hosts[:s.Members], Witness: hosts[s.Members], procs: map[string]*Proc{}}
 	var b strings.Builder
 	fmt.Fprintf(&b, "version: 1\ncluster:\n  name: lab\n  secret: \"lab-secret-0123456789abcdefghijklmnop\"\n  profile: %s\n%s", s.Profile, s.Extra)
-	b.WriteString("api: {token: \"lab-token-0123456789\"}\nnodes:\n")
+	fmt.Fprintf(&b, "api: {token: %q}\nnodes:\n", APIToken)
 	for _, h := range append(append([]string{}, c.Members...), c.Witness) {
 		fmt.Fprintf(&b, "  - {name: %s, address: %s, api: \"%s:%d\", data_dir: %q, witness: %v}\n",
 			h, l.Addr(h), l.Addr(h), s.APIPort, filepath.Join(s.Dir, h), h == c.Witness)
@@ -183,4 +187,28 @@ func (c *Cluster) WaitHolder(addr, want string, limit time.Duration) (string, er
 	}
 	h, _ := c.HoldersOf(addr)
 	return "", fmt.Errorf("%s is on %v after %v, want exactly one host (%q)", addr, h, limit, want)
+}
+
+// Switchover asks host's agent (from inside the client namespace) to switch
+// the group over to `to`, as `baton switchover web --to TO --api
+// http://HOST:PORT` would; the agent forwards it to the quorum leader.
+func (c *Cluster) Switchover(host, to string) error {
+	body := strings.NewReader(fmt.Sprintf(`{"to": %q}`, to))
+	url := "http://" + net.JoinHostPort(c.L.Addr(host), fmt.Sprint(c.Spec.APIPort)) + "/v1/groups/web/switchover"
+	req, err := http.NewRequest(http.MethodPost, url, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+APIToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.L.HTTPClient(Client, 15*time.Second).Do(req) // the agent waits up to 10 s for the commit
+	if err != nil {
+		return fmt.Errorf("switchover to %s via %s: %w", to, host, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("switchover to %s via %s: %s: %s", to, host, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return nil
 }

@@ -53,41 +53,77 @@ func (m *Manager) Announce(v VIP, count int, gap time.Duration) error {
 	if count <= 0 {
 		return nil
 	}
-	ifi, resolves, err := lookupInterface(v.Interface)
-	if err != nil {
-		return fmt.Errorf("announcing %s: %w", v, err)
+	m.mu.Lock()
+	gen := m.removals[v.Addr()]
+	m.mu.Unlock()
+	a, err := m.openAnnouncer(v)
+	if err != nil || a == nil {
+		return err
 	}
-	if !resolves {
-		m.log.Debug("interface has no address resolution; nothing to announce", "vip", v)
-		return nil
-	}
-	var a announcer
+	defer a.Close()
 	for i := range count {
 		if i > 0 {
 			time.Sleep(gap)
 		}
-		ok, err := m.addrs.present(v)
-		if err != nil {
-			return fmt.Errorf("announcing %s: %w", v, err)
-		}
-		if !ok {
+		if err := m.announceRound(v, a, gen); errors.Is(err, errRemoved) {
 			return fmt.Errorf("announcing %s: %w", v, ErrNotPresent)
+		} else if err != nil {
+			return err
 		}
-		if a == nil {
-			// Opened once the address is known to be there: the IPv6 socket is bound to it.
-			if v.Addr().Is4() {
-				a, err = newGARP(ifi, v.Addr())
-			} else {
-				a, err = newUnsolicitedNA(ifi, v.Addr())
-			}
-			if err != nil {
-				return fmt.Errorf("announcing %s: %w", v, err)
-			}
-			defer a.Close()
-		}
-		if err := a.send(); err != nil {
-			return fmt.Errorf("announcing %s: %w", v, err)
-		}
+	}
+	return nil
+}
+
+// errRemoved: Remove was called for the address since its announcements began.
+var errRemoved = errors.New("removed since the announcement began")
+
+// openAnnouncer opens the socket that announces v, once v is known to be on its interface (the IPv6 socket is
+// bound to the address); nil, nil when the interface has no address resolution.
+func (m *Manager) openAnnouncer(v VIP) (announcer, error) {
+	ifi, resolves, err := lookupInterface(v.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("announcing %s: %w", v, err)
+	}
+	if !resolves {
+		m.log.Debug("interface has no address resolution; nothing to announce", "vip", v)
+		return nil, nil
+	}
+	ok, err := m.addrs.present(v)
+	if err != nil {
+		return nil, fmt.Errorf("announcing %s: %w", v, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("announcing %s: %w", v, ErrNotPresent)
+	}
+	var a announcer
+	if v.Addr().Is4() {
+		a, err = newGARP(ifi, v.Addr())
+	} else {
+		a, err = newUnsolicitedNA(ifi, v.Addr())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("announcing %s: %w", v, err)
+	}
+	return a, nil
+}
+
+// announceRound sends one round for v unless Remove was called for it since the count gen was read (errRemoved)
+// or the address is gone (ErrNotPresent). The check and the send happen under m.mu, which Remove takes too.
+func (m *Manager) announceRound(v VIP, a announcer, gen uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.removals[v.Addr()] != gen {
+		return errRemoved
+	}
+	ok, err := m.addrs.present(v)
+	if err != nil {
+		return fmt.Errorf("announcing %s: %w", v, err)
+	}
+	if !ok {
+		return fmt.Errorf("announcing %s: %w", v, ErrNotPresent)
+	}
+	if err := a.send(); err != nil {
+		return fmt.Errorf("announcing %s: %w", v, err)
 	}
 	return nil
 }

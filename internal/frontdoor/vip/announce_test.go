@@ -118,6 +118,23 @@ func TestAnnounceIPv4(t *testing.T) {
 	if got := readGARPs(t, peer, v.Addr()); got != (garpSeen{}) {
 		t.Errorf("Announce after Remove sent %+v", got)
 	}
+
+	// Add sends the first round before it returns and the others later; a Remove in between stops them (the
+	// gap is long so that the Remove certainly comes first).
+	slow := NewManager(testLog(t))
+	slow.AnnounceGap = 300 * time.Millisecond
+	inNS(t, a, func() {
+		if err := slow.Add(v, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := slow.Remove(v); err != nil {
+			t.Fatal(err)
+		}
+	})
+	time.Sleep(time.Duration(DefaultAnnounceCount) * slow.AnnounceGap)
+	if got := readGARPs(t, peer, v.Addr()); got != (garpSeen{1, 1}) {
+		t.Errorf("Add then Remove sent %+v, want the first round only", got)
+	}
 }
 
 func TestAnnounceIPv6(t *testing.T) {

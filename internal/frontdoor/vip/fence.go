@@ -102,7 +102,8 @@ func monotonicNow() time.Duration {
 // The hold counts from when the agent wrote it, thanks to HoldLine's written-at: a plain "hold g ms" counts from
 // when the fence reads it, and an agent frozen between computing ms and writing the line would stretch the
 // deadline by the length of the freeze. The guard must cover the fence's own lateness: the timer firing late on a
-// loaded host and the netlink call that removes the address (well under a millisecond on an idle host).
+// loaded host and the netlink calls that end the address's TCP connections and remove it (well under a
+// millisecond on an idle host).
 //
 // When the agent and the fence are killed together (e.g. the whole cgroup), the kernel address lifetime the agent
 // renews (Manager.Renew) is the last line of defence: the address goes within the lifetime (whole seconds) after

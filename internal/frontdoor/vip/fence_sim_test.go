@@ -30,6 +30,8 @@ func key(v VIP) VIP { return VIP{Prefix: netip.PrefixFrom(v.Addr(), 0), Interfac
 
 func (t *memTable) prepare(VIP) (bool, error) { return false, nil }
 
+func (t *memTable) abort(VIP) (int, error) { return 0, nil }
+
 func (t *memTable) replace(v VIP, _ uint32) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -1,6 +1,7 @@
 package vip
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,26 +9,31 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
 // Defaults for how Add announces a new address. Three rounds 20 ms apart follow keepalived's habit of sending a
 // few gratuitous ARPs in a burst (vrrp_garp_master_repeat 5): one lost frame must not leave a switch or a router
-// pointing at the old owner, yet Add returns within 40 ms of the first announcement, which goes out at once. A
-// caller that wants announcements spread over seconds (switches that drop frames while a port comes up) calls
-// Announce again itself.
+// pointing at the old owner. The first round goes out before Add returns, the others follow in the background, so
+// the caller (the agent's loop, the active hook) does not wait the 40 ms. A caller that wants announcements spread
+// over seconds (switches that drop frames while a port comes up) calls Announce again itself.
 const (
 	DefaultAnnounceCount = 3
 	DefaultAnnounceGap   = 20 * time.Millisecond
 )
 
 // Manager adds, renews and removes VIPs in the network namespace of the calling thread: a caller serving another
-// namespace locks its OS thread and enters the namespace first. A Manager holds no state besides its settings and
-// is safe for concurrent use.
+// namespace locks its OS thread and enters the namespace first. A Manager is safe for concurrent use; besides its
+// settings it only remembers which addresses it removed, so that announcement rounds still to come for them are
+// not sent.
 type Manager struct {
 	// AnnounceCount and AnnounceGap are what Add passes to Announce after adding an address; 0 rounds announce
 	// nothing. NewManager sets the defaults; change them before the Manager is used.
@@ -36,6 +42,14 @@ type Manager struct {
 
 	log   *slog.Logger
 	addrs addrTable
+	nft   func(script string) error // runs an nftables script (SetResets)
+
+	// mu is held across each announcement round's presence check and send, and by Remove while it counts the
+	// removal, so that no round of an address starts after Remove began: a late gratuitous ARP from a host that
+	// gave the address up would pull its traffic away from the new owner. removals counts Remove calls per
+	// address; a background round whose count changed since its Add stops.
+	mu       sync.Mutex
+	removals map[netip.Addr]uint64
 }
 
 // NewManager returns a Manager that works on the kernel through netlink. log may be nil.
@@ -47,12 +61,14 @@ func newManager(log *slog.Logger, addrs addrTable) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{AnnounceCount: DefaultAnnounceCount, AnnounceGap: DefaultAnnounceGap, log: log, addrs: addrs}
+	return &Manager{AnnounceCount: DefaultAnnounceCount, AnnounceGap: DefaultAnnounceGap, log: log, addrs: addrs, nft: runNFT,
+		removals: map[netip.Addr]uint64{}}
 }
 
 // Add puts v on its interface with a kernel lifetime of lifetime rounded up to whole seconds (0: forever), then
-// announces it (AnnounceCount rounds, AnnounceGap apart, so Add blocks for up to (AnnounceCount-1)·AnnounceGap).
-// Adding an address that is already there refreshes its lifetime and announces it again. IPv6 addresses are added
+// announces it: AnnounceCount rounds, AnnounceGap apart, the first before Add returns and the others from a
+// goroutine of their own, each only while the address is on the interface and Remove has not been called for it
+// since. Adding an address that is already there refreshes its lifetime and announces it again. IPv6 addresses are added
 // without duplicate address detection: the quorum, not DAD, decides who may hold the address, and DAD would keep
 // it unusable for a second.
 //
@@ -79,11 +95,61 @@ func (m *Manager) Add(v VIP, lifetime time.Duration) error {
 		return fmt.Errorf("adding %s: %w", v, err)
 	}
 	if m.AnnounceCount > 0 {
-		if err := m.Announce(v, m.AnnounceCount, m.AnnounceGap); err != nil {
-			m.log.Warn("VIP added but not announced", "vip", v, "err", err)
-		}
+		m.announceAdded(v)
 	}
 	return nil
+}
+
+// announceAdded sends the first announcement round for an address Add just added and starts the others.
+func (m *Manager) announceAdded(v VIP) {
+	m.mu.Lock()
+	gen := m.removals[v.Addr()]
+	m.mu.Unlock()
+	a, err := m.openAnnouncer(v)
+	if err == nil && a != nil {
+		err = m.announceRound(v, a, gen)
+	}
+	if err != nil {
+		if a != nil {
+			a.Close()
+		}
+		m.log.Warn("VIP added but not announced", "vip", v, "err", err)
+		return
+	}
+	if a == nil { // nothing to announce on this interface
+		return
+	}
+	if m.AnnounceCount == 1 {
+		a.Close()
+		return
+	}
+	// The later rounds check the address in this thread's namespace, like the rest of the Manager.
+	ns, err := netns.Get()
+	if err != nil {
+		a.Close()
+		m.log.Warn("VIP announced once, not repeated: cannot tell this thread's network namespace", "vip", v, "err", err)
+		return
+	}
+	go func() {
+		defer a.Close()
+		defer ns.Close()
+		// Locked and never unlocked: the thread ends with the goroutine, so it never serves another one in a
+		// namespace that may not be its own.
+		runtime.LockOSThread()
+		if err := netns.Set(ns); err != nil {
+			m.log.Warn("VIP announced once, not repeated: cannot enter the network namespace", "vip", v, "err", err)
+			return
+		}
+		for range m.AnnounceCount - 1 {
+			time.Sleep(m.AnnounceGap)
+			if err := m.announceRound(v, a, gen); err != nil {
+				if !errors.Is(err, errRemoved) && !errors.Is(err, ErrNotPresent) {
+					m.log.Warn("repeating the announcement of a VIP failed", "vip", v, "err", err)
+				}
+				return
+			}
+		}
+	}()
 }
 
 // Renew sets v's kernel lifetime to lifetime (rounded up to whole seconds, 0: forever) again. It is cheap (two
@@ -118,9 +184,25 @@ func (m *Manager) Renew(v VIP, lifetime time.Duration) error {
 
 // Remove takes v's address off its interface, whatever prefix length it was added with. An address (or an
 // interface) that is not there is not an error.
+//
+// Just before, it ends every TCP connection whose local address is v's (not listening sockets) with a reset:
+// once the address is gone this host can send nothing more on them (the kernel routes nothing from an address
+// that is not its own), so a client waiting for an answer, e.g. on a connection accepted a moment before, would
+// otherwise wait out its own timeout. Packets that still arrive for the address afterwards are answered by
+// SetResets' rule. Ending them needs a kernel with CONFIG_INET_DIAG_DESTROY (Debian's has it); a failure is
+// logged and the address is removed all the same.
 func (m *Manager) Remove(v VIP) error {
 	if err := v.check(); err != nil {
 		return err
+	}
+	m.mu.Lock() // waits for a round being sent; the rounds after it see the count and stop
+	m.removals[v.Addr()]++
+	m.mu.Unlock()
+	if n, err := m.addrs.abort(v); err != nil {
+		m.log.Warn("cannot reset the connections to a VIP before removing it; their clients wait for their own timeouts",
+			"vip", v, "err", err)
+	} else if n > 0 {
+		m.log.Info("reset the connections to a VIP before removing it", "vip", v, "connections", n)
 	}
 	if err := m.addrs.remove(v); err != nil {
 		return fmt.Errorf("removing %s: %w", v, err)
@@ -191,6 +273,8 @@ type addrTable interface {
 	remove(v VIP) error
 	// present reports whether v's address is on v's interface.
 	present(v VIP) (bool, error)
+	// abort ends the TCP connections whose local address is v's with a reset and says how many it ended.
+	abort(v VIP) (int, error)
 	// watch reports the addresses already in the namespace, then every address added to it, until done is
 	// closed. The channel is closed when the watch ends, because of done or because it failed (e.g. the kernel
 	// dropped notifications on an overflowing socket). After closing done the caller drains the channel until it
@@ -307,6 +391,76 @@ func (netlinkTable) remove(v VIP) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// abort dumps the TCP sockets of v's family (sock_diag), and destroys (SOCK_DESTROY, which sends a reset) each one
+// whose local address is v's, except listening sockets (a service listening on the address itself keeps its socket
+// for the next time this host holds it) and closed or time-wait ones, which hold no connection. All in-process
+// netlink calls: the fence runs this at the deadline too, where it must not take long.
+func (netlinkTable) abort(v VIP) (int, error) {
+	fam := uint8(unix.AF_INET)
+	if v.Addr().Is6() {
+		fam = unix.AF_INET6
+	}
+	socks, err := netlink.SocketDiagTCP(fam)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return 0, fmt.Errorf("listing TCP sockets: %w", err)
+	}
+	n := 0
+	var errs []error
+	for _, s := range socks {
+		if ip, ok := netip.AddrFromSlice(s.ID.Source); !ok || ip.Unmap() != v.Addr() {
+			continue
+		}
+		switch s.State {
+		case netlink.TCP_LISTEN, netlink.TCP_TIME_WAIT, netlink.TCP_CLOSE:
+			continue
+		}
+		if err := destroySocket(fam, s.ID); err != nil {
+			if !errors.Is(err, unix.ENOENT) { // gone in the meantime
+				errs = append(errs, err)
+			}
+			continue
+		}
+		n++
+	}
+	if len(errs) > 0 {
+		return n, fmt.Errorf("ending %d connection(s): %w", len(errs), errs[0])
+	}
+	return n, nil
+}
+
+// destroyRequest is struct inet_diag_req_v2 for SOCK_DESTROY (netlink's own SocketDestroy knows only IPv4).
+type destroyRequest struct {
+	family uint8
+	id     netlink.SocketID
+}
+
+func (r *destroyRequest) Len() int { return 56 }
+
+func (r *destroyRequest) Serialize() []byte {
+	b := make([]byte, r.Len())
+	b[0], b[1] = r.family, unix.IPPROTO_TCP
+	binary.NativeEndian.PutUint32(b[4:], 0xfff) // any state
+	binary.BigEndian.PutUint16(b[8:], r.id.SourcePort)
+	binary.BigEndian.PutUint16(b[10:], r.id.DestinationPort)
+	src, dst := r.id.Source.To16(), r.id.Destination.To16()
+	if r.family == unix.AF_INET {
+		src, dst = r.id.Source.To4(), r.id.Destination.To4()
+	}
+	copy(b[12:28], src)
+	copy(b[28:44], dst)
+	binary.NativeEndian.PutUint32(b[44:], r.id.Interface)
+	binary.NativeEndian.PutUint32(b[48:], r.id.Cookie[0])
+	binary.NativeEndian.PutUint32(b[52:], r.id.Cookie[1])
+	return b
+}
+
+func destroySocket(family uint8, id netlink.SocketID) error {
+	req := nl.NewNetlinkRequest(nl.SOCK_DESTROY, unix.NLM_F_ACK)
+	req.AddData(&destroyRequest{family: family, id: id})
+	_, err := req.Execute(unix.NETLINK_INET_DIAG, 0)
+	return err
 }
 
 func (netlinkTable) watch(done <-chan struct{}, log *slog.Logger) (<-chan netip.Addr, error) {

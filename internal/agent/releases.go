@@ -10,7 +10,8 @@ import (
 
 // FileReleases is the durable ReleaseStore: a small JSON file in the node's
 // data_dir, replaced atomically and fsynced (file and directory) on every
-// save. Saves are rare: one per released lease.
+// save. Saves are rare: one per instant at which leases are released, however
+// many groups that instant releases.
 type FileReleases struct {
 	Path string
 	mu   sync.Mutex
@@ -39,21 +40,26 @@ func (f *FileReleases) Load() (map[string]uint64, error) {
 	return out, nil
 }
 
-// Save implements ReleaseStore.
-func (f *FileReleases) Save(group string, epoch uint64) error {
+// Save implements ReleaseStore: every release in rels in one durable write.
+func (f *FileReleases) Save(rels map[string]uint64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.m == nil {
 		f.m = map[string]uint64{}
 	}
-	if f.m[group] >= epoch {
-		return nil
-	}
 	next := map[string]uint64{}
 	for k, v := range f.m {
 		next[k] = v
 	}
-	next[group] = epoch
+	changed := false
+	for g, e := range rels {
+		if e > next[g] {
+			next[g], changed = e, true
+		}
+	}
+	if !changed {
+		return nil
+	}
 	b, _ := json.Marshal(next)
 	if err := writeDurably(f.Path, b); err != nil {
 		return err

@@ -15,14 +15,18 @@ func TestFileReleasesSurviveRestart(t *testing.T) {
 		t.Fatalf("fresh store: %v, %v", m, err)
 	}
 	for _, e := range []uint64{3, 5, 4} {
-		if err := a.Save("web", e); err != nil {
+		if err := a.Save(map[string]uint64{"web": e}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// Many groups released at one instant: one write holds them all.
+	if err := a.Save(map[string]uint64{"db": 2, "web": 4, "edge": 7}); err != nil {
+		t.Fatal(err)
+	}
 	b := &FileReleases{Path: path}
 	m, err := b.Load()
-	if err != nil || m["web"] != 5 {
-		t.Fatalf("restarted store loaded %v, %v; want web=5", m, err)
+	if err != nil || m["web"] != 5 || m["db"] != 2 || m["edge"] != 7 || len(m) != 3 {
+		t.Fatalf("restarted store loaded %v, %v; want web=5 (never back), db=2, edge=7", m, err)
 	}
 	if err := os.WriteFile(path, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)

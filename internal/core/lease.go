@@ -214,7 +214,7 @@ func (n *Node) relinquish(now time.Duration, group string, epoch uint64, reason 
 	// Stop acting (front doors down) before anyone hears of the relinquish.
 	n.updateRoles(now)
 	if n.isVoter {
-		n.release(now, group, epoch, "relinquished by owner")
+		n.release(now, map[string]uint64{group: epoch}, "relinquished by owner")
 	}
 }
 

@@ -301,9 +301,10 @@ func (n *Node) receiveHeartbeat(now time.Duration, from string, p *peerState, m 
 	for _, gs := range m.Groups {
 		p.groups[gs.Group] = gs
 	}
+	newRelease := false
 	for _, r := range m.Released {
 		if r.Epoch > p.released[r.Group] {
-			p.released[r.Group] = r.Epoch
+			p.released[r.Group], newRelease = r.Epoch, true
 		}
 	}
 	for _, r := range m.Relinquished {
@@ -321,7 +322,9 @@ func (n *Node) receiveHeartbeat(now time.Duration, from string, p *peerState, m 
 			n.d.Send(from, &cluster.Message{Kind: cluster.KindAck, Echo: m.SentAt, Acked: acked})
 		}
 	}
-	if n.d.Quorum.IsLeader() && len(m.Released) > 0 {
+	// A voter's heartbeat repeats every release it ever made; only a new one
+	// can change a decision before the next tick.
+	if n.d.Quorum.IsLeader() && newRelease {
 		n.leadAll(now)
 	}
 }

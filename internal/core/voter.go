@@ -2,6 +2,7 @@ package core
 
 import (
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/baton-ha/baton/internal/cluster"
@@ -29,9 +30,12 @@ type voteState struct {
 // ReleaseStore persists the highest lease epoch this voter released per
 // group. Save must be durable (fsync) before it returns: a voter that forgot a
 // release after a restart could ack a lease the cluster already gave away.
+// Save takes every release due at one instant (group → epoch) and writes them
+// together: when a node owning many groups dies, its voters release all of
+// them in one durable write, not one fsync per group in series.
 type ReleaseStore interface {
 	Load() (map[string]uint64, error)
-	Save(group string, epoch uint64) error
+	Save(releases map[string]uint64) error
 }
 
 // MemReleases is the in-memory twin of ReleaseStore (it survives a simulated
@@ -48,11 +52,13 @@ func (m *MemReleases) Load() (map[string]uint64, error) {
 }
 
 // Save implements ReleaseStore.
-func (m *MemReleases) Save(g string, e uint64) error {
+func (m *MemReleases) Save(rels map[string]uint64) error {
 	if m.M == nil {
 		m.M = map[string]uint64{}
 	}
-	m.M[g] = e
+	for g, e := range rels {
+		m.M[g] = max(m.M[g], e)
+	}
 	return nil
 }
 
@@ -90,7 +96,7 @@ func (n *Node) onRelinquish(now time.Duration, from string, c cluster.Claim) {
 		return
 	}
 	if (c.Epoch == vs.viewEpoch && vs.viewOwner == from) || (c.Epoch == vs.grantEpoch && vs.grantOwner == from) {
-		n.release(now, c.Group, c.Epoch, "owner relinquished")
+		n.release(now, map[string]uint64{c.Group: c.Epoch}, "owner relinquished")
 	}
 }
 
@@ -98,6 +104,7 @@ func (n *Node) checkReleases(now time.Duration) {
 	if !n.isVoter {
 		return
 	}
+	var due map[string]uint64
 	for _, g := range n.groups {
 		vs := n.vote[g.Name]
 		if vs.viewOwner == "" || vs.viewEpoch <= vs.releasedMax || vs.grantEpoch > vs.viewEpoch {
@@ -109,20 +116,32 @@ func (n *Node) checkReleases(now time.Duration) {
 		}
 		base := max(n.floor, vs.viewSince, vs.lastGrant)
 		if decide.ReleaseDue(now, base, n.hold) {
-			n.release(now, g.Name, vs.viewEpoch, "owner silent")
+			if due == nil {
+				due = map[string]uint64{}
+			}
+			due[g.Name] = vs.viewEpoch
 		}
+	}
+	if len(due) > 0 {
+		n.release(now, due, "owner silent")
 	}
 }
 
-func (n *Node) release(now time.Duration, group string, epoch uint64, why string) {
-	vs := n.vote[group]
-	if err := n.d.Releases.Save(group, epoch); err != nil {
+// release gives up this voter's promises for every (group → epoch) in rels:
+// one durable write, then one heartbeat that tells the others of all of them,
+// and (on the quorum leader) one pass of the ownership policy, so that the
+// death of a node owning many groups costs no more rounds than one group.
+func (n *Node) release(now time.Duration, rels map[string]uint64, why string) {
+	if err := n.d.Releases.Save(rels); err != nil {
 		// Without a durable record we must not tell anyone: keep the promise.
-		n.log.Error("cannot persist lease release; not releasing", "group", group, "epoch", epoch, "err", err)
+		n.log.Error("cannot persist lease release; not releasing", "groups", slices.Sorted(maps.Keys(rels)), "err", err)
 		return
 	}
-	vs.releasedMax, vs.releasedAt = epoch, now
-	n.log.Info("released lease", "group", group, "epoch", epoch, "owner", vs.viewOwner, "why", why)
+	for _, group := range slices.Sorted(maps.Keys(rels)) {
+		vs, epoch := n.vote[group], rels[group]
+		vs.releasedMax, vs.releasedAt = epoch, now
+		n.log.Info("released lease", "group", group, "epoch", epoch, "owner", vs.viewOwner, "why", why)
+	}
 	n.sendHeartbeats(now)
 	if n.d.Quorum.IsLeader() {
 		n.leadAll(now)

@@ -125,6 +125,7 @@ type Node struct {
 	healthSeen map[string]bool
 	faulted    map[string]bool // a fault transition was reported and no recovery since
 	lastXfer   time.Duration
+	pace       paceCache
 
 	viewState
 	// lastOwners is the ownership gossiped in the last heartbeat, lastClaims

@@ -20,6 +20,11 @@ type Timing struct {
 	RaftElectionTimeout  time.Duration
 	RaftLeaderLease      time.Duration
 	RaftCommitTimeout    time.Duration
+	// RaftIdleHeartbeatTimeout replaces RaftHeartbeatTimeout and RaftElectionTimeout while the quorum leader owns
+	// no group (Node.RaftIdle): its death then costs no failover, so a slower election costs no outage, and the
+	// leader's heartbeats (one per follower every tenth of this) come less often. At most 2.5 × RaftLeaderLease,
+	// so that the longest gap between two heartbeats (a fifth of it) stays within half the leader lease.
+	RaftIdleHeartbeatTimeout time.Duration
 
 	// StartupGrace is how long after start a node waits for the other members before taking a group, so that the
 	// highest-priority member, not the first one up, gets it.

@@ -379,6 +379,30 @@ func (r *Raft) Propose(c quorum.Command) error {
 	return nil
 }
 
+// SetTimeouts changes raft's heartbeat and election timeouts while it runs
+// (hashicorp/raft ReloadConfig): on the leader the heartbeat interval (a
+// tenth of the heartbeat timeout), on a follower how long it waits for the
+// leader before an election. Raft refuses a heartbeat timeout below the
+// leader lease set at OpenRaft, or an election timeout below the heartbeat
+// timeout.
+func (r *Raft) SetTimeouts(heartbeat, election time.Duration) error {
+	rc := r.raft.ReloadableConfig()
+	if rc.HeartbeatTimeout == heartbeat && rc.ElectionTimeout == election {
+		return nil
+	}
+	rc.HeartbeatTimeout, rc.ElectionTimeout = heartbeat, election
+	if err := r.raft.ReloadConfig(rc); err != nil {
+		return fmt.Errorf("quorum: set raft timeouts: %w", err)
+	}
+	return nil
+}
+
+// Timeouts returns raft's current heartbeat and election timeouts.
+func (r *Raft) Timeouts() (heartbeat, election time.Duration) {
+	rc := r.raft.ReloadableConfig()
+	return rc.HeartbeatTimeout, rc.ElectionTimeout
+}
+
 // Barrier blocks until every entry committed before it has been applied
 // to this node's View (leader only).
 func (r *Raft) Barrier(timeout time.Duration) error {

@@ -322,3 +322,45 @@ func TestPeerUnreachableLogsAreWarningsAndRare(t *testing.T) {
 		t.Fatalf("levels wrong:\n%s", out)
 	}
 }
+
+// TestSetTimeouts: raft's timeouts change while it runs, and at the idle pace
+// (2.5 × the leader lease, the profiles' rule) the cluster keeps a leader and
+// commits; a heartbeat timeout below the lease is refused; back at the normal
+// pace a dead leader is replaced. (Whether leadership is ever lost at the idle
+// pace is a matter of timing on a loaded host, not checked here.)
+func TestSetTimeouts(t *testing.T) {
+	nodes := inmemCluster(t, 3)
+	waitLeader(t, nodes)
+	idle := 125 * time.Millisecond // fastTimers' lease is 50 ms
+	for _, n := range nodes {
+		if err := n.SetTimeouts(idle, idle); err != nil {
+			t.Fatalf("%s: %v", n.id, err)
+		}
+		if hb, el := n.Timeouts(); hb != idle || el != idle {
+			t.Fatalf("%s: timeouts %v/%v after SetTimeouts(%v)", n.id, hb, el, idle)
+		}
+	}
+	time.Sleep(time.Second)
+	l := waitLeader(t, nodes)
+	if err := l.Propose(assign("web", "", 0, "n1")); err != nil {
+		t.Fatal(err)
+	}
+	waitGroup(t, nodes, "web", "n1", 1)
+	if err := l.SetTimeouts(20*time.Millisecond, 20*time.Millisecond); err == nil {
+		t.Fatal("a heartbeat timeout below the leader lease was accepted")
+	}
+	for _, n := range nodes {
+		if err := n.SetTimeouts(50*time.Millisecond, 50*time.Millisecond); err != nil {
+			t.Fatalf("%s: back to the normal pace: %v", n.id, err)
+		}
+	}
+	l = waitLeader(t, nodes)
+	l.close(t)
+	var rest []*testNode
+	for _, n := range nodes {
+		if n != l {
+			rest = append(rest, n)
+		}
+	}
+	waitLeader(t, rest)
+}

@@ -104,8 +104,13 @@ func fastTimers(cfg *RaftConfig) {
 	cfg.CommitTimeout = 5 * time.Millisecond
 }
 
-// inmemCluster starts n raft nodes over raft's in-memory transport.
-func inmemCluster(t *testing.T, n int) []*testNode {
+// inmemCluster starts n raft nodes over raft's in-memory transport, with
+// in-memory stores.
+func inmemCluster(t *testing.T, n int) []*testNode { return inmemClusterStores(t, n, false) }
+
+// inmemClusterStores is inmemCluster; with onDisk, each node keeps its log in
+// raft-boltdb under a temporary directory (fsync per write, as in production).
+func inmemClusterStores(t *testing.T, n int, onDisk bool) []*testNode {
 	t.Helper()
 	trans := make([]*raft.InmemTransport, n)
 	var peers []Peer
@@ -130,6 +135,9 @@ func inmemCluster(t *testing.T, n int) []*testNode {
 			Transport: trans[i],
 			Logger:    testLogger(t),
 			OnChange:  func() { node.changes.Add(1) },
+		}
+		if onDisk {
+			cfg.DataDir = t.TempDir()
 		}
 		fastTimers(&cfg)
 		r, err := OpenRaft(cfg)
@@ -363,4 +371,30 @@ func TestSetTimeouts(t *testing.T) {
 		}
 	}
 	waitLeader(t, rest)
+}
+
+// TestBurstOfProposalsCommitsInBatches: the leader proposes one assignment per
+// group in one pass (the owner of many groups died); raft takes the queued
+// proposals together, so they commit and apply in a few batches instead of
+// one disk write and one apply per group.
+func TestBurstOfProposalsCommitsInBatches(t *testing.T) {
+	nodes := inmemClusterStores(t, 3, true)
+	l := waitLeader(t, nodes)
+	const groups = 200
+	before := l.fsm.Batches()
+	for i := range groups {
+		if err := l.Propose(assign(fmt.Sprintf("g%03d", i), "", 0, "n1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range groups {
+		waitGroup(t, nodes, fmt.Sprintf("g%03d", i), "n1", 1)
+	}
+	// At most 256 entries per batch; a few more when the leader loop wakes
+	// before the proposer is done. One per proposal (or close) without it.
+	if b := l.fsm.Batches() - before; b > groups/10 {
+		t.Fatalf("%d proposals applied in %d batches on the leader: raft did not group them", groups, b)
+	} else {
+		t.Logf("%d proposals applied in %d batches on the leader", groups, b)
+	}
 }

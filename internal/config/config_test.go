@@ -621,6 +621,9 @@ func TestProfiles(t *testing.T) {
 		if p.FailureTimeout < 3*p.HeartbeatInterval || p.RaftLeaderLease > p.RaftHeartbeatTimeout || p.RaftElectionTimeout < p.RaftHeartbeatTimeout || p.RaftElectionTimeout >= p.FailureTimeout {
 			t.Errorf("profile %s is inconsistent: %+v", name, p)
 		}
+		if p.QuietHeartbeatInterval < p.HeartbeatInterval || p.QuietHeartbeatInterval > p.FailureTimeout/4 {
+			t.Errorf("profile %s: quiet heartbeat interval %v not within [heartbeat %v, failure timeout/4]", name, p.QuietHeartbeatInterval, p.HeartbeatInterval)
+		}
 		// Idle raft pace: slower than the normal one, and the longest gap between the leader's heartbeats (a
 		// fifth of the timeout) at most half the leader lease it is checked against.
 		if p.RaftIdleHeartbeatTimeout < p.RaftHeartbeatTimeout || p.RaftIdleHeartbeatTimeout/5 > p.RaftLeaderLease/2 {
@@ -642,13 +645,15 @@ func TestTimingOverrides(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := core.Timing{
-		HeartbeatInterval:    100 * time.Millisecond,
-		FailureTimeout:       2 * time.Second,
-		LeaseGuard:           300 * time.Millisecond,
-		ClockDrift:           0.02,
-		RaftHeartbeatTimeout: 600 * time.Millisecond,
-		RaftElectionTimeout:  600 * time.Millisecond,
-		RaftLeaderLease:      400 * time.Millisecond,
+		HeartbeatInterval: 100 * time.Millisecond,
+		// Twice the heartbeat interval.
+		QuietHeartbeatInterval: 200 * time.Millisecond,
+		FailureTimeout:         2 * time.Second,
+		LeaseGuard:             300 * time.Millisecond,
+		ClockDrift:             0.02,
+		RaftHeartbeatTimeout:   600 * time.Millisecond,
+		RaftElectionTimeout:    600 * time.Millisecond,
+		RaftLeaderLease:        400 * time.Millisecond,
 		// 2.5 × the lease.
 		RaftIdleHeartbeatTimeout: time.Second,
 		RaftCommitTimeout:        20 * time.Millisecond, // wan's, not overridable

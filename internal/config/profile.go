@@ -14,6 +14,11 @@ var profiles = map[string]core.Timing{
 	"default": {
 		// 8 heartbeats per lease: a lease lapses only if ~7 heartbeats in a row are lost, about 1e-7 at 10 % loss.
 		HeartbeatInterval: 50 * time.Millisecond,
+		// A standby or witness with nothing in flux only needs its peers to see it alive (heard within the failure
+		// timeout) and healthy: 4 heartbeats per failure timeout, so it looks dead only if 4 in a row are lost
+		// (1e-4 at 10 % loss), which would merely skip it as a candidate for that moment. Owners, and every node
+		// while a group changes hands, keep the heartbeat interval.
+		QuietHeartbeatInterval: 100 * time.Millisecond,
 		// The bulk of the outage budget: 0.4 s of lease plus ~0.2 s for commit and takeover stays under 0.6 s.
 		FailureTimeout: 400 * time.Millisecond,
 		// Covers a scheduling hiccup of the agent plus removing the VIP, so the VIP is gone before the lease ends.
@@ -45,6 +50,8 @@ var profiles = map[string]core.Timing{
 	"fast": {
 		// 7.5 heartbeats per lease: still ~7 losses in a row before a false failover.
 		HeartbeatInterval: 20 * time.Millisecond,
+		// As in default: 4 per failure timeout (rounded down) for a node with nothing in flux.
+		QuietHeartbeatInterval: 35 * time.Millisecond,
 		// 0.15 s of lease leaves ~50 ms for commit and takeover within 0.2 s.
 		FailureTimeout: 150 * time.Millisecond,
 		// A 30 ms scheduling stall is rare on a quiet host; removing a VIP takes well under 1 ms.
@@ -67,6 +74,8 @@ var profiles = map[string]core.Timing{
 	"wan": {
 		// Several cross-zone round trips between heartbeats; 12 heartbeats per lease ride out bursts of loss.
 		HeartbeatInterval: 250 * time.Millisecond,
+		// As in default: still 6 per failure timeout for a node with nothing in flux.
+		QuietHeartbeatInterval: 500 * time.Millisecond,
 		// Long enough that a routing blip between zones does not move a group.
 		FailureTimeout: 3 * time.Second,
 		// Covers slower VIP or route changes (e.g. cloud APIs) and scheduling on busy hosts.
@@ -96,7 +105,9 @@ func Profile(name string) (core.Timing, bool) {
 }
 
 // Timing returns the cluster's effective timing: its profile (default when unknown) with the explicit overrides
-// of the cluster section applied. raft_timeout sets the Raft heartbeat and election timeouts, the leader lease
+// of the cluster section applied. heartbeat_interval sets the quiet heartbeat interval to twice itself
+// (at most a quarter of the failure timeout);
+// raft_timeout sets the Raft heartbeat and election timeouts, the leader lease
 // to two thirds of it (Raft needs the lease below the heartbeat timeout), and the idle heartbeat timeout to 2.5 ×
 // the lease (see the default profile).
 func (c *Config) Timing() core.Timing {
@@ -107,6 +118,7 @@ func (c *Config) Timing() core.Timing {
 	cl := c.Cluster
 	if cl.HeartbeatInterval != nil {
 		t.HeartbeatInterval = cl.HeartbeatInterval.D()
+		t.QuietHeartbeatInterval = 2 * t.HeartbeatInterval
 	}
 	if cl.FailureTimeout != nil {
 		t.FailureTimeout = cl.FailureTimeout.D()
@@ -126,5 +138,8 @@ func (c *Config) Timing() core.Timing {
 	if cl.StartupGrace != nil {
 		t.StartupGrace = cl.StartupGrace.D()
 	}
+	// Whatever was overridden: at least 4 quiet heartbeats per failure timeout (see the default profile), and
+	// never more often than the heartbeat interval.
+	t.QuietHeartbeatInterval = max(min(t.QuietHeartbeatInterval, t.FailureTimeout/4), t.HeartbeatInterval)
 	return t
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/cluster"
+	"github.com/baton-ha/baton/internal/quorum"
 )
 
 // A heartbeat carries everything a node has to say, to every peer, each
@@ -38,11 +39,11 @@ func (n *Node) claimKey() string {
 }
 
 func (n *Node) sendHeartbeats(now time.Duration) {
-	n.nextHB = now + n.timing.HeartbeatInterval
 	n.lastClaims, n.lastOwners = n.claimKey(), n.ownersKey()
 	v := n.view()
 	m := &cluster.Message{Kind: cluster.KindHeartbeat, SentAt: int64(now), Claims: n.claims(), Leaving: n.leaving,
 		Applied: v.Index}
+	n.nextHB = now + n.heartbeatEvery(now, v, len(m.Claims) > 0)
 	if n.d.RaftRole != nil {
 		m.RaftRole = n.d.RaftRole()
 	}
@@ -85,4 +86,32 @@ func (n *Node) sendHeartbeats(now time.Duration) {
 			n.d.Send(name, m)
 		}
 	}
+}
+
+// heartbeatEvery is how long until the next regular heartbeat: the heartbeat
+// interval for an owner (its lease needs it) and for every node while
+// something is in flux; the quiet interval otherwise, when a heartbeat only
+// says "alive and healthy". In flux: this node is leaving, relinquished or
+// released a lease within the last failure timeout (a lost heartbeat carrying
+// the release is repeated soon), a unit has no owner, or it is a member of a
+// data group (the leader's promotion policy reads the members' positions).
+func (n *Node) heartbeatEvery(now time.Duration, v *quorum.State, claims bool) time.Duration {
+	t := n.timing
+	if t.QuietHeartbeatInterval <= t.HeartbeatInterval || claims || n.leaving {
+		return t.HeartbeatInterval
+	}
+	for _, g := range n.members {
+		if g.Data != nil || n.own[g.Name].relinquished != 0 && n.own[g.Name].relinquished >= v.Group(g.Name).Epoch {
+			return t.HeartbeatInterval
+		}
+	}
+	for _, g := range n.groups {
+		if v.Group(g.Name).Owner == "" {
+			return t.HeartbeatInterval
+		}
+		if vs := n.vote[g.Name]; vs != nil && vs.releasedMax > 0 && (vs.releasedMax >= v.Group(g.Name).Epoch || now-vs.releasedAt < t.FailureTimeout) {
+			return t.HeartbeatInterval
+		}
+	}
+	return t.QuietHeartbeatInterval
 }

@@ -7,6 +7,10 @@ import "time"
 type Timing struct {
 	// HeartbeatInterval is how often an owner renews its lease with every voter.
 	HeartbeatInterval time.Duration
+	// QuietHeartbeatInterval is how often a node with nothing in flux heartbeats (it claims no lease, released
+	// none recently, every unit has an owner, it is in no data group): its heartbeats then only keep it alive in
+	// its peers' eyes and refresh its health. Zero means HeartbeatInterval.
+	QuietHeartbeatInterval time.Duration
 	// FailureTimeout is the lease length L: a voter promises not to release an owner's lease before
 	// L·(1+ClockDrift) has passed since the owner's last heartbeat it acked.
 	FailureTimeout time.Duration

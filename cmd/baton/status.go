@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/baton-ha/baton/internal/cluster"
 	"github.com/baton-ha/baton/internal/core"
 	"github.com/spf13/cobra"
 )
@@ -66,6 +67,9 @@ func printStatus(out io.Writer, st core.Status) {
 		}
 		if n.RejectedStale > 0 {
 			seen += fmt.Sprintf(" (its heartbeats refused as stale: %d; see the log)", n.RejectedStale)
+		}
+		if n.ProtocolMismatch > 0 {
+			seen += fmt.Sprintf(" (speaks heartbeat protocol %d, this node %d: refused; run one baton release on every node)", n.ProtocolMismatch, cluster.ProtocolVersion)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Address, alive, role, seen)
 	}

@@ -28,6 +28,7 @@ func (a *Agent) Status(r *http.Request) (core.Status, error) {
 	}
 	for i := range st.Nodes {
 		st.Nodes[i].RejectedStale = a.udp.StaleFrom(st.Nodes[i].Name)
+		st.Nodes[i].ProtocolMismatch = a.udp.VersionFrom(st.Nodes[i].Name)
 	}
 	st.RejectedPackets = a.udp.Stats.Rejected()
 	st.RejectedQuorumConns = a.raft.RejectedConns()

@@ -10,8 +10,7 @@ import (
 
 // FileReleases is the durable ReleaseStore: a small JSON file in the node's
 // data_dir, replaced atomically and fsynced (file and directory) on every
-// save. Saves are rare: one per instant at which leases are released, however
-// many groups that instant releases.
+// save. Saves are rare: one per batch of released leases.
 type FileReleases struct {
 	Path string
 	mu   sync.Mutex
@@ -40,8 +39,8 @@ func (f *FileReleases) Load() (map[string]uint64, error) {
 	return out, nil
 }
 
-// Save implements ReleaseStore: every release in rels in one durable write.
-func (f *FileReleases) Save(rels map[string]uint64) error {
+// Save implements ReleaseStore: one durable write for all of released.
+func (f *FileReleases) Save(released map[string]uint64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.m == nil {
@@ -52,7 +51,7 @@ func (f *FileReleases) Save(rels map[string]uint64) error {
 		next[k] = v
 	}
 	changed := false
-	for g, e := range rels {
+	for g, e := range released {
 		if e > next[g] {
 			next[g], changed = e, true
 		}

@@ -134,7 +134,8 @@ func open(opts Options) (_ *Agent, err error) {
 	st := &a.udp.Stats
 	a.metrics.RegisterPacketCounters(st.Sent.Load, st.Received.Load, func() map[string]uint64 {
 		return map[string]uint64{"auth": st.RejectedAuth.Load(), "replay": st.RejectedReplay.Load(),
-			"malformed": st.RejectedMalformed.Load(), "unknown_peer": st.RejectedUnknownPeer.Load()}
+			"malformed": st.RejectedMalformed.Load(), "unknown_peer": st.RejectedUnknownPeer.Load(),
+			"misdirected": st.RejectedMisdirected.Load(), "version": st.RejectedVersion.Load()}
 	})
 	a.raft, err = raftstore.OpenRaft(raftstore.RaftConfig{
 		NodeID: self.Name, Bind: bind, DataDir: self.DataDir, Peers: raftPeers,
@@ -170,6 +171,11 @@ func open(opts Options) (_ *Agent, err error) {
 				// A heartbeat that is never sent makes this node look dead
 				// to its peers: say so loudly (counted in
 				// baton_heartbeat_send_errors_total, logged now and then).
+				log.Error("heartbeat not sent", "to", to, "err", err, "failed_so_far", a.udp.Stats.SendErrors.Load())
+			}
+		},
+		SendMany: func(to []string, m *cluster.Message) {
+			if err := a.udp.SendMany(to, m); err != nil && sendLog.Allow() {
 				log.Error("heartbeat not sent", "to", to, "err", err, "failed_so_far", a.udp.Stats.SendErrors.Load())
 			}
 		},

@@ -1,6 +1,8 @@
 // Package cluster is Baton's node-to-node heartbeat protocol: the messages the
 // core sends and receives, and their wire format (authenticated with
-// HMAC-SHA256 keyed from the cluster secret, with replay protection). It does
+// HMAC-SHA256 keyed from the cluster secret and bound to the receiver, with
+// replay protection; a compact, versioned binary encoding, split across
+// packets when a message does not fit in one). It does
 // no I/O: the UDP transport is package cluster/udp, and the in-process
 // harness (package sim) delivers messages on a simulated network.
 //
@@ -13,41 +15,94 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 
 	"golang.org/x/crypto/hkdf"
 )
 
-// Packet layout (all integers big-endian):
+// Packet layout (protocol version 2; integers big-endian):
 //
-//	magic   4  "BTN1"
-//	inc     8  sender incarnation: grows across restarts (stored in data_dir, see NextIncarnation)
-//	seq     8  sender sequence number within the incarnation
+//	magic   3  "BTN"
+//	version 1  ProtocolVersion: a packet of another version is refused
+//	           with ErrVersion before anything else is read
+//	inc     8  sender incarnation: grows across restarts (stored in data_dir)
+//	seq     8  sender sequence number within the incarnation (one per part)
 //	fromLen 1
 //	from    fromLen bytes, the sender's node name
-//	body    JSON-encoded Message
-//	tag    32  HMAC-SHA256 over everything before it
+//	body    the message, binary (encode.go)
+//	to      toLen bytes, the receiver's node name
+//	toLen   1
+//	tag    32  HMAC-SHA256(key, SHA-256(magic … body) ‖ to ‖ toLen)
+//
+// The tag binds the receiver: a packet captured on its way to one node and
+// replayed to another is refused (ErrMisdirected). Everything before the
+// receiver's name is hashed once, however many receivers there are, and the
+// per-receiver work is one HMAC over 32 bytes and a name (Sealed.For).
+//
+// A message too large for one packet is split (EncodeParts) into parts that
+// are each a complete message with their own sequence number; receivers need
+// no reassembly.
 const (
-	magic     = "BTN1"
-	tagLen    = sha256.Size
-	headerLen = 4 + 8 + 8 + 1
-	// MaxPacket bounds a packet; larger datagrams are rejected before any work.
-	MaxPacket = 8192
+	magic = "BTN"
+	// ProtocolVersion is the heartbeat protocol this agent speaks. Version 1
+	// was JSON bodies under the magic "BTN1" (its version byte reads '1').
+	ProtocolVersion = 2
+	tagLen          = sha256.Size
+	headerLen       = 3 + 1 + 8 + 8 + 1
+	// MaxPacket bounds a packet, sent or received: an Ethernet MTU (1500)
+	// less the IPv6 and UDP headers (48) and some room for tunnels, so a
+	// heartbeat is never IP-fragmented — a fragmented datagram is lost when
+	// any one fragment is, which multiplies packet loss by the fragment
+	// count exactly when loss hurts most.
+	MaxPacket = 1400
+	// MaxParts bounds the packets one message may be split into. The burst
+	// a heartbeat causes must fit in the peers' receive buffers (the agent
+	// asks for ReadBuffer; 6 peers × 64 × 1400 bytes ≈ 540 KB), and the
+	// config check refuses a cluster whose worst-case heartbeat needs more.
+	MaxParts = 64
+	// ReadBuffer is the socket receive buffer the UDP transport asks for
+	// (the kernel caps it at net.core.rmem_max).
+	ReadBuffer = 4 << 20
+	// maxName is the longest node name a packet carries (the config allows
+	// 63-byte names).
+	maxName = 63
 )
 
 // Decode errors. They are counted by reason and never crash the agent.
 var (
-	ErrShort    = errors.New("packet too short")
-	ErrTooLarge = errors.New("packet too large")
-	ErrMagic    = errors.New("bad magic (not a baton packet or other version)")
-	ErrAuth     = errors.New("authentication failed (wrong cluster secret?)")
-	ErrReplay   = errors.New("replayed or stale packet")
-	ErrBody     = errors.New("malformed body")
+	ErrShort       = errors.New("packet too short")
+	ErrTooLarge    = errors.New("packet too large")
+	ErrMagic       = errors.New("bad magic (not a baton packet)")
+	ErrVersion     = errors.New("heartbeat protocol version not spoken here")
+	ErrAuth        = errors.New("authentication failed (wrong cluster secret?)")
+	ErrMisdirected = errors.New("packet addressed to another node (captured and replayed?)")
+	ErrReplay      = errors.New("replayed or stale packet")
+	ErrBody        = errors.New("malformed body")
 )
+
+// VersionError is the ErrVersion a packet of another protocol version
+// yields; Version is the version it carries.
+type VersionError struct{ Version int }
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("%v: the packet speaks version %d, this agent %d", ErrVersion, e.Version, ProtocolVersion)
+}
+
+func (e *VersionError) Unwrap() error { return ErrVersion }
+
+// PacketVersion returns the protocol version of a packet that starts with the
+// magic (ok false otherwise). Version 1 packets carry the ASCII digit '1'.
+func PacketVersion(pkt []byte) (version int, ok bool) {
+	if len(pkt) < 4 || string(pkt[:3]) != magic {
+		return 0, false
+	}
+	if pkt[3] == '1' {
+		return 1, true
+	}
+	return int(pkt[3]), true
+}
 
 // Claim names one group lease at one epoch.
 type Claim struct {
@@ -128,15 +183,20 @@ type Message struct {
 	// Owners gossips the sender's committed view of group ownership, so a new
 	// owner learns of its election from whichever node applied it first
 	// instead of waiting for its own replica to apply the entry.
-	Owners   []Owner `json:"o,omitempty"`
-	Leaving  bool    `json:"lv,omitempty"`
-	RaftRole string  `json:"rr,omitempty"`
-	Applied  uint64  `json:"ai,omitempty"`
+	Owners  []Owner `json:"o,omitempty"`
+	Leaving bool    `json:"lv,omitempty"`
+	// Fresh: the sender started moments ago and knows nothing of what
+	// heartbeats send only on change: receivers send it everything for a
+	// while.
+	Fresh    bool   `json:"fr,omitempty"`
+	RaftRole string `json:"rr,omitempty"`
+	Applied  uint64 `json:"ai,omitempty"`
 }
 
 // Envelope is a decoded, authenticated packet.
 type Envelope struct {
 	From        string
+	To          string
 	Incarnation uint64
 	Seq         uint64
 	Msg         Message
@@ -158,60 +218,132 @@ func NewCodec(secret []byte, cluster string) *Codec {
 	return &Codec{key: key}
 }
 
-// Seal encodes and authenticates a message.
-func (c *Codec) Seal(from string, inc, seq uint64, m *Message) ([]byte, error) {
-	if len(from) == 0 || len(from) > 255 {
-		return nil, fmt.Errorf("node name %q: must be 1..255 bytes", from)
+// partBudget is the room for a body in a packet from a sender with this
+// name to a receiver of the longest name.
+func partBudget(from string) int { return MaxPacket - headerLen - len(from) - maxName - 1 - tagLen }
+
+// Sealed is a message encoded for sending: its parts, each hashed, waiting
+// for a receiver's name and tag (For). Not safe for concurrent use.
+type Sealed struct {
+	c       *Codec
+	parts   [][]byte // header and body of each part
+	digests [][sha256.Size]byte
+	buf     []byte
+}
+
+// Seal encodes m from node from, split into as many parts as it needs, and
+// numbers them: reserve(n) returns the first of n sequence numbers the parts
+// take, in order.
+func (c *Codec) Seal(from string, inc uint64, reserve func(parts int) uint64, m *Message) (*Sealed, error) {
+	if len(from) == 0 || len(from) > maxName {
+		return nil, fmt.Errorf("node name %q: must be 1..%d bytes", from, maxName)
 	}
-	body, err := json.Marshal(m)
+	bodies, err := EncodeParts(m, partBudget(from))
 	if err != nil {
 		return nil, err
 	}
-	n := headerLen + len(from) + len(body) + tagLen
-	if n > MaxPacket {
-		return nil, fmt.Errorf("heartbeat of %d bytes exceeds %d: too many groups for one packet", n, MaxPacket)
+	if len(bodies) > MaxParts {
+		return nil, fmt.Errorf("message needs %d packets, over the %d one heartbeat may use: too many groups", len(bodies), MaxParts)
 	}
-	b := make([]byte, 0, n)
-	b = append(b, magic...)
-	b = binary.BigEndian.AppendUint64(b, inc)
-	b = binary.BigEndian.AppendUint64(b, seq)
-	b = append(b, byte(len(from)))
-	b = append(b, from...)
-	b = append(b, body...)
-	mac := newMAC(c)
-	mac.Write(b)
-	return mac.Sum(b), nil
+	s := &Sealed{c: c, parts: make([][]byte, len(bodies)), digests: make([][sha256.Size]byte, len(bodies))}
+	seq := reserve(len(bodies))
+	for i, body := range bodies {
+		b := make([]byte, 0, headerLen+len(from)+len(body))
+		b = append(b, magic...)
+		b = append(b, ProtocolVersion)
+		b = binary.BigEndian.AppendUint64(b, inc)
+		b = binary.BigEndian.AppendUint64(b, seq+uint64(i))
+		b = append(b, byte(len(from)))
+		b = append(b, from...)
+		b = append(b, body...)
+		s.parts[i] = b
+		s.digests[i] = sha256.Sum256(b)
+	}
+	return s, nil
 }
 
-// Open verifies and decodes a packet. It does not check for replays: pass the
-// envelope to a ReplayGuard.
-func (c *Codec) Open(pkt []byte) (Envelope, error) {
+// Parts is the number of packets the message takes.
+func (s *Sealed) Parts() int { return len(s.parts) }
+
+// For returns part i addressed to receiver to. The result is valid until the
+// next call.
+func (s *Sealed) For(i int, to string) ([]byte, error) {
+	if len(to) == 0 || len(to) > maxName {
+		return nil, fmt.Errorf("node name %q: must be 1..%d bytes", to, maxName)
+	}
+	s.buf = append(append(append(s.buf[:0], s.parts[i]...), to...), byte(len(to)))
+	s.buf = s.c.tag(s.buf, s.digests[i][:], to)
+	return s.buf, nil
+}
+
+// tag appends the tag over digest and receiver to to b.
+func (c *Codec) tag(b, digest []byte, to string) []byte {
+	mac := hmac.New(sha256.New, c.key)
+	mac.Write(digest)
+	mac.Write([]byte(to))
+	mac.Write([]byte{byte(len(to))})
+	return mac.Sum(b)
+}
+
+// SealOne seals m as a single packet to receiver to (tests, tools): an error
+// if it does not fit in one.
+func (c *Codec) SealOne(from, to string, inc, seq uint64, m *Message) ([]byte, error) {
+	s, err := c.Seal(from, inc, func(int) uint64 { return seq }, m)
+	if err != nil {
+		return nil, err
+	}
+	if s.Parts() != 1 {
+		return nil, fmt.Errorf("message needs %d packets", s.Parts())
+	}
+	return s.For(0, to)
+}
+
+// Open verifies and decodes a packet received by node self. It does not
+// check for replays: pass the envelope to a ReplayGuard.
+func (c *Codec) Open(pkt []byte, self string) (Envelope, error) {
 	var e Envelope
 	if len(pkt) > MaxPacket {
 		return e, ErrTooLarge
 	}
-	if len(pkt) < headerLen+1+tagLen {
+	if v, ok := PacketVersion(pkt); !ok {
+		if len(pkt) < 4 {
+			return e, ErrShort
+		}
+		return e, ErrMagic
+	} else if v != ProtocolVersion {
+		return e, &VersionError{Version: v}
+	}
+	if len(pkt) < headerLen+1+1+1+tagLen {
 		return e, ErrShort
 	}
-	if string(pkt[:4]) != magic {
-		return e, ErrMagic
-	}
 	data, tag := pkt[:len(pkt)-tagLen], pkt[len(pkt)-tagLen:]
-	mac := newMAC(c)
-	mac.Write(data)
-	if !hmac.Equal(mac.Sum(nil), tag) {
+	tl := int(data[len(data)-1])
+	if tl == 0 || headerLen+1+tl+1 > len(data) {
+		return e, ErrAuth // the receiver's name is covered by the tag: a wrong length is a forgery
+	}
+	to := data[len(data)-1-tl : len(data)-1]
+	signed := data[:len(data)-1-tl]
+	digest := sha256.Sum256(signed)
+	want := c.tag(nil, digest[:], string(to))
+	if !hmac.Equal(want, tag) {
 		return e, ErrAuth
 	}
-	e.Incarnation = binary.BigEndian.Uint64(data[4:12])
-	e.Seq = binary.BigEndian.Uint64(data[12:20])
-	fl := int(data[20])
-	if fl == 0 || headerLen+fl > len(data) {
+	e.To = string(to)
+	if e.To != self {
+		return e, ErrMisdirected
+	}
+	e.Incarnation = binary.BigEndian.Uint64(signed[4:12])
+	e.Seq = binary.BigEndian.Uint64(signed[12:20])
+	fl := int(signed[20])
+	if fl == 0 || headerLen+fl > len(signed) {
 		return e, ErrBody
 	}
-	e.From = string(data[headerLen : headerLen+fl])
-	if err := json.Unmarshal(data[headerLen+fl:], &e.Msg); err != nil {
-		return e, fmt.Errorf("%w: %v", ErrBody, err)
+	e.From = string(signed[headerLen : headerLen+fl])
+	m, err := Decode(signed[headerLen+fl:])
+	if err != nil {
+		return e, err
 	}
+	e.Msg = m
 	return e, nil
 }
 
@@ -286,13 +418,15 @@ func (g *ReplayGuard) Admit(from string, inc, seq uint64) Verdict {
 	}
 }
 
-func newMAC(c *Codec) hash.Hash { return hmac.New(sha256.New, c.key) }
-
-// PacketSize is the size of m sealed by from: what Seal would produce.
-func PacketSize(from string, m *Message) (int, error) {
-	body, err := json.Marshal(m)
+// PacketSize is the size m sealed by from takes on the wire to a receiver
+// of the longest name, and the number of packets: what Seal would produce.
+func PacketSize(from string, m *Message) (bytes, packets int, err error) {
+	bodies, err := EncodeParts(m, partBudget(from))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return headerLen + len(from) + len(body) + tagLen, nil
+	for _, b := range bodies {
+		bytes += headerLen + len(from) + len(b) + maxName + 1 + tagLen
+	}
+	return bytes, len(bodies), nil
 }

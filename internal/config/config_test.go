@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/baton-ha/baton/internal/cluster"
 	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/testkit"
 	"go.yaml.in/yaml/v3"
@@ -853,9 +854,11 @@ func TestAPIUI(t *testing.T) {
 	}
 }
 
-// TestHeartbeatSizeLimit: a config whose heartbeats would not fit in one
-// datagram is refused (it used to pass check-config and then serve no group:
-// the members' heartbeats were never sent); one that fits passes.
+// TestHeartbeatSizeLimit: heartbeats are split across packets, so hundreds
+// of groups pass (100 used to pass check-config and then serve no group: the
+// members' heartbeats were never sent); a config whose worst-case heartbeat
+// needs more packets than one heartbeat may use is refused with the field
+// path, the limit and the fix.
 func TestHeartbeatSizeLimit(t *testing.T) {
 	groups := func(n int) string {
 		var b strings.Builder
@@ -865,12 +868,15 @@ func TestHeartbeatSizeLimit(t *testing.T) {
 		}
 		return b.String()
 	}
-	if _, err := Parse([]byte(head+groups(20)), ""); err != nil {
-		t.Fatalf("20 groups refused: %v", err)
+	for _, n := range []int{20, 200} {
+		if _, err := Parse([]byte(head+groups(n)), ""); err != nil {
+			t.Fatalf("%d groups refused: %v", n, err)
+		}
 	}
-	_, err := Parse([]byte(head+groups(100)), "")
-	if err == nil || !strings.Contains(err.Error(), "groups: node n1's heartbeat could reach") ||
-		!strings.Contains(err.Error(), "over the 8192 bytes one heartbeat datagram carries (100 units") {
-		t.Fatalf("100 groups: %v, want a refusal that names the size and the limit", err)
+	_, err := Parse([]byte(head+groups(600)), "")
+	if err == nil || !strings.Contains(err.Error(), "groups: node n1's heartbeat could need ") ||
+		!strings.Contains(err.Error(), fmt.Sprintf("over the %d one heartbeat may be split into (600 units", cluster.MaxParts)) ||
+		!strings.Contains(err.Error(), "use fewer groups or active-active VIPs, or shorter group and node names") {
+		t.Fatalf("600 groups: %v, want a refusal that names the field, the size, the limit and the fix", err)
 	}
 }

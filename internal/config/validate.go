@@ -675,19 +675,24 @@ func nonEmpty(s, fallback string) string {
 	return fallback
 }
 
-// validateWire refuses a config whose heartbeats may not fit in one datagram
-// (cluster.MaxPacket): a node whose heartbeat is not sent looks dead to its
-// peers, so every group would go unserved, silently. It sizes the largest
-// heartbeat each node could send (core.WorstHeartbeat).
+// validateWire refuses a config whose heartbeats the wire cannot carry. A
+// heartbeat larger than one packet is split (cluster.EncodeParts), but into
+// at most cluster.MaxParts packets: a node whose heartbeat cannot be sent
+// looks dead to its peers, so every group would go unserved, silently. It
+// sizes the largest heartbeat each node could send (core.WorstHeartbeat).
 func (c *Config) validateWire(errs *Errors) {
 	spec := c.CoreSpec()
 	for _, n := range c.Nodes {
-		size, err := cluster.PacketSize(n.Name, core.WorstHeartbeat(spec, n.Name))
-		if err != nil || size <= cluster.MaxPacket {
+		size, packets, err := cluster.PacketSize(n.Name, core.WorstHeartbeat(spec, n.Name))
+		switch {
+		case err != nil:
+			errs.add("groups", "node %s's heartbeat cannot be encoded: %v; use shorter group and node names", n.Name, err)
+		case packets > cluster.MaxParts:
+			errs.add("groups", "node %s's heartbeat could need %d packets (%d bytes), over the %d one heartbeat may be split into (%d units: each group, and each VIP of an active-active group); use fewer groups or active-active VIPs, or shorter group and node names",
+				n.Name, packets, size, cluster.MaxParts, len(spec.Units))
+		default:
 			continue
 		}
-		errs.add("groups", "node %s's heartbeat could reach %d bytes, over the %d bytes one heartbeat datagram carries (%d units: each group, and each VIP of an active-active group); use fewer groups or active-active VIPs, or shorter group and node names",
-			n.Name, size, cluster.MaxPacket, len(spec.Units))
 		return // one message says it; every node would say the same
 	}
 }

@@ -117,9 +117,13 @@ func (n *Node) leadUnit(now time.Duration, v *quorum.State, g *Group, graceOver 
 			grace = grace && n.allPositionsKnown(g)
 		}
 	}
+	released := n.releasedCount(g.Name, gs.Epoch)
+	if released >= n.major && !relinquished {
+		n.distrustReleasedOwner(now, gs.Owner, cands)
+	}
 	in := decide.Inputs{
 		Now: now, Owner: gs.Owner, Epoch: gs.Epoch, Majority: n.major,
-		Released: n.releasedCount(g.Name, gs.Epoch), Relinquish: relinquished,
+		Released: released, Relinquish: relinquished,
 		GraceOver: grace, Maintenance: maint, HandoffTo: gs.HandoffTo, Candidates: cands,
 	}
 	n.annotate(ls, g.Name, gs)
@@ -163,6 +167,25 @@ func (n *Node) leadUnit(now time.Duration, v *quorum.State, g *Group, graceOver 
 	}
 	ls.assign = proposal{set: true, epoch: gs.Epoch, at: now, to: act.Owner}
 	n.log.Info("assigning group", "group", g.Name, "from", gs.Owner, "to", act.Owner, "epoch", gs.Epoch+1, "reason", reason)
+}
+
+// distrustReleasedOwner: a quorum of voters released the owner's lease
+// because it fell silent, but this leader may have heard its last heartbeat
+// later than those voters did, so it still looks alive here (heard within
+// failure_timeout) when it is dead — and chosen again, it would cost a
+// second lease hold. It counts as alive only if it is heartbeating now
+// (heard within three intervals: one lost heartbeat is not silence), as an
+// owner that came back after a freeze does.
+func (n *Node) distrustReleasedOwner(now time.Duration, owner string, cands []decide.Candidate) {
+	p := n.peers[owner]
+	if p == nil || now-p.lastHeard <= 3*n.timing.HeartbeatInterval {
+		return
+	}
+	for i := range cands {
+		if cands[i].Node == owner {
+			cands[i].Alive = false
+		}
+	}
 }
 
 // trackUsable remembers since when each member has been usable.

@@ -102,6 +102,49 @@ func (n *Node) updateRoles(now time.Duration) {
 	}
 }
 
+// abandonReleased gives up an epoch this node owns but can no longer hold:
+// it is not acting (no valid lease), and voters reported releasing that
+// epoch — they will never ack it again — so many that the voters still able
+// to ack it (alive and not released; this node's own included) are fewer
+// than a majority. Without this the group would stay ownerless: e.g. of
+// three voters one is dead and one released the epoch while the owner
+// stalled; the released one refuses its claims, and the majority of releases
+// the leader needs for a new epoch would need the owner's own voter, which
+// never releases its own lease. Relinquishing lets the leader assign a new
+// epoch (to another member, or back to this one). It is safe: the node does
+// not act. While a majority can still ack, the owner keeps claiming: the
+// lease comes back without a new epoch.
+func (n *Node) abandonReleased(now time.Duration) {
+	v := n.view()
+	for _, g := range n.members {
+		os := n.own[g.Name]
+		gs := v.Group(g.Name)
+		if gs.Owner != n.name || gs.Epoch == 0 || os.epoch != gs.Epoch || os.relinquished == gs.Epoch || n.leaving ||
+			decide.Acting(now, os.expiry, n.timing.LeaseGuard) {
+			continue
+		}
+		ackable, released := 0, ""
+		for _, voter := range n.voters {
+			if voter == n.name {
+				ackable++
+				continue
+			}
+			switch p := n.peers[voter]; {
+			case p == nil:
+			case p.released[g.Name] >= gs.Epoch:
+				released = voter
+			case n.alive(now, p):
+				ackable++
+			}
+		}
+		if released != "" && ackable < n.major {
+			n.log.Warn("giving up an epoch too many voters released (they never ack it again): asking for a new epoch",
+				"group", g.Name, "epoch", gs.Epoch, "released_by", released, "voters_left", ackable, "majority", n.major)
+			n.relinquish(now, g.Name, gs.Epoch, quorum.ReasonFailure)
+		}
+	}
+}
+
 // announceStart reports the initial standby role of every member group once
 // the node knows the replicated state (so hooks get the real epoch and
 // owner), or after the startup grace if the quorum is unreachable. A
@@ -214,7 +257,7 @@ func (n *Node) relinquish(now time.Duration, group string, epoch uint64, reason 
 	// Stop acting (front doors down) before anyone hears of the relinquish.
 	n.updateRoles(now)
 	if n.isVoter {
-		n.release(now, map[string]uint64{group: epoch}, "relinquished by owner")
+		n.release(now, group, epoch, "relinquished by owner")
 	}
 }
 

@@ -75,6 +75,9 @@ type Deps struct {
 	Quorum quorum.Quorum
 	// Send delivers a message to one peer (best effort: it may be lost).
 	Send func(to string, m *cluster.Message)
+	// SendMany delivers one message to several peers (optional: nil sends
+	// to each with Send). The transport encodes and hashes it once.
+	SendMany func(to []string, m *cluster.Message)
 	// OnRole reports a role transition.
 	OnRole func(t Transition)
 	// OnRTT reports a heartbeat round trip (optional).
@@ -120,6 +123,7 @@ type Node struct {
 	floor      time.Duration // no release before this (start or last stall + hold)
 	lastTick   time.Duration
 	nextHB     time.Duration
+	hbEvery    time.Duration // the current regular heartbeat interval (heartbeatEvery)
 	leaving    bool
 	announced  bool // initial standby roles reported
 	healthSeen map[string]bool
@@ -133,6 +137,12 @@ type Node struct {
 	// interval.
 	lastOwners string
 	lastClaims string
+	// gossip is what the heartbeats last said about each unit (see
+	// heartbeat.go); hbCount numbers heartbeats for the refresh rotation;
+	// until fullUntil every heartbeat carries everything.
+	gossip    map[string]*unitGossip
+	hbCount   uint64
+	fullUntil time.Duration
 
 	own   map[string]*ownState   // member duty, per unit
 	vote  map[string]*voteState  // voter duty, per unit
@@ -178,8 +188,8 @@ func NewNode(d Deps) (*Node, error) {
 		d: d, spec: d.Spec, name: d.Name, timing: d.Spec.Timing, voters: d.Spec.Voters(),
 		own: map[string]*ownState{}, vote: map[string]*voteState{}, peers: map[string]*peerState{},
 		lead: map[string]*leadState{}, data: map[string]*dataMember{}, healthSeen: map[string]bool{}, faulted: map[string]bool{},
-		viewState: viewState{hints: map[string]cluster.Owner{}},
-		log:       d.Log,
+		viewState: viewState{hints: map[string]cluster.Owner{}}, gossip: map[string]*unitGossip{},
+		log: d.Log,
 	}
 	n.isVoter = slices.Contains(n.voters, self.Name)
 	n.major = decide.Majority(len(n.voters))
@@ -245,6 +255,7 @@ func (n *Node) Tick(now time.Duration) {
 	n.checkReleases(now)
 	n.selfChecks(now)
 	n.updateRoles(now)
+	n.abandonReleased(now)
 	if now >= n.nextHB {
 		n.sendHeartbeats(now)
 	}
@@ -275,6 +286,12 @@ func (n *Node) Receive(now time.Duration, from string, m *cluster.Message) {
 	p := n.peers[from]
 	if p == nil {
 		return
+	}
+	if !n.alive(now, p) || m.Fresh {
+		// A peer heard for the first time, again after a silence, or that
+		// just started may have missed what the heartbeats send only on
+		// change: send it everything for a while.
+		n.fullUntil = max(n.fullUntil, now+n.gossipFor())
 	}
 	p.heard, p.lastHeard = true, now
 	switch m.Kind {
@@ -308,13 +325,17 @@ func (n *Node) receiveHeartbeat(now time.Duration, from string, p *peerState, m 
 			p.released[r.Group], newRelease = r.Epoch, true
 		}
 	}
+	var rel []releaseReq
 	for _, r := range m.Relinquished {
 		if r.Epoch > p.relinquished[r.Group] {
 			p.relinquished[r.Group] = r.Epoch
 			p.relReason = m.RelinquishReason
 		}
-		n.onRelinquish(now, from, r)
+		if req, ok := n.onRelinquish(from, r); ok {
+			rel = append(rel, req)
+		}
 	}
+	n.releaseAll(now, rel)
 	for _, c := range m.Claims {
 		p.lastClaim[c.Group] = now
 	}

@@ -45,6 +45,10 @@ type NodeStatus struct {
 	// as stale (it restarted with a lower incarnation: see the log); set by
 	// the shell.
 	RejectedStale uint64 `json:"rejected_stale,omitempty"`
+	// ProtocolMismatch is the heartbeat protocol version of the packets
+	// this node refused from the peer because it does not speak it (set by
+	// the shell; 0: none).
+	ProtocolMismatch int `json:"protocol_mismatch,omitempty"`
 }
 
 // GroupStatus is one group's replicated ownership plus this node's role.

@@ -2,7 +2,6 @@ package core
 
 import (
 	"maps"
-	"slices"
 	"time"
 
 	"github.com/baton-ha/baton/internal/cluster"
@@ -28,14 +27,13 @@ type voteState struct {
 }
 
 // ReleaseStore persists the highest lease epoch this voter released per
-// group. Save must be durable (fsync) before it returns: a voter that forgot a
-// release after a restart could ack a lease the cluster already gave away.
-// Save takes every release due at one instant (group → epoch) and writes them
-// together: when a node owning many groups dies, its voters release all of
-// them in one durable write, not one fsync per group in series.
+// group. Save records the releases of several groups at once (a node that
+// dies takes all its groups with it: one write, not one per group) and must
+// be durable (fsync) before it returns: a voter that forgot a release after
+// a restart could ack a lease the cluster already gave away.
 type ReleaseStore interface {
 	Load() (map[string]uint64, error)
-	Save(releases map[string]uint64) error
+	Save(released map[string]uint64) error
 }
 
 // MemReleases is the in-memory twin of ReleaseStore (it survives a simulated
@@ -52,11 +50,11 @@ func (m *MemReleases) Load() (map[string]uint64, error) {
 }
 
 // Save implements ReleaseStore.
-func (m *MemReleases) Save(rels map[string]uint64) error {
+func (m *MemReleases) Save(released map[string]uint64) error {
 	if m.M == nil {
 		m.M = map[string]uint64{}
 	}
-	for g, e := range rels {
+	for g, e := range released {
 		m.M[g] = max(m.M[g], e)
 	}
 	return nil
@@ -90,21 +88,23 @@ func (n *Node) grant(now time.Duration, from string, claims []cluster.Claim) []c
 
 // onRelinquish: the owner of (group, epoch) gave it up and stopped acting, so
 // this voter may release at once instead of waiting out the hold.
-func (n *Node) onRelinquish(now time.Duration, from string, c cluster.Claim) {
+// It returns the release to make (ok false: none).
+func (n *Node) onRelinquish(from string, c cluster.Claim) (r releaseReq, ok bool) {
 	vs := n.vote[c.Group]
 	if vs == nil || c.Epoch <= vs.releasedMax {
-		return
+		return r, false
 	}
 	if (c.Epoch == vs.viewEpoch && vs.viewOwner == from) || (c.Epoch == vs.grantEpoch && vs.grantOwner == from) {
-		n.release(now, map[string]uint64{c.Group: c.Epoch}, "owner relinquished")
+		return releaseReq{c.Group, c.Epoch, "owner relinquished"}, true
 	}
+	return r, false
 }
 
 func (n *Node) checkReleases(now time.Duration) {
 	if !n.isVoter {
 		return
 	}
-	var due map[string]uint64
+	var due []releaseReq
 	for _, g := range n.groups {
 		vs := n.vote[g.Name]
 		if vs.viewOwner == "" || vs.viewEpoch <= vs.releasedMax || vs.grantEpoch > vs.viewEpoch {
@@ -116,31 +116,44 @@ func (n *Node) checkReleases(now time.Duration) {
 		}
 		base := max(n.floor, vs.viewSince, vs.lastGrant)
 		if decide.ReleaseDue(now, base, n.hold) {
-			if due == nil {
-				due = map[string]uint64{}
-			}
-			due[g.Name] = vs.viewEpoch
+			due = append(due, releaseReq{g.Name, vs.viewEpoch, "owner silent"})
 		}
 	}
-	if len(due) > 0 {
-		n.release(now, due, "owner silent")
-	}
+	n.releaseAll(now, due)
 }
 
-// release gives up this voter's promises for every (group → epoch) in rels:
-// one durable write, then one heartbeat that tells the others of all of them,
-// and (on the quorum leader) one pass of the ownership policy, so that the
-// death of a node owning many groups costs no more rounds than one group.
-func (n *Node) release(now time.Duration, rels map[string]uint64, why string) {
-	if err := n.d.Releases.Save(rels); err != nil {
-		// Without a durable record we must not tell anyone: keep the promise.
-		n.log.Error("cannot persist lease release; not releasing", "groups", slices.Sorted(maps.Keys(rels)), "err", err)
+// releaseReq is one lease release to make.
+type releaseReq struct {
+	group string
+	epoch uint64
+	why   string
+}
+
+func (n *Node) release(now time.Duration, group string, epoch uint64, why string) {
+	n.releaseAll(now, []releaseReq{{group, epoch, why}})
+}
+
+// releaseAll releases several leases with one durable write, one heartbeat
+// and one round of leader decisions: the groups of a dead owner are released
+// together, and doing it one by one (an fsync each) stalled the agent long
+// enough for its own leases to lapse.
+func (n *Node) releaseAll(now time.Duration, reqs []releaseReq) {
+	if len(reqs) == 0 {
 		return
 	}
-	for _, group := range slices.Sorted(maps.Keys(rels)) {
-		vs, epoch := n.vote[group], rels[group]
-		vs.releasedMax, vs.releasedAt = epoch, now
-		n.log.Info("released lease", "group", group, "epoch", epoch, "owner", vs.viewOwner, "why", why)
+	rel := make(map[string]uint64, len(reqs))
+	for _, r := range reqs {
+		rel[r.group] = max(rel[r.group], r.epoch)
+	}
+	if err := n.d.Releases.Save(rel); err != nil {
+		// Without a durable record we must not tell anyone: keep the promise.
+		n.log.Error("cannot persist lease releases; not releasing", "groups", len(rel), "err", err)
+		return
+	}
+	for _, r := range reqs {
+		vs := n.vote[r.group]
+		vs.releasedMax, vs.releasedAt = max(vs.releasedMax, r.epoch), now
+		n.log.Info("released lease", "group", r.group, "epoch", r.epoch, "owner", vs.viewOwner, "why", r.why)
 	}
 	n.sendHeartbeats(now)
 	if n.d.Quorum.IsLeader() {

@@ -23,7 +23,7 @@ func WorstHeartbeat(spec *Spec, node string) *cluster.Message {
 			longest = n.Name
 		}
 	}
-	m := &cluster.Message{Kind: cluster.KindHeartbeat, SentAt: sent, Leaving: true, RaftRole: "candidate",
+	m := &cluster.Message{Kind: cluster.KindHeartbeat, SentAt: sent, Leaving: true, Fresh: true, RaftRole: "candidate",
 		Applied: pos, RelinquishReason: "switchover"}
 	for _, u := range spec.Units {
 		m.Owners = append(m.Owners, cluster.Owner{Group: u.Name, Node: longest, Epoch: epoch, Prev: longest,

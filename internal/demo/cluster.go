@@ -52,6 +52,9 @@ type Spec struct {
 	// Groups is how many groups to configure, all with the same members and
 	// hooks: "web", then "web-2", "web-3", ... (0 means 1).
 	Groups int
+	// MoreGroups is YAML for groups after those (list items indented two
+	// spaces: "  - name: ...").
+	MoreGroups string
 }
 
 // Cluster is a running (or startable) set of agent processes.
@@ -124,6 +127,7 @@ func NewCluster(bin, dir string, spec Spec) (*Cluster, error) {
 		}
 		fmt.Fprintf(&b, "    hooks: {active: [%q], standby: [%q], timeout: 5s}\n%s", hook, hook, spec.GroupExtra)
 	}
+	b.WriteString(spec.MoreGroups)
 	c.ConfigPath = filepath.Join(dir, "baton.yaml")
 	if err := os.WriteFile(c.ConfigPath, []byte(b.String()), 0o600); err != nil {
 		return nil, err

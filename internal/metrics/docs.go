@@ -48,10 +48,10 @@ var (
 	docPacketsReceived = Doc{"baton_heartbeat_packets_received_total", "counter", nil,
 		"Heartbeat packets this node received and accepted (authenticated, from a known peer, not a replay), over all peers."}
 	docPacketsRejected = Doc{"baton_heartbeat_packets_rejected_total", "counter", []string{"reason"},
-		"Heartbeat packets this node received and dropped, by reason (auth: bad key or signature; replay: old sequence number; malformed: cannot be decoded; unknown_peer: sender name does not match its address)."}
+		"Heartbeat packets this node received and dropped, by reason (auth: bad key or signature; replay: old sequence number; malformed: cannot be decoded; unknown_peer: sender name does not match its address; misdirected: authentic but addressed to another node; version: another heartbeat protocol version)."}
 
 	docSendErrors = Doc{"baton_heartbeat_send_errors_total", "counter", nil,
-		"Heartbeats this node could not send: too large for one datagram, or the socket refused them (each is also logged at ERROR, rate-limited)."}
+		"Heartbeat packets this node could not send: a heartbeat beyond the 64 packets one may be split into (check-config refuses such a config), or the socket refused them (each is also logged at ERROR, rate-limited)."}
 
 	docQuorumLeader = Doc{"baton_quorum_leader", "gauge", nil,
 		"1 while this node is the leader of the quorum store (Raft), else 0."}

@@ -392,7 +392,7 @@ func (m *Metrics) SetBuildInfo(version string) {
 // RegisterPacketCounters exposes the heartbeat transport's packet counters.
 // The functions are called at scrape time, possibly concurrently, and must be
 // cheap and non-blocking (atomic loads). rejected maps a reason (auth, replay,
-// malformed, unknown_peer) to its count; return every known reason, zeros
+// malformed, unknown_peer, misdirected, version) to its count; return every known reason, zeros
 // included, so the first rejection shows in increase(). A nil function leaves
 // its metric out. A later call replaces the functions of an earlier one.
 func (m *Metrics) RegisterPacketCounters(sent, received func() uint64, rejected func() map[string]uint64) {

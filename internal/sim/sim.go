@@ -95,11 +95,20 @@ type Cluster struct {
 	Log    *slog.Logger
 	// OnSend, if set, sees every message a node sends (before loss).
 	OnSend func(from, to string, m *cluster.Message)
+	// Wire, if set, passes every message through the real packet codec:
+	// sealed for its receiver, split into packets as the UDP transport
+	// splits it, each packet lost, delayed and opened on its own. A message
+	// the codec refuses to seal is lost (and counted in WireErrors).
+	Wire       *cluster.Codec
+	WireErrors int
+	// Packets counts the packets sent in Wire mode.
+	Packets int
 
 	nodes   map[string]*Node
 	order   []string
 	q       queue
 	seq     uint64
+	wireSeq uint64
 	blocked map[[2]string]bool
 	drop    float64
 	delayLo time.Duration
@@ -214,6 +223,32 @@ func (c *Cluster) send(from, to string, m *cluster.Message) {
 	if c.OnSend != nil {
 		c.OnSend(from, to, m)
 	}
+	if c.Wire == nil {
+		c.sendOne(from, to, m) // messages are immutable once sent; share the pointer
+		return
+	}
+	sealed, err := c.Wire.Seal(from, 1, func(n int) uint64 { c.wireSeq += uint64(n); return c.wireSeq - uint64(n) + 1 }, m)
+	if err != nil {
+		c.WireErrors++
+		return
+	}
+	for i := range sealed.Parts() {
+		pkt, err := sealed.For(i, to)
+		if err != nil {
+			c.WireErrors++
+			continue
+		}
+		env, err := c.Wire.Open(pkt, to)
+		if err != nil || env.From != from {
+			c.fail("%s → %s: a packet the codec sealed does not open: %v", from, to, err)
+			return
+		}
+		c.Packets++
+		c.sendOne(from, to, &env.Msg)
+	}
+}
+
+func (c *Cluster) sendOne(from, to string, m *cluster.Message) {
 	if c.blocked[[2]string{from, to}] || (c.drop > 0 && c.Rand.Float64() < c.drop) {
 		return
 	}
@@ -222,7 +257,6 @@ func (c *Cluster) send(from, to string, m *cluster.Message) {
 		d += time.Duration(c.Rand.Int63n(int64(c.delayHi - c.delayLo)))
 	}
 	c.seq++
-	// Messages are immutable once sent; share the pointer.
 	heap.Push(&c.q, delivery{at: c.Now + d, seq: c.seq, from: from, to: to, msg: m})
 }
 

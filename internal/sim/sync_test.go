@@ -172,7 +172,7 @@ func TestWorstHeartbeatBoundsRealOnes(t *testing.T) {
 	c := New(spec, 7, nil)
 	worst := map[string]int{}
 	for _, n := range spec.Nodes {
-		size, err := cluster.PacketSize(n.Name, core.WorstHeartbeat(spec, n.Name))
+		size, _, err := cluster.PacketSize(n.Name, core.WorstHeartbeat(spec, n.Name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +180,7 @@ func TestWorstHeartbeatBoundsRealOnes(t *testing.T) {
 	}
 	var biggest int
 	c.OnSend = func(from, _ string, m *cluster.Message) {
-		size, err := cluster.PacketSize(from, m)
+		size, _, err := cluster.PacketSize(from, m)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,15 +11,14 @@ import (
 	"github.com/baton-ha/baton/internal/testkit"
 )
 
-// manyGroups is as many groups as one heartbeat datagram carries today
-// (check-config refuses more); split heartbeats lift the limit.
-const manyGroups = 30
+// manyGroups: the "a node that owns 100 groups dies".
+const manyGroups = 100
 
 // TestKill9OwnerOfManyGroups: n1 owns every one of many groups and is killed;
 // every group, not only the first, gets served by n2 — seen per group on n2's
 // role endpoint, as a health-checking proxy sees it. The bound is generous
 // (a correctness test on a shared host); the outage per group is logged.
-func TestKill9OwnerOfManyGroups(t *testing.T) {
+func TestKill9OwnerOf100Groups(t *testing.T) {
 	c := start2(t, proctest.Spec{Groups: manyGroups})
 	var groups []string
 	for i := range manyGroups {
@@ -39,9 +38,15 @@ func TestKill9OwnerOfManyGroups(t *testing.T) {
 		return owned == manyGroups, fmt.Sprintf("%d of %d groups owned by n1", owned, manyGroups)
 	})
 	if st, err := c.Status("w1"); err == nil {
-		t.Logf("quorum leader at the kill: %s", st.Leader)
+		var top uint64
+		for _, g := range st.Groups {
+			top = max(top, g.Epoch)
+		}
+		t.Logf("at the kill: quorum leader %s, highest epoch %d (1: no group moved before the kill)", st.Leader, top)
 	}
-	served, err := c.GroupsServed("n2", groups, 20*time.Millisecond, liveness, func() error { return c.Kill("n1") })
+	// One probe per group every 100 ms: 1,000 requests a second on n2's API,
+	// light enough not to starve the agent on a small shared host.
+	served, err := c.GroupsServed("n2", groups, 100*time.Millisecond, liveness, func() error { return c.Kill("n1") })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,15 +57,15 @@ func TestKill9OwnerOfManyGroups(t *testing.T) {
 				missing = append(missing, g)
 			}
 		}
-		st, _ := c.Status("n2")
-		t.Fatalf("%d of %d groups served by n2 within %v; not served: %v; n2's status: %+v", len(served), manyGroups, liveness, missing, st)
+		out, _ := c.Baton("w1", "history")
+		t.Fatalf("%d of %d groups served by n2 within %v; not served: %v; history:\n%s", len(served), manyGroups, liveness, missing, out)
 	}
 	var d []time.Duration
 	for _, v := range served {
 		d = append(d, v)
 	}
 	slices.Sort(d)
-	t.Logf("kill -9 of the owner of %d groups → served by n2 (role endpoint, 20 ms probes): p50 %v, p99 %v, max %v",
+	t.Logf("kill -9 of the owner of %d groups → served by n2 (role endpoint, 100 ms probes): p50 %v, p99 %v, max %v",
 		manyGroups, d[len(d)/2].Round(time.Millisecond), d[(len(d)*99+99)/100-1].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond))
 	if out, err := c.Baton("w1", "history"); err == nil {
 		t.Logf("history:\n%s", out)

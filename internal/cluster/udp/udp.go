@@ -29,11 +29,16 @@ type Stats struct {
 	Sent, Received, SendErrors             atomic.Uint64
 	RejectedAuth, RejectedReplay           atomic.Uint64
 	RejectedMalformed, RejectedUnknownPeer atomic.Uint64
+	// RejectedMisdirected: authentic packets addressed to another node
+	// (captured and replayed here); RejectedVersion: packets of another
+	// protocol version.
+	RejectedMisdirected, RejectedVersion atomic.Uint64
 }
 
 // Rejected returns the total of rejected packets.
 func (s *Stats) Rejected() uint64 {
-	return s.RejectedAuth.Load() + s.RejectedReplay.Load() + s.RejectedMalformed.Load() + s.RejectedUnknownPeer.Load()
+	return s.RejectedAuth.Load() + s.RejectedReplay.Load() + s.RejectedMalformed.Load() + s.RejectedUnknownPeer.Load() +
+		s.RejectedMisdirected.Load() + s.RejectedVersion.Load()
 }
 
 // UDP is the production heartbeat transport: one socket on the node's address
@@ -54,8 +59,16 @@ type UDP struct {
 	// incarnation older than one seen before; staleLog rate-limits saying so.
 	stale    map[string]*atomic.Uint64
 	staleLog map[string]*rate.Limiter
-	done     chan struct{}
-	once     sync.Once
+	// version is, per peer, the protocol version of the last packet refused
+	// for its version (0: none); versionLog rate-limits saying so.
+	version    map[string]*atomic.Int64
+	versionLog map[string]*rate.Limiter
+	// rejectLog rate-limits the warnings a hostile network can trigger
+	// (misdirected packets).
+	rejectLog *rate.Limiter
+	sendMu    sync.Mutex // one Sealed buffer in use at a time
+	done      chan struct{}
+	once      sync.Once
 }
 
 // Listen binds bind ("ip:port") and starts reading. peers maps every node
@@ -72,7 +85,10 @@ func Listen(bind, self string, inc uint64, peers map[string]string, codec *clust
 	}
 	u := &UDP{conn: conn, codec: codec, self: self, inc: inc, peers: map[string]netip.AddrPort{},
 		byIP: map[netip.Addr]string{}, log: log, in: make(chan Inbound, 1024), done: make(chan struct{}),
-		stale: map[string]*atomic.Uint64{}, staleLog: map[string]*rate.Limiter{}}
+		stale: map[string]*atomic.Uint64{}, staleLog: map[string]*rate.Limiter{},
+		version: map[string]*atomic.Int64{}, versionLog: map[string]*rate.Limiter{}, rejectLog: rate.NewLimiter(rate.Every(10*time.Second), 1)}
+	// Best effort: a split heartbeat from every peer arrives as one burst.
+	_ = conn.SetReadBuffer(cluster.ReadBuffer)
 	for name, a := range peers {
 		pa, err := netip.ParseAddrPort(a)
 		if err != nil {
@@ -83,6 +99,8 @@ func Listen(bind, self string, inc uint64, peers map[string]string, codec *clust
 		u.byIP[pa.Addr().Unmap()] = name
 		u.stale[name] = &atomic.Uint64{}
 		u.staleLog[name] = rate.NewLimiter(rate.Every(10*time.Second), 1)
+		u.version[name] = &atomic.Int64{}
+		u.versionLog[name] = rate.NewLimiter(rate.Every(10*time.Second), 1)
 	}
 	go u.readLoop()
 	return u, nil
@@ -92,22 +110,45 @@ func Listen(bind, self string, inc uint64, peers map[string]string, codec *clust
 func (u *UDP) In() <-chan Inbound { return u.in }
 
 // Send seals m and sends it to the named peer.
-func (u *UDP) Send(to string, m *cluster.Message) error {
-	addr, ok := u.peers[to]
-	if !ok {
-		return fmt.Errorf("unknown peer %q", to)
+func (u *UDP) Send(to string, m *cluster.Message) error { return u.SendMany([]string{to}, m) }
+
+// SendMany seals m once and sends it to every named peer: the message is
+// encoded, split and hashed once; each receiver costs one short HMAC and
+// the packets' writes. It returns the first error (and counts every one).
+func (u *UDP) SendMany(to []string, m *cluster.Message) error {
+	var first error
+	fail := func(err error) {
+		u.Stats.SendErrors.Add(1)
+		if first == nil {
+			first = err
+		}
 	}
-	pkt, err := u.codec.Seal(u.self, u.inc, u.seq.Add(1), m)
+	u.sendMu.Lock()
+	defer u.sendMu.Unlock()
+	sealed, err := u.codec.Seal(u.self, u.inc, func(n int) uint64 { return u.seq.Add(uint64(n)) - uint64(n) + 1 }, m)
 	if err != nil {
-		u.Stats.SendErrors.Add(1)
-		return err
+		fail(err)
+		return first
 	}
-	if _, err := u.conn.WriteToUDPAddrPort(pkt, addr); err != nil {
-		u.Stats.SendErrors.Add(1)
-		return err
+	for _, name := range to {
+		addr, ok := u.peers[name]
+		if !ok {
+			fail(fmt.Errorf("unknown peer %q", name))
+			continue
+		}
+		for i := range sealed.Parts() {
+			pkt, err := sealed.For(i, name)
+			if err == nil {
+				_, err = u.conn.WriteToUDPAddrPort(pkt, addr)
+			}
+			if err != nil {
+				fail(err)
+				continue
+			}
+			u.Stats.Sent.Add(1)
+		}
 	}
-	u.Stats.Sent.Add(1)
-	return nil
+	return first
 }
 
 func (u *UDP) readLoop() {
@@ -122,8 +163,29 @@ func (u *UDP) readLoop() {
 			}
 			continue
 		}
-		env, err := u.codec.Open(buf[:n])
+		env, err := u.codec.Open(buf[:n], u.self)
+		var verr *cluster.VersionError
 		switch {
+		case errors.As(err, &verr):
+			u.Stats.RejectedVersion.Add(1)
+			// Unauthenticated (a future version may authenticate
+			// otherwise): attribute it by source address only.
+			if name, ok := u.byIP[src.Addr().Unmap()]; ok {
+				u.version[name].Store(int64(verr.Version))
+				if u.versionLog[name].Allow() {
+					u.log.Error("refusing heartbeats from a peer that speaks another protocol version",
+						"peer", name, "its_version", verr.Version, "our_version", cluster.ProtocolVersion,
+						"fix", "run the same baton release on every node (upgrade one node at a time only between releases whose protocol versions match)")
+				}
+			}
+			continue
+		case errors.Is(err, cluster.ErrMisdirected):
+			u.Stats.RejectedMisdirected.Add(1)
+			if u.rejectLog.Allow() {
+				u.log.Warn("refusing an authentic heartbeat addressed to another node: captured and replayed, or a peer with a wrong address in its config",
+					"from", src, "addressed_to", env.To, "refused_so_far", u.Stats.RejectedMisdirected.Load())
+			}
+			continue
 		case errors.Is(err, cluster.ErrAuth):
 			u.Stats.RejectedAuth.Add(1)
 			u.log.Debug("rejected heartbeat", "from", src, "reason", err)
@@ -170,6 +232,15 @@ func (u *UDP) Close() error {
 		err = u.conn.Close()
 	})
 	return err
+}
+
+// VersionFrom is the protocol version of the packets last refused from peer
+// because this agent does not speak it (0: none refused).
+func (u *UDP) VersionFrom(peer string) int {
+	if v := u.version[peer]; v != nil {
+		return int(v.Load())
+	}
+	return 0
 }
 
 // StaleFrom counts the packets from peer refused as stale (an incarnation

@@ -74,6 +74,7 @@ type Agent struct {
 	data         map[string]*dataGroup // data-aware groups this node is a member of
 	stopChecks   context.CancelFunc
 	changes      changeSignal // tells the API's event stream to look (stream.go)
+	raftIdle     bool         // raft runs at its idle pace (raftpace.go)
 
 	changed chan struct{}
 	reqs    chan func(now time.Duration)
@@ -374,6 +375,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			f(a.now())
 		}
 		a.publish()
+		a.paceRaft()
 		a.changes.signal()
 		if done != nil && sd.Enabled() && !sd.IsReady() && a.raft.Synced() {
 			sdLeader = a.raft.Leader()

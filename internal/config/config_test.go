@@ -625,6 +625,15 @@ func TestProfiles(t *testing.T) {
 		if p.FailureTimeout < 3*p.HeartbeatInterval || p.RaftLeaderLease > p.RaftHeartbeatTimeout || p.RaftElectionTimeout < p.RaftHeartbeatTimeout || p.RaftElectionTimeout >= p.FailureTimeout {
 			t.Errorf("profile %s is inconsistent: %+v", name, p)
 		}
+		if p.QuietHeartbeatInterval < p.HeartbeatInterval || p.QuietHeartbeatInterval > p.FailureTimeout/4 {
+			t.Errorf("profile %s: quiet heartbeat interval %v not within [heartbeat %v, failure timeout/4]", name, p.QuietHeartbeatInterval, p.HeartbeatInterval)
+		}
+		// Idle raft pace: slower than the normal one, and the longest gap between the leader's heartbeats (a
+		// fifth of the timeout) at most half the leader lease it is checked against.
+		if p.RaftIdleHeartbeatTimeout < p.RaftHeartbeatTimeout || p.RaftIdleHeartbeatTimeout/5 > p.RaftLeaderLease/2 {
+			t.Errorf("profile %s: idle raft heartbeat timeout %v does not fit heartbeat timeout %v and leader lease %v",
+				name, p.RaftIdleHeartbeatTimeout, p.RaftHeartbeatTimeout, p.RaftLeaderLease)
+		}
 	}
 	if _, ok := Profile("turbo"); ok {
 		t.Error(`Profile("turbo") exists`)
@@ -640,15 +649,19 @@ func TestTimingOverrides(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := core.Timing{
-		HeartbeatInterval:    100 * time.Millisecond,
-		FailureTimeout:       2 * time.Second,
-		LeaseGuard:           300 * time.Millisecond,
-		ClockDrift:           0.02,
-		RaftHeartbeatTimeout: 600 * time.Millisecond,
-		RaftElectionTimeout:  600 * time.Millisecond,
-		RaftLeaderLease:      400 * time.Millisecond,
-		RaftCommitTimeout:    20 * time.Millisecond, // wan's, not overridable
-		StartupGrace:         0,
+		HeartbeatInterval: 100 * time.Millisecond,
+		// Twice the heartbeat interval.
+		QuietHeartbeatInterval: 200 * time.Millisecond,
+		FailureTimeout:         2 * time.Second,
+		LeaseGuard:             300 * time.Millisecond,
+		ClockDrift:             0.02,
+		RaftHeartbeatTimeout:   600 * time.Millisecond,
+		RaftElectionTimeout:    600 * time.Millisecond,
+		RaftLeaderLease:        400 * time.Millisecond,
+		// 2.5 × the lease.
+		RaftIdleHeartbeatTimeout: time.Second,
+		RaftCommitTimeout:        20 * time.Millisecond, // wan's, not overridable
+		StartupGrace:             0,
 	}
 	if got := c.Timing(); got != want {
 		t.Errorf("Timing() =\n  %+v, want\n  %+v", got, want)

@@ -14,6 +14,11 @@ var profiles = map[string]core.Timing{
 	"default": {
 		// 8 heartbeats per lease: a lease lapses only if ~7 heartbeats in a row are lost, about 1e-7 at 10 % loss.
 		HeartbeatInterval: 50 * time.Millisecond,
+		// A standby or witness with nothing in flux only needs its peers to see it alive (heard within the failure
+		// timeout) and healthy: 4 heartbeats per failure timeout, so it looks dead only if 4 in a row are lost
+		// (1e-4 at 10 % loss), which would merely skip it as a candidate for that moment. Owners, and every node
+		// while a group changes hands, keep the heartbeat interval.
+		QuietHeartbeatInterval: 100 * time.Millisecond,
 		// The bulk of the outage budget: 0.4 s of lease plus ~0.2 s for commit and takeover stays under 0.6 s.
 		FailureTimeout: 400 * time.Millisecond,
 		// Covers a scheduling hiccup of the agent plus removing the VIP, so the VIP is gone before the lease ends.
@@ -24,8 +29,14 @@ var profiles = map[string]core.Timing{
 		// running and does not add to the outage.
 		RaftHeartbeatTimeout: 150 * time.Millisecond,
 		RaftElectionTimeout:  150 * time.Millisecond,
-		// Below the heartbeat timeout, as Raft requires; a leader that lost its followers steps down in 0.1 s.
-		RaftLeaderLease: 100 * time.Millisecond,
+		// As long as the heartbeat timeout (Raft allows no more): a leader cut off from its followers steps down
+		// by the time they could elect another one. It also bounds RaftIdleHeartbeatTimeout (below).
+		RaftLeaderLease: 150 * time.Millisecond,
+		// While the quorum leader owns no group, its death needs no failover, so its followers may wait longer
+		// before an election: raft heartbeats come every 37.5–75 ms instead of 15–30 ms (2.5× fewer RPCs over
+		// TLS, the largest idle cost). 2.5 × the leader lease: the longest gap between heartbeats (75 ms) is half
+		// the lease the leader checks them against, so a delayed heartbeat does not make it step down.
+		RaftIdleHeartbeatTimeout: 375 * time.Millisecond,
 		// hashicorp/raft's leader sends every follower an AppendEntries each CommitTimeout, so a small value costs
 		// CPU on an idle cluster. It only delays when a follower's replica applies an entry: the new owner learns of
 		// its election at once from the heartbeats (peers gossip their committed view), so it adds nothing to the
@@ -39,6 +50,8 @@ var profiles = map[string]core.Timing{
 	"fast": {
 		// 7.5 heartbeats per lease: still ~7 losses in a row before a false failover.
 		HeartbeatInterval: 20 * time.Millisecond,
+		// As in default: 4 per failure timeout (rounded down) for a node with nothing in flux.
+		QuietHeartbeatInterval: 35 * time.Millisecond,
 		// 0.15 s of lease leaves ~50 ms for commit and takeover within 0.2 s.
 		FailureTimeout: 150 * time.Millisecond,
 		// A 30 ms scheduling stall is rare on a quiet host; removing a VIP takes well under 1 ms.
@@ -48,7 +61,9 @@ var profiles = map[string]core.Timing{
 		// Below the lease so a Raft election completes while the lease still runs.
 		RaftHeartbeatTimeout: 60 * time.Millisecond,
 		RaftElectionTimeout:  60 * time.Millisecond,
-		RaftLeaderLease:      50 * time.Millisecond,
+		// As in default: as long as the heartbeat timeout, and 2.5 × that while the leader owns no group.
+		RaftLeaderLease:          60 * time.Millisecond,
+		RaftIdleHeartbeatTimeout: 150 * time.Millisecond,
 		// As in default: the new owner learns of its election through heartbeat gossip, not from its replica.
 		RaftCommitTimeout: 25 * time.Millisecond,
 		// Nodes on a quiet LAN come up quickly.
@@ -59,6 +74,8 @@ var profiles = map[string]core.Timing{
 	"wan": {
 		// Several cross-zone round trips between heartbeats; 12 heartbeats per lease ride out bursts of loss.
 		HeartbeatInterval: 250 * time.Millisecond,
+		// As in default: still 6 per failure timeout for a node with nothing in flux.
+		QuietHeartbeatInterval: 500 * time.Millisecond,
 		// Long enough that a routing blip between zones does not move a group.
 		FailureTimeout: 3 * time.Second,
 		// Covers slower VIP or route changes (e.g. cloud APIs) and scheduling on busy hosts.
@@ -68,7 +85,9 @@ var profiles = map[string]core.Timing{
 		// A few WAN round trips, still a third of the lease.
 		RaftHeartbeatTimeout: time.Second,
 		RaftElectionTimeout:  time.Second,
-		RaftLeaderLease:      500 * time.Millisecond,
+		// As in default: as long as the heartbeat timeout, and 2.5 × that while the leader owns no group.
+		RaftLeaderLease:          time.Second,
+		RaftIdleHeartbeatTimeout: 2500 * time.Millisecond,
 		// Batching matters more than latency at WAN round trips.
 		RaftCommitTimeout: 20 * time.Millisecond,
 		// Sites may come up at different speeds.
@@ -86,8 +105,11 @@ func Profile(name string) (core.Timing, bool) {
 }
 
 // Timing returns the cluster's effective timing: its profile (default when unknown) with the explicit overrides
-// of the cluster section applied. raft_timeout sets the Raft heartbeat and election timeouts, and the leader lease
-// to two thirds of it (Raft needs the lease below the heartbeat timeout).
+// of the cluster section applied. heartbeat_interval sets the quiet heartbeat interval to twice itself
+// (at most a quarter of the failure timeout);
+// raft_timeout sets the Raft heartbeat and election timeouts, the leader lease
+// to two thirds of it (Raft needs the lease below the heartbeat timeout), and the idle heartbeat timeout to 2.5 ×
+// the lease (see the default profile).
 func (c *Config) Timing() core.Timing {
 	t, ok := Profile(c.Cluster.Profile)
 	if !ok {
@@ -96,6 +118,7 @@ func (c *Config) Timing() core.Timing {
 	cl := c.Cluster
 	if cl.HeartbeatInterval != nil {
 		t.HeartbeatInterval = cl.HeartbeatInterval.D()
+		t.QuietHeartbeatInterval = 2 * t.HeartbeatInterval
 	}
 	if cl.FailureTimeout != nil {
 		t.FailureTimeout = cl.FailureTimeout.D()
@@ -110,9 +133,13 @@ func (c *Config) Timing() core.Timing {
 		t.RaftHeartbeatTimeout = cl.RaftTimeout.D()
 		t.RaftElectionTimeout = cl.RaftTimeout.D()
 		t.RaftLeaderLease = cl.RaftTimeout.D() * 2 / 3
+		t.RaftIdleHeartbeatTimeout = t.RaftLeaderLease * 5 / 2
 	}
 	if cl.StartupGrace != nil {
 		t.StartupGrace = cl.StartupGrace.D()
 	}
+	// Whatever was overridden: at least 4 quiet heartbeats per failure timeout (see the default profile), and
+	// never more often than the heartbeat interval.
+	t.QuietHeartbeatInterval = max(min(t.QuietHeartbeatInterval, t.FailureTimeout/4), t.HeartbeatInterval)
 	return t
 }

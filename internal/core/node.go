@@ -123,11 +123,13 @@ type Node struct {
 	floor      time.Duration // no release before this (start or last stall + hold)
 	lastTick   time.Duration
 	nextHB     time.Duration
+	hbEvery    time.Duration // the current regular heartbeat interval (heartbeatEvery)
 	leaving    bool
 	announced  bool // initial standby roles reported
 	healthSeen map[string]bool
 	faulted    map[string]bool // a fault transition was reported and no recovery since
 	lastXfer   time.Duration
+	pace       paceCache
 
 	viewState
 	// lastOwners is the ownership gossiped in the last heartbeat, lastClaims
@@ -318,9 +320,10 @@ func (n *Node) receiveHeartbeat(now time.Duration, from string, p *peerState, m 
 	for _, gs := range m.Groups {
 		p.groups[gs.Group] = gs
 	}
+	newRelease := false
 	for _, r := range m.Released {
 		if r.Epoch > p.released[r.Group] {
-			p.released[r.Group] = r.Epoch
+			p.released[r.Group], newRelease = r.Epoch, true
 		}
 	}
 	var rel []releaseReq
@@ -342,7 +345,9 @@ func (n *Node) receiveHeartbeat(now time.Duration, from string, p *peerState, m 
 			n.d.Send(from, &cluster.Message{Kind: cluster.KindAck, Echo: m.SentAt, Acked: acked})
 		}
 	}
-	if n.d.Quorum.IsLeader() && len(m.Released) > 0 {
+	// A voter's heartbeat repeats every release it ever made; only a new one
+	// can change a decision before the next tick.
+	if n.d.Quorum.IsLeader() && newRelease {
 		n.leadAll(now)
 	}
 }

@@ -165,3 +165,67 @@ func TestRelinquishReleasesAtOnce(t *testing.T) {
 		t.Fatal("released on a non-owner's word")
 	}
 }
+
+// countingReleases records each Save call.
+type countingReleases struct {
+	MemReleases
+	saves []map[string]uint64
+}
+
+func (c *countingReleases) Save(rels map[string]uint64) error {
+	c.saves = append(c.saves, rels)
+	return c.MemReleases.Save(rels)
+}
+
+// TestSilentOwnerOfManyGroupsIsReleasedInOneWrite: when the owner of many
+// groups falls silent, the voter releases all of them at one instant with one
+// durable write and one heartbeat naming every release, not one fsync and one
+// heartbeat per group in series.
+func TestSilentOwnerOfManyGroupsIsReleasedInOneWrite(t *testing.T) {
+	spec := testSpec()
+	spec.Groups, spec.Units = nil, nil
+	s := quorum.NewState()
+	var claims []cluster.Claim
+	for i := range 50 {
+		g := &Group{Name: "g" + string(rune('A'+i/26)) + string(rune('a'+i%26)), Mode: ModeActivePassive, Standby: "hot",
+			Members: []Member{{Node: "n1", Priority: 150}, {Node: "n2", Priority: 100}}}
+		spec.Groups, spec.Units = append(spec.Groups, g), append(spec.Units, g)
+		s.Groups[g.Name] = quorum.GroupState{Owner: "n1", Epoch: 3}
+		claims = append(claims, cluster.Claim{Group: g.Name, Epoch: 3})
+	}
+	s.Index = 50
+	store := &countingReleases{}
+	var sent []*cluster.Message
+	n, err := NewNode(Deps{Name: "w1", Spec: spec, Quorum: &fixedQuorum{s: s}, Releases: store, WallNow: func() time.Time { return time.Unix(0, 0) },
+		Send: func(to string, m *cluster.Message) { sent = append(sent, m) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(0); err != nil {
+		t.Fatal(err)
+	}
+	if acked := n.grant(100*time.Millisecond, "n1", claims); len(acked) != len(claims) {
+		t.Fatalf("granted %d of %d claims", len(acked), len(claims))
+	}
+	tickTo(n, 0, 100*time.Millisecond+n.hold-time.Millisecond)
+	if len(store.saves) != 0 {
+		t.Fatalf("released before the hold ended: %v", store.saves)
+	}
+	sent = nil
+	n.Tick(100*time.Millisecond + n.hold)
+	if len(store.saves) != 1 || len(store.saves[0]) != len(claims) {
+		t.Fatalf("releases written in %d saves (sizes %v), want all %d in one", len(store.saves), store.saves, len(claims))
+	}
+	var hbs int
+	for _, m := range sent {
+		if m.Kind == cluster.KindHeartbeat {
+			hbs++
+			if len(m.Released) != len(claims) {
+				t.Fatalf("heartbeat names %d releases, want %d", len(m.Released), len(claims))
+			}
+		}
+	}
+	if peers := 2; hbs != peers {
+		t.Fatalf("%d heartbeats sent at the release, want one to each of %d peers", hbs, peers)
+	}
+}

@@ -42,14 +42,17 @@ type Spec struct {
 	Profile string
 	Secret  string
 	Extra   string // extra YAML appended under cluster: (indented two spaces)
-	// GroupExtra is extra YAML for the group (indented four spaces).
+	// GroupExtra is extra YAML for each group (indented four spaces).
 	GroupExtra string
 	HookWait   string // optional: sleep this long in the hook (e.g. "0")
 	// Top is extra top-level YAML (e.g. a dns: section). In Top and
 	// GroupExtra, $SVC, $PROXY and $DNS stand for the cluster's SvcPort,
 	// ProxyPort and DNSPort.
 	Top string
-	// MoreGroups is YAML for groups after "web" (list items indented two
+	// Groups is how many groups to configure, all with the same members and
+	// hooks: "web", then "web-2", "web-3", ... (0 means 1).
+	Groups int
+	// MoreGroups is YAML for groups after those (list items indented two
 	// spaces: "  - name: ...").
 	MoreGroups string
 }
@@ -86,7 +89,7 @@ func NewCluster(bin, dir string, spec Spec) (*Cluster, error) {
 	}
 	r := rand.New(rand.NewSource(time.Now().UnixNano()))
 	c := &Cluster{Bin: bin, Dir: dir, Addrs: map[string]string{}, APIs: map[string]string{},
-		procs: map[string]*exec.Cmd{}, waits: map[string]chan error{}}
+		procs: map[string]*exec.Cmd{}, waits: map[string]chan error{}, Env: map[string][]string{}}
 	c.Port = 20000 + r.Intn(20000)
 	c.SvcPort, c.ProxyPort, c.DNSPort = c.Port+2, c.Port+3, c.Port+4
 	ports := strings.NewReplacer("$SVC", strconv.Itoa(c.SvcPort), "$PROXY", strconv.Itoa(c.ProxyPort), "$DNS", strconv.Itoa(c.DNSPort))
@@ -116,17 +119,28 @@ func NewCluster(bin, dir string, spec Spec) (*Cluster, error) {
 		fmt.Fprintf(&b, "  - {name: %s, address: %s, api: %q, data_dir: %q, witness: %v}\n",
 			n, c.Addrs[n], c.APIs[n], filepath.Join(dir, n), n == spec.Witness)
 	}
-	b.WriteString("groups:\n  - name: web\n    members:\n")
-	for i, n := range spec.Members {
-		fmt.Fprintf(&b, "      - {node: %s, priority: %d}\n", n, 200-i*10)
+	b.WriteString("groups:\n")
+	for gi := 0; gi < max(spec.Groups, 1); gi++ {
+		fmt.Fprintf(&b, "  - name: %s\n    members:\n", GroupName(gi))
+		for i, n := range spec.Members {
+			fmt.Fprintf(&b, "      - {node: %s, priority: %d}\n", n, 200-i*10)
+		}
+		fmt.Fprintf(&b, "    hooks: {active: [%q], standby: [%q], timeout: 5s}\n%s", hook, hook, spec.GroupExtra)
 	}
-	fmt.Fprintf(&b, "    hooks: {active: [%q], standby: [%q], timeout: 5s}\n%s", hook, hook, spec.GroupExtra)
 	b.WriteString(spec.MoreGroups)
 	c.ConfigPath = filepath.Join(dir, "baton.yaml")
 	if err := os.WriteFile(c.ConfigPath, []byte(b.String()), 0o600); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// GroupName is the name of the i-th group (from 0) of a Spec with Groups > 1.
+func GroupName(i int) string {
+	if i == 0 {
+		return "web"
+	}
+	return fmt.Sprintf("web-%d", i+1)
 }
 
 // Start launches one agent (logs to <dir>/<node>.log).

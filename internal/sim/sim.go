@@ -410,8 +410,26 @@ func (c *Cluster) canLead(name string) bool {
 }
 
 func (c *Cluster) loseLeader() {
+	// The first follower to time out starts the election; one that runs Raft
+	// at its idle pace (core.Node.RaftIdle: the leader owned nothing) waits
+	// the longer idle timeout.
+	timeout := time.Duration(0)
+	for _, name := range c.order {
+		if n := c.nodes[name]; name != c.leader && c.up(n) {
+			t := c.Timing.RaftElectionTimeout
+			if n.core.RaftIdle() && c.Timing.RaftIdleHeartbeatTimeout > t {
+				t = c.Timing.RaftIdleHeartbeatTimeout
+			}
+			if timeout == 0 || t < timeout {
+				timeout = t
+			}
+		}
+	}
+	if timeout == 0 {
+		timeout = c.Timing.RaftElectionTimeout
+	}
 	c.leader = ""
-	lo, hi := c.Timing.RaftElectionTimeout, 2*c.Timing.RaftElectionTimeout
+	lo, hi := timeout, 2*timeout
 	c.electionAt = c.Now + lo + time.Duration(c.Rand.Int63n(int64(hi-lo)+1))
 	c.proposals = nil
 }

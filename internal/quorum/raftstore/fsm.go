@@ -35,6 +35,8 @@ type FSM struct {
 	mu    sync.Mutex    // serialises mutations of state
 	state *quorum.State // mutable; only touched with mu held
 	view  atomic.Pointer[quorum.State]
+	// batches counts Apply and ApplyBatch calls.
+	batches atomic.Uint64
 }
 
 // NewFSM returns an FSM over an empty state.
@@ -58,6 +60,7 @@ func (f *FSM) View() *quorum.State {
 // command that lost a race, or another error for an entry that cannot be
 // applied. It never panics on bad input.
 func (f *FSM) Apply(l *raft.Log) interface{} {
+	f.batches.Add(1)
 	f.mu.Lock()
 	resp := f.applyLocked(l)
 	f.publishLocked()
@@ -69,6 +72,7 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 // ApplyBatch implements raft.BatchingFSM: one published View per batch
 // instead of one per entry.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	f.batches.Add(1)
 	resps := make([]interface{}, len(logs))
 	f.mu.Lock()
 	for i, l := range logs {
@@ -108,6 +112,10 @@ func (f *FSM) applyLocked(l *raft.Log) interface{} {
 	}
 	return err // a nil error becomes a nil interface{}
 }
+
+// Batches counts the apply calls raft made (each one batch of committed
+// entries, or a single entry).
+func (f *FSM) Batches() uint64 { return f.batches.Load() }
 
 // publishLocked replaces the view with a copy of the current state.
 func (f *FSM) publishLocked() { f.view.Store(f.state.Clone()) }

@@ -105,8 +105,13 @@ func fastTimers(cfg *RaftConfig) {
 	cfg.CommitTimeout = 5 * time.Millisecond
 }
 
-// inmemCluster starts n raft nodes over raft's in-memory transport.
-func inmemCluster(t *testing.T, n int) []*testNode {
+// inmemCluster starts n raft nodes over raft's in-memory transport, with
+// in-memory stores.
+func inmemCluster(t *testing.T, n int) []*testNode { return inmemClusterStores(t, n, false) }
+
+// inmemClusterStores is inmemCluster; with onDisk, each node keeps its log in
+// raft-boltdb under a temporary directory (fsync per write, as in production).
+func inmemClusterStores(t *testing.T, n int, onDisk bool) []*testNode {
 	t.Helper()
 	trans := make([]*raft.InmemTransport, n)
 	var peers []Peer
@@ -131,6 +136,9 @@ func inmemCluster(t *testing.T, n int) []*testNode {
 			Transport: trans[i],
 			Logger:    testLogger(t),
 			OnChange:  func() { node.changes.Add(1) },
+		}
+		if onDisk {
+			cfg.DataDir = t.TempDir()
 		}
 		fastTimers(&cfg)
 		r, err := OpenRaft(cfg)
@@ -337,5 +345,73 @@ func TestPeerUnreachableLogsAreWarningsAndRare(t *testing.T) {
 	}
 	if strings.Contains(out, "level=ERROR msg=\"failed to heartbeat") || !strings.Contains(out, "level=ERROR msg=\"something else broke\"") {
 		t.Fatalf("levels wrong:\n%s", out)
+	}
+}
+
+// TestSetTimeouts: raft's timeouts change while it runs, and at the idle pace
+// (2.5 × the leader lease, the profiles' rule) the cluster keeps a leader and
+// commits; a heartbeat timeout below the lease is refused; back at the normal
+// pace a dead leader is replaced. (Whether leadership is ever lost at the idle
+// pace is a matter of timing on a loaded host, not checked here.)
+func TestSetTimeouts(t *testing.T) {
+	nodes := inmemCluster(t, 3)
+	waitLeader(t, nodes)
+	idle := 125 * time.Millisecond // fastTimers' lease is 50 ms
+	for _, n := range nodes {
+		if err := n.SetTimeouts(idle, idle); err != nil {
+			t.Fatalf("%s: %v", n.id, err)
+		}
+		if hb, el := n.Timeouts(); hb != idle || el != idle {
+			t.Fatalf("%s: timeouts %v/%v after SetTimeouts(%v)", n.id, hb, el, idle)
+		}
+	}
+	time.Sleep(time.Second)
+	l := waitLeader(t, nodes)
+	if err := l.Propose(assign("web", "", 0, "n1")); err != nil {
+		t.Fatal(err)
+	}
+	waitGroup(t, nodes, "web", "n1", 1)
+	if err := l.SetTimeouts(20*time.Millisecond, 20*time.Millisecond); err == nil {
+		t.Fatal("a heartbeat timeout below the leader lease was accepted")
+	}
+	for _, n := range nodes {
+		if err := n.SetTimeouts(50*time.Millisecond, 50*time.Millisecond); err != nil {
+			t.Fatalf("%s: back to the normal pace: %v", n.id, err)
+		}
+	}
+	l = waitLeader(t, nodes)
+	l.close(t)
+	var rest []*testNode
+	for _, n := range nodes {
+		if n != l {
+			rest = append(rest, n)
+		}
+	}
+	waitLeader(t, rest)
+}
+
+// TestBurstOfProposalsCommitsInBatches: the leader proposes one assignment per
+// group in one pass (the owner of many groups died); raft takes the queued
+// proposals together, so they commit and apply in a few batches instead of
+// one disk write and one apply per group.
+func TestBurstOfProposalsCommitsInBatches(t *testing.T) {
+	nodes := inmemClusterStores(t, 3, true)
+	l := waitLeader(t, nodes)
+	const groups = 200
+	before := l.fsm.Batches()
+	for i := range groups {
+		if err := l.Propose(assign(fmt.Sprintf("g%03d", i), "", 0, "n1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range groups {
+		waitGroup(t, nodes, fmt.Sprintf("g%03d", i), "n1", 1)
+	}
+	// At most 256 entries per batch; a few more when the leader loop wakes
+	// before the proposer is done. One per proposal (or close) without it.
+	if b := l.fsm.Batches() - before; b > groups/10 {
+		t.Fatalf("%d proposals applied in %d batches on the leader: raft did not group them", groups, b)
+	} else {
+		t.Logf("%d proposals applied in %d batches on the leader", groups, b)
 	}
 }

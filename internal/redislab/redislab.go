@@ -13,7 +13,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -143,11 +145,14 @@ type Status struct {
 		Sync    []string
 		Note    string
 		DBError string `json:"db_error"`
-		Members []struct {
-			Node, DB string
-			Position uint64
-		}
+		Members []Member
 	}
+}
+
+// Member is one member in the status.
+type Member struct {
+	Node, DB string
+	Position uint64
 }
 
 // Status asks the witness.
@@ -385,4 +390,81 @@ func SameData(l *lab.Lab, limit time.Duration) (string, error) {
 			return "", fmt.Errorf("replica and primary differ: %v", got)
 		}
 	}
+}
+
+// Switchover hands the group to `to` through the API (a planned switchover)
+// while the writer runs, and measures the client's write pause and what it
+// lost.
+func (e *Env) Switchover(to string, limit time.Duration) (Result, error) {
+	owns := func(h string) bool {
+		st, err := e.Status()
+		return err == nil && st.Groups[0].Owner == h && slices.ContainsFunc(st.Groups[0].Members, func(m Member) bool {
+			return m.Node == h && m.DB == "primary"
+		})
+	}
+	trigger := func() error {
+		var last error
+		hc := e.L.HTTPClient(lab.Client, 5*time.Second)
+		for _, h := range []string{e.C.Witness, "h1", "h2"} {
+			req, _ := http.NewRequest("POST", "http://"+e.L.Addr(h)+":7480/v1/groups/web/switchover", strings.NewReader(`{"to": "`+to+`"}`))
+			req.Header.Set("Authorization", "Bearer lab-token-0123456789")
+			resp, err := hc.Do(req)
+			if err != nil {
+				last = err
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode/100 == 2 {
+				return nil
+			}
+			last = fmt.Errorf("switchover via %s: %s: %s", h, resp.Status, body)
+		}
+		return last
+	}
+	c := redis.NewClient(Options(VIP+":"+strconv.Itoa(Port), dialer(e.L)))
+	return Switch(e.L, c, e.Mode == "on", Other(to), to, trigger, owns, limit)
+}
+
+// Switch runs a planned switchover from `from` to `to` (trigger starts it,
+// owns tells when `to` is the primary) under the writer, and returns the
+// client-visible write pause (Outage) and the acknowledged writes missing
+// on `to`.
+func Switch(l *lab.Lab, c redis.UniversalClient, wait bool, from, to string, trigger func() error, owns func(string) bool, limit time.Duration) (Result, error) {
+	r := Result{Fault: "switchover", From: from, To: to}
+	w := StartWriter(c, wait, time.Now().UnixMicro())
+	time.Sleep(500 * time.Millisecond)
+	t0 := time.Now()
+	if err := trigger(); err != nil {
+		w.Stop()
+		return r, err
+	}
+	deadline := time.Now().Add(limit)
+	for !owns(to) {
+		if time.Now().After(deadline) {
+			w.Stop()
+			return r, fmt.Errorf("switchover: %s did not take over within %v", to, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Now()
+	for !w.AckedAfter(took) {
+		if time.Now().After(deadline) {
+			_, n, last := w.Stop()
+			return r, fmt.Errorf("switchover: no write acknowledged after it within %v (%d errors, last %v)", limit, n, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	acks, _, _ := w.Stop()
+	r.Outage, r.Acked = pgload.Gap(acks, t0), len(acks)
+	check := redis.NewClient(Options(l.Addr(to)+":"+strconv.Itoa(Port), dialer(l)))
+	defer check.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var err error
+	if r.Lost, err = Check(ctx, check, acks); err != nil {
+		return r, fmt.Errorf("reading the new primary %s: %w", to, err)
+	}
+	return r, nil
 }

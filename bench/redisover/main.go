@@ -70,6 +70,8 @@ type Trial struct {
 	KeptOutageMs        float64
 	Acked, Lost         int
 	LostSample          []int64 `json:",omitempty"`
+	// LostFromMs, LostToMs: when the first and the last lost write was acknowledged, relative to the fault.
+	LostFromMs, LostToMs float64 `json:",omitempty"`
 }
 
 type env interface {
@@ -203,10 +205,11 @@ func runCell(ctx context.Context, system, mode string, start func() (env, error)
 	}
 	record := func(kind string, i int, r redislab.Result) {
 		t := Trial{System: system, Mode: mode, Fault: kind, N: i, From: r.From, To: r.To, OutageMs: ms(r.Outage),
-			KeptOutageMs: ms(r.KeptOutage), Acked: r.Acked, Lost: len(r.Lost), LostSample: r.Lost[:min(5, len(r.Lost))]}
+			KeptOutageMs: ms(r.KeptOutage), Acked: r.Acked, Lost: len(r.Lost), LostSample: r.Lost[:min(5, len(r.Lost))],
+			LostFromMs: ms(r.LostFirst), LostToMs: ms(r.LostAfter)}
 		out = append(out, t)
-		fmt.Fprintf(os.Stderr, "redisover:   %s sync %s %s #%d: %s → %s, outage %.0f ms, %d acked, %d lost\n",
-			system, mode, kind, i, r.From, r.To, t.OutageMs, t.Acked, t.Lost)
+		fmt.Fprintf(os.Stderr, "redisover:   %s sync %s %s #%d: %s → %s, outage %.0f ms, %d acked, %d lost (acknowledged %.0f to %.0f ms after the fault)\n",
+			system, mode, kind, i, r.From, r.To, t.OutageMs, t.Acked, t.Lost, t.LostFromMs, t.LostToMs)
 	}
 	for i := 1; i <= n; i++ {
 		for _, f := range faults {

@@ -73,6 +73,9 @@ type redisState struct {
 	Sync    []string `json:"sync,omitempty"`
 	Strict  bool     `json:"strict,omitempty"`
 	LastPos uint64   `json:"last_pos,omitempty"`
+	// Rejoining: this node was a primary and was told to follow another one; until its replication link is up its
+	// data is the old primary's, which may hold writes the group discarded, so it is not promotable.
+	Rejoining string `json:"rejoining,omitempty"`
 }
 
 const (
@@ -412,8 +415,15 @@ func (r *Redis) lineage(ri replInfo) string {
 			save = true
 		}
 	}
+	if ri.role == "slave" && ri.linkUp && !ri.syncing && r.st.Rejoining != "" {
+		r.st.Rejoining, save = "", true
+	}
 	var why string
 	switch {
+	case ri.role == "slave" && ri.syncing:
+		why = fmt.Sprintf("a full resynchronisation from %s:%d is in progress: the data here is the old dataset until it completes, so this member is not promotable meanwhile", ri.masterHost, ri.masterPort)
+	case r.st.Rejoining != "" && ri.role == "slave":
+		why = fmt.Sprintf("this old primary is rejoining as a replica of %s: until its replication link is up its data may hold writes the group discarded, so it is not promotable", r.st.Rejoining)
 	case known(ri.replid) || known(ri.replid2):
 	case len(r.st.Lineage) == 0:
 		why = fmt.Sprintf("this dataset (replication id %s, offset %d) has not been part of the group's replication yet: it is never promoted while another member owns the group (--allow-data-loss overrides), and following the primary replaces it with a full copy", ri.replid, ri.offset)
@@ -685,7 +695,7 @@ func (r *Redis) Promote(ctx context.Context, epoch uint64) error {
 	}
 	r.smu.Lock()
 	r.fenced = false
-	r.st.Epoch, r.st.Primary = max(r.st.Epoch, epoch), nil
+	r.st.Epoch, r.st.Primary, r.st.Rejoining = max(r.st.Epoch, epoch), nil, ""
 	r.addLineage(ri.replid2)
 	r.addLineage(ri.replid)
 	r.saveLocked()
@@ -807,6 +817,9 @@ func (r *Redis) follow(ctx context.Context, primary Peer) error {
 	r.smu.Lock()
 	r.fenced = true // a replica acknowledges no writes; Promote lifts the write fence
 	r.st.Primary = &primary
+	if ri.role == "master" {
+		r.st.Rejoining = primary.Node
+	}
 	r.saveLocked()
 	r.smu.Unlock()
 	for {

@@ -620,3 +620,30 @@ func FuzzReadRESP(f *testing.F) {
 		}
 	})
 }
+
+// An old primary told to follow another member is not promotable until its replication link is up: until then its
+// data may hold writes the group discarded (its replication id is on the group's history all the same).
+func TestRedisRejoiningOldPrimaryIsNotPromotable(t *testing.T) {
+	w, n1, n2 := redisPair(t)
+	ctx := ctxT(t, 30*time.Second)
+	if err := n1.Fence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.Promote(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	// n1 is repointed, but its link cannot come up (a primary that is not there).
+	n1.update(func(s *redisState) { s.Rejoining = "n2" })
+	if err := w.client("n1").Do(ctx, "REPLICAOF", "127.0.0.1", strconv.Itoa(freePort(t))).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if st := mustState(t, n1); st.Role != RoleStandby || !strings.Contains(st.Unrelated, "rejoining as a replica of n2") {
+		t.Fatalf("rejoining old primary: %+v", st)
+	}
+	if err := n1.Follow(ctx, w.peer("n2")); err != nil {
+		t.Fatal(err)
+	}
+	if st := mustState(t, n1); st.Unrelated != "" {
+		t.Fatalf("after its link came up: %q", st.Unrelated)
+	}
+}

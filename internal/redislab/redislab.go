@@ -166,8 +166,8 @@ func (e *Env) Status() (Status, error) {
 }
 
 // WaitReady waits until owner ("" = either member) is primary, holds the
-// VIP, and the other member is its replica (sync on: its recorded
-// synchronous standby). It returns the owner and the standby.
+// VIP, and the other member is its replica with the link up (sync on: its
+// recorded synchronous standby). It returns the owner and the standby.
 func (e *Env) WaitReady(owner string, limit time.Duration) (string, string, error) {
 	standby := ""
 	if owner != "" {
@@ -189,7 +189,10 @@ func (e *Env) WaitReady(owner string, limit time.Duration) (string, string, erro
 			}
 			syncOK := e.Mode == "off" || (len(g.Sync) == 1 && g.Sync[0] == standby)
 			if owner != "" && g.Owner == owner && dbs[owner] == "primary" && dbs[standby] == "standby" && syncOK {
-				if h, err := e.C.HoldersOf(VIP); err == nil && len(h) == 1 && h[0] == owner {
+				// The replica must be streaming, not still copying the
+				// dataset: a trial must start with the group whole.
+				_, up, err := replState(e.L, standby)
+				if h, herr := e.C.HoldersOf(VIP); err == nil && up && herr == nil && len(h) == 1 && h[0] == owner {
 					return owner, standby, nil
 				}
 			}
@@ -229,10 +232,11 @@ type Result struct {
 	KeptOutage time.Duration
 	Acked      int
 	Lost       []int64 // acknowledged writes missing on the new primary
-	// LostAfter is how long after the fault the last lost write was
-	// acknowledged (the old primary's window; 0 when nothing was lost).
-	LostAfter time.Duration
-	Event     Event // the failover's history entry (Baton only)
+	// LostFirst and LostAfter are how long after the fault the first and
+	// the last lost write were acknowledged (negative: before it; 0 when
+	// nothing was lost).
+	LostFirst, LostAfter time.Duration
+	Event                Event // the failover's history entry (Baton only)
 }
 
 // Event is the part of a history entry the trials read.
@@ -332,9 +336,14 @@ func Trial(l *lab.Lab, c redis.UniversalClient, wait bool, fault, owner string, 
 	for _, i := range r.Lost {
 		lost[i] = true
 	}
+	first := true
 	for _, a := range acks {
 		if lost[a.I] {
-			r.LostAfter = max(r.LostAfter, a.At.Sub(t0))
+			if d := a.At.Sub(t0); first {
+				r.LostFirst, r.LostAfter, first = d, d, false
+			} else {
+				r.LostAfter = max(r.LostAfter, d)
+			}
 		}
 	}
 	kept := slices.DeleteFunc(acks, func(a pgload.Ack) bool { return lost[a.I] })

@@ -163,9 +163,11 @@ func (e *SentinelEnv) master(host string) (string, error) {
 }
 
 // role reads INFO replication on host's server: its role and, on a replica,
-// whether its link is up.
-func (e *SentinelEnv) role(host string) (string, bool, error) {
-	c := redis.NewClient(Options(e.L.Addr(host)+":"+strconv.Itoa(Port), dialer(e.L)))
+// whether its link is up (and no full resynchronisation is in progress).
+func (e *SentinelEnv) role(host string) (string, bool, error) { return replState(e.L, host) }
+
+func replState(l *lab.Lab, host string) (string, bool, error) {
+	c := redis.NewClient(Options(l.Addr(host)+":"+strconv.Itoa(Port), dialer(l)))
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -173,7 +175,7 @@ func (e *SentinelEnv) role(host string) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
-	return infoField(s, "role"), infoField(s, "master_link_status") == "up", nil
+	return infoField(s, "role"), infoField(s, "master_link_status") == "up" && infoField(s, "master_sync_in_progress") == "0", nil
 }
 
 func infoField(s, key string) string {

@@ -208,8 +208,12 @@ func runCell(ctx context.Context, system, mode string, start func() (env, error)
 			KeptOutageMs: ms(r.KeptOutage), Acked: r.Acked, Lost: len(r.Lost), LostSample: r.Lost[:min(5, len(r.Lost))],
 			LostFromMs: ms(r.LostFirst), LostToMs: ms(r.LostAfter)}
 		out = append(out, t)
-		fmt.Fprintf(os.Stderr, "redisover:   %s sync %s %s #%d: %s → %s, outage %.0f ms, %d acked, %d lost (acknowledged %.0f to %.0f ms after the fault)\n",
-			system, mode, kind, i, r.From, r.To, t.OutageMs, t.Acked, t.Lost, t.LostFromMs, t.LostToMs)
+		when := ""
+		if t.Lost > 0 && kind != "switchover" {
+			when = fmt.Sprintf(" (acknowledged %.0f to %.0f ms after the fault)", t.LostFromMs, t.LostToMs)
+		}
+		fmt.Fprintf(os.Stderr, "redisover:   %s sync %s %s #%d: %s → %s, outage %.0f ms, %d acked, %d lost%s\n",
+			system, mode, kind, i, r.From, r.To, t.OutageMs, t.Acked, t.Lost, when)
 	}
 	for i := 1; i <= n; i++ {
 		for _, f := range faults {

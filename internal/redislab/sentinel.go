@@ -188,8 +188,8 @@ func infoField(s, key string) string {
 }
 
 // WaitReady waits until every sentinel names owner ("" = whichever they
-// agree on) as master, it is a master and the other server its replica with
-// the link up.
+// agree on) as master, it is a master, the other server its replica with
+// the link up, and every sentinel knows the others and that replica.
 func (e *SentinelEnv) WaitReady(owner string, limit time.Duration) (string, string, error) {
 	deadline := time.Now().Add(limit)
 	var last string
@@ -204,6 +204,10 @@ func (e *SentinelEnv) WaitReady(owner string, limit time.Duration) (string, stri
 			r1, _, err1 := e.role(m)
 			r2, up, err2 := e.role(Other(m))
 			if err1 == nil && err2 == nil && r1 == "master" && r2 == "slave" && up {
+				if err := e.informed(Other(m)); err != nil {
+					last = err.Error()
+					break
+				}
 				return m, Other(m), nil
 			}
 			last = fmt.Sprintf("%s is %s (%v), %s is %s link up %v (%v)", m, r1, err1, Other(m), r2, up, err2)
@@ -227,6 +231,38 @@ func (e *SentinelEnv) agreed() (string, error) {
 		m = x
 	}
 	return m, nil
+}
+
+// informed reports whether every sentinel knows the other two and sees the
+// replica other as healthy: a sentinel fails over only to a replica it has
+// discovered (INFO every 10 s) and only with the votes of sentinels it
+// knows (hellos every 2 s), so a trial must not start before.
+func (e *SentinelEnv) informed(other string) error {
+	for _, h := range []string{"h1", "h2", "h3"} {
+		c := redis.NewSentinelClient(&redis.Options{Addr: e.L.Addr(h) + ":" + strconv.Itoa(SentinelPort), Protocol: 2,
+			DialTimeout: ClientTimeout, ReadTimeout: ClientTimeout, MaxRetries: -1, DialerRetries: 1, DisableIdentity: true, Dialer: dialer(e.L)})
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		peers, err := c.Sentinels(ctx, MasterName).Result()
+		reps, rerr := c.Replicas(ctx, MasterName).Result()
+		cancel()
+		c.Close()
+		if err != nil || rerr != nil {
+			return fmt.Errorf("sentinel on %s: %v %v", h, err, rerr)
+		}
+		if len(peers) < 2 {
+			return fmt.Errorf("sentinel on %s knows %d other sentinels", h, len(peers))
+		}
+		ok := false
+		for _, r := range reps {
+			if r["ip"] == e.L.Addr(other) && !strings.Contains(r["flags"], "down") && !strings.Contains(r["flags"], "disconnected") && r["master-link-status"] == "ok" {
+				ok = true
+			}
+		}
+		if !ok {
+			return fmt.Errorf("sentinel on %s does not see %s as a healthy replica yet", h, other)
+		}
+	}
+	return nil
 }
 
 // Trial runs the same trial as Env.Trial: the takeover is seen when the

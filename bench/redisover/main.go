@@ -19,8 +19,11 @@
 // sentinels, quorum 2, down-after-milliseconds 1000, failover-timeout 10 s;
 // the client does not WAIT: Sentinel promotes without regard to it).
 //
-// It writes DIR/bench/redisover.json and DIR/bench/redisover.md (the table
-// as a fragment for docs/benchmarks.md.tmpl) with -out DIR (default docs).
+// It writes DIR/bench/NAME.json and DIR/bench/NAME.md (the table as a
+// fragment for docs/benchmarks.md.tmpl) with -out DIR (default docs) and
+// -name NAME (default redisover).
+//
+//	go run ./bench/redisover -systems baton -trials 0 -switchovers 30 -name redisswitch
 package main
 
 import (
@@ -88,7 +91,8 @@ func main() {
 	faults := flag.String("faults", "linkdown,partition", "faults: linkdown, partition")
 	trials := flag.Int("trials", 10, "trials per system, mode and fault")
 	switchovers := flag.Int("switchovers", 30, "planned switchovers per system (Baton: in each mode)")
-	out := flag.String("out", "docs", "write DIR/bench/redisover.{json,md}; \"\": write nothing")
+	out := flag.String("out", "docs", "write DIR/bench/NAME.{json,md}; \"\": write nothing")
+	name := flag.String("name", "redisover", "base name of the files -out writes (e.g. redisswitch for a switchover-only run)")
 	rev := flag.String("rev", "HEAD", "build baton from this commit; \"\": the working tree")
 	from := flag.String("from", "", "re-render from this redisover.json")
 	verbose := flag.Bool("v", false, "print the tail of the logs when a trial fails")
@@ -101,7 +105,7 @@ func main() {
 		benchkit.Check(json.Unmarshal(b, &res))
 		fmt.Print(fragment(res))
 		if *out != "" {
-			benchkit.Check(publish(*out, res, false))
+			benchkit.Check(publish(*out, *name, res, false))
 		}
 		return
 	}
@@ -150,7 +154,7 @@ func main() {
 	res.Machine.LoadAvgEnd = benchkit.LoadAvg()
 	fmt.Print(fragment(res))
 	if *out != "" && ctx.Err() == nil {
-		benchkit.Check(publish(*out, res, true))
+		benchkit.Check(publish(*out, *name, res, true))
 	}
 	if len(res.Errors) > 0 || ctx.Err() != nil {
 		os.Exit(1)
@@ -351,7 +355,7 @@ func eventName(f string) string {
 	return f
 }
 
-func publish(out string, res Results, withJSON bool) error {
+func publish(out, name string, res Results, withJSON bool) error {
 	root, err := proctest.ModuleRoot()
 	if err != nil {
 		return err
@@ -368,14 +372,14 @@ func publish(out string, res Results, withJSON bool) error {
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(dir, "redisover.json"), append(b, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name+".json"), append(b, '\n'), 0o644); err != nil {
 			return err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "redisover.md"), []byte(fragment(res)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name+".md"), []byte(fragment(res)), 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "redisover: wrote %s\n", filepath.Join(dir, "redisover.md"))
+	fmt.Fprintf(os.Stderr, "redisover: wrote %s\n", filepath.Join(dir, name+".md"))
 	return nil
 }
 

@@ -412,27 +412,44 @@ func (e *Env) Switchover(to string, limit time.Duration) (Result, error) {
 		})
 	}
 	trigger := func() error {
-		var last error
-		hc := e.L.HTTPClient(lab.Client, 5*time.Second)
-		for _, h := range []string{e.C.Witness, "h1", "h2"} {
-			req, _ := http.NewRequest("POST", "http://"+e.L.Addr(h)+":7480/v1/groups/web/switchover", strings.NewReader(`{"to": "`+to+`"}`))
-			req.Header.Set("Authorization", "Bearer lab-token-0123456789")
-			resp, err := hc.Do(req)
-			if err != nil {
-				last = err
-				continue
+		// Right after a start or a failover the quorum leadership may be
+		// moving (the API answers 503 "retry in a moment"): retry for a while.
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if err = e.requestSwitchover(to); err == nil || !errors.Is(err, errRetry) || time.Now().After(deadline) {
+				return err
 			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode/100 == 2 {
-				return nil
-			}
-			last = fmt.Errorf("switchover via %s: %s: %s", h, resp.Status, body)
 		}
-		return last
 	}
 	c := redis.NewClient(Options(VIP+":"+strconv.Itoa(Port), dialer(e.L)))
 	return Switch(e.L, c, e.Mode == "on", Other(to), to, trigger, owns, limit)
+}
+
+var errRetry = errors.New("no quorum leader reachable")
+
+// requestSwitchover posts the switchover to any agent that takes it.
+func (e *Env) requestSwitchover(to string) error {
+	var last error
+	hc := e.L.HTTPClient(lab.Client, 5*time.Second)
+	for _, h := range []string{e.C.Witness, "h1", "h2"} {
+		req, _ := http.NewRequest("POST", "http://"+e.L.Addr(h)+":7480/v1/groups/web/switchover", strings.NewReader(`{"to": "`+to+`"}`))
+		req.Header.Set("Authorization", "Bearer lab-token-0123456789")
+		resp, err := hc.Do(req)
+		if err != nil {
+			last = err
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 == 2 {
+			return nil
+		}
+		last = fmt.Errorf("switchover via %s: %s: %s", h, resp.Status, body)
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			last = fmt.Errorf("%w: %v", errRetry, last)
+		}
+	}
+	return last
 }
 
 // Switch runs a planned switchover from `from` to `to` (trigger starts it,

@@ -81,8 +81,14 @@ func (a *Agent) openData() error {
 				return fmt.Errorf("groups[%d].driver: socket directory %s: %w", i, sockDir, err)
 			}
 		}
+		var peers []driver.Peer
+		for _, m := range g.Members {
+			if nd, err := a.cfg.NodeByName(m.Node); err == nil {
+				peers = append(peers, driver.Peer{Node: m.Node, Host: nd.Address, Port: driverPort(&dcfg)})
+			}
+		}
 		drv, err := driver.New(&dcfg, driver.Options{
-			Cluster: a.cfg.Cluster.Name, Group: g.Name, Node: a.self.Name, Members: members,
+			Cluster: a.cfg.Cluster.Name, Group: g.Name, Node: a.self.Name, Members: members, Peers: peers,
 			SocketDir: sockDir, // listen_addresses "*": clients come through the VIPs too
 			Logger:    a.log.With("component", "driver", "group", g.Name), AllowRebuild: g.Driver.AllowRebuild,
 			Env: func() []string {
@@ -186,9 +192,14 @@ func (a *Agent) dataPolled(now time.Duration, dg *dataGroup, st driver.State, er
 		st = dg.state
 	} else {
 		dg.lastErr.Store(nil)
+		if st.Unrelated != "" {
+			// Not an error of the poll, but what status must show.
+			msg := st.Unrelated
+			dg.lastErr.Store(&msg)
+		}
 		dg.state, dg.lastOK, dg.everOK = st, now, true
 	}
-	r := core.DataReport{Known: dg.everOK, Role: string(st.Role), Pos: st.Pos.LSN, Synchronous: st.Sync,
+	r := core.DataReport{Known: dg.everOK, Role: string(st.Role), Pos: st.Pos.LSN, Synchronous: st.Sync, Unrelated: st.Unrelated != "",
 		Empty: st.Role == driver.RoleStopped && st.Pos == (driver.Position{})}
 	for node := range st.Lag {
 		r.Streaming = append(r.Streaming, node)
@@ -211,7 +222,7 @@ func (a *Agent) runDataOp(group string, op core.DataOp) {
 			a.post(func(now time.Duration) { a.node.DataOpDone(now, group, op, err) })
 			return
 		}
-		peer = driver.Peer{Node: op.Primary, Host: nd.Address, Port: dg.g.Driver.Port}
+		peer = driver.Peer{Node: op.Primary, Host: nd.Address, Port: driverPort(dg.g.Driver)}
 	}
 	dg.enqueue(func(ctx context.Context) {
 		var err error
@@ -277,6 +288,19 @@ func (a *Agent) promoteData(dg *dataGroup, epoch uint64, sync []string) {
 		a.post(func(now time.Duration) { a.node.DataPromoted(now, dg.g.Name, epoch) })
 		a.log.Info("database promoted", "group", dg.g.Name, "epoch", epoch)
 	})
+}
+
+// driverPort is where the group's database listens on every member.
+func driverPort(d *config.Driver) int {
+	switch {
+	case d.Port != 0:
+		return d.Port
+	case d.Type == "postgres":
+		return 5432
+	case d.Type == "redis":
+		return 6379
+	}
+	return 0
 }
 
 // makeOwnedDir creates dir (mode 0755, parents 0755) owned by the OS user

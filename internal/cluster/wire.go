@@ -154,6 +154,10 @@ type GroupStatus struct {
 	// rewind): what the failover actually lost.
 	Div      uint64 `json:"dv,omitempty"`
 	DivEpoch uint64 `json:"dve,omitempty"`
+	// Unrelated: the local data is not on the group's replication history
+	// (e.g. a Redis whose replication ids the group never had): the leader
+	// does not promote this member while another one owns the group.
+	Unrelated bool `json:"un,omitempty"`
 }
 
 // Message kinds.

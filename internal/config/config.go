@@ -219,12 +219,12 @@ type Driver struct {
 // DriverTypes are the driver.type values the agent can run: exactly the drivers driver.New builds (a test in
 // package driver checks both ways), so a config that check-config accepts never fails at start with "not
 // implemented".
-var DriverTypes = []string{"exec", "postgres"}
+var DriverTypes = []string{"exec", "postgres", "redis"}
 
 // plannedDriverTypes are drivers on the way but not built yet. check-config refuses them like any unknown type, but
 // says they are not available yet rather than "not a driver", so a reader of the docs or the roadmap is not left
 // thinking they misspelt it. Move a type to DriverTypes when driver.New builds it.
-var plannedDriverTypes = []string{"redis"}
+var plannedDriverTypes = []string{}
 
 // DriverOperations are the keys of driver.commands (the exec driver's operations; package driver checks that it
 // knows the same list).

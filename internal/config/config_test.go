@@ -310,7 +310,7 @@ groups:
     members: [{node: n1}]
     driver: {type: mysql, sync: maybe, max_lag: 1 parsec, port: 70000, superuser: {password_file: p}, commands: {promote: [""]}}
 `, []string{
-			`groups[0].driver.type: "mysql" is not a driver; use exec or postgres`,
+			`groups[0].driver.type: "mysql" is not a driver; use exec, postgres or redis`,
 			"groups[0].driver: a data driver needs mode active-passive (one writable primary), not active-active",
 			`groups[0].driver.sync: "maybe" is not a sync mode; use off, on or strict`,
 			`groups[0].driver.max_lag: "1 parsec" is not a size (e.g. 0, 512kB or 16MB)`,
@@ -319,13 +319,12 @@ groups:
 			"groups[0].driver.commands.promote[0]: empty program name; the first element is the program to run (there is no shell)",
 		}},
 
-		// Redis is on the way, not here: the agent could not run it, so check-config must not pass it.
-		{"driver not available yet", head + `groups:
+		{"redis driver", head + `groups:
   - name: cache
     members: [{node: n1}]
     driver: {type: redis}
 `, []string{
-			"groups[0].driver.type: the redis driver is not available yet; use exec or postgres",
+			"groups[0].driver.data_dir: missing (the Redis data directory the driver keeps its config, state and dump in, e.g. /var/lib/baton/redis)",
 		}},
 		{"postgres driver", head + `groups:
   - name: db

@@ -40,7 +40,7 @@ func coreGroup(g *Group) *core.Group {
 	// to the group (Units clears Driver on them).
 	if g.Driver != nil {
 		lag, _ := ParseSize(g.Driver.MaxLag) // validated
-		out.Data = &core.DataSpec{Sync: g.Driver.Sync, MaxLag: uint64(max(lag, 0))}
+		out.Data = &core.DataSpec{Sync: g.Driver.Sync, MaxLag: uint64(max(lag, 0)), Type: g.Driver.Type}
 	}
 	return out
 }

@@ -561,6 +561,9 @@ func validateDriver(errs *Errors, g *Group, p string) {
 			errs.add(p+".replication", "missing (user and password_file of the replication user standbys stream as)")
 		}
 	}
+	if dr.Type == "redis" && dr.DataDir == "" {
+		errs.add(p+".data_dir", "missing (the Redis data directory the driver keeps its config, state and dump in, e.g. /var/lib/baton/redis)")
+	}
 	if !slices.Contains([]string{"", "off", "on", "strict"}, dr.Sync) {
 		errs.add(p+".sync", "%q is not a sync mode; use off, on or strict", dr.Sync)
 	}

@@ -3,6 +3,7 @@ package core
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/baton-ha/baton/internal/cluster"
@@ -35,7 +36,7 @@ func (n *Node) memberData(group, node string) (cluster.GroupStatus, bool) {
 		if dm == nil {
 			return cluster.GroupStatus{}, false
 		}
-		return cluster.GroupStatus{Group: group, DB: dm.rep.Role, Pos: dm.rep.Pos, Sync: dm.want, SyncSet: dm.wantSet}, dm.rep.Known
+		return cluster.GroupStatus{Group: group, DB: dm.rep.Role, Pos: dm.rep.Pos, Sync: dm.want, SyncSet: dm.wantSet, Unrelated: dm.rep.Unrelated}, dm.rep.Known
 	}
 	p := n.peers[node]
 	if p == nil {
@@ -62,6 +63,13 @@ func (n *Node) dataEligibility(g *Group, gs quorum.GroupState, cands []decide.Ca
 		}
 		if gs.Owner == "" || c.Node == gs.Owner {
 			continue // bootstrap (highest position wins), or the owner itself
+		}
+		if ok && d.Unrelated {
+			// Its data is another dataset (different replication
+			// history): its position says nothing about the group's writes.
+			c.Eligible = false
+			why = append(why, c.Node+"'s data is not on the group's replication history (an unrelated dataset; --allow-data-loss overrides)")
+			continue
 		}
 		if ok && d.Pos == 0 {
 			// Never promote a member with no copy of the data (a standby
@@ -185,10 +193,17 @@ func (n *Node) recordDivergence(now time.Duration, g *Group) {
 			}
 			if !e.LostMeasured {
 				detail := fmt.Sprintf("%s rejoined holding %d bytes of WAL the new primary lacked (discarded by the rewind)", m.Node, div)
+				if g.Data.Type == "redis" {
+					detail = fmt.Sprintf("%s rejoined holding %d bytes of replication stream the new primary lacked (discarded by its full resync)", m.Node, div)
+				}
 				lost := div
 				if g.syncMode() != "off" {
 					// Synchronous replication: none of it was acknowledged.
 					detail += ", none of it acknowledged to a client (sync " + g.syncMode() + ")"
+					if g.Data.Type == "redis" {
+						// Redis cannot make a write wait for a replica; only WAIT tells the client.
+						detail = strings.TrimSuffix(detail, ")") + ": none confirmed by WAIT)"
+					}
 					lost = 0
 				}
 				cmd := quorum.Command{Op: quorum.OpDiverged, Group: g.Name, Epoch: epoch, LostBytes: lost, Detail: detail}

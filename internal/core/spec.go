@@ -71,6 +71,8 @@ type Member struct {
 type DataSpec struct {
 	Sync   string
 	MaxLag uint64
+	// Type is the driver type (postgres, redis, exec), for the history's words.
+	Type string
 }
 
 // Mode names (Group.Mode).

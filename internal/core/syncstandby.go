@@ -48,6 +48,9 @@ type DataReport struct {
 	// Streaming the standbys connected to it now (primary only).
 	Synchronous []string
 	Streaming   []string
+	// Unrelated: the data is not on the group's replication history (the
+	// driver says why; the shell shows it in status).
+	Unrelated bool
 }
 
 // DataOpKind names a driver operation the core asks for.
@@ -298,7 +301,7 @@ func (n *Node) addDataStatus(g *Group, gst *cluster.GroupStatus, epoch uint64) {
 		return
 	}
 	gst.DB, gst.Pos = dm.rep.Role, dm.rep.Pos
-	gst.Div, gst.DivEpoch = dm.diverged, dm.divEpoch
+	gst.Div, gst.DivEpoch, gst.Unrelated = dm.diverged, dm.divEpoch, dm.rep.Unrelated
 	if dm.wantSet && gst.Role == RoleActive {
 		gst.Sync, gst.SyncSet, gst.SyncSeq, gst.Epoch = dm.want, true, dm.wantSeq, epoch
 	}

@@ -36,7 +36,7 @@ func WorstHeartbeat(spec *Spec, node string) *cluster.Message {
 		m.Relinquished = append(m.Relinquished, cluster.Claim{Group: u.Name, Epoch: epoch})
 		gs := cluster.GroupStatus{Group: u.Name, Healthy: true, Eligible: true, Role: RoleStandby, Epoch: epoch, TakeoverMs: ms}
 		if u.Data != nil {
-			gs.DB, gs.Pos, gs.Sync, gs.SyncSet, gs.SyncSeq, gs.Div, gs.DivEpoch = "standby", pos, []string{longest}, true, epoch, pos, epoch
+			gs.DB, gs.Pos, gs.Sync, gs.SyncSet, gs.SyncSeq, gs.Div, gs.DivEpoch, gs.Unrelated = "standby", pos, []string{longest}, true, epoch, pos, epoch, true
 		}
 		m.Groups = append(m.Groups, gs)
 	}

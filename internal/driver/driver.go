@@ -2,8 +2,8 @@
 // position, promotes a standby, makes a member follow a new primary (rewinding a returning old primary), configures
 // synchronous replication and fences a primary that lost its lease.
 //
-// Two drivers exist: [Exec], where every operation is a user command, so any database can be wired in, and
-// [Postgres], for PostgreSQL 13 and later (tested with 15). The agent owns the decisions (who is primary, under which
+// Three drivers exist: [Exec], where every operation is a user command, so any database can be wired in,
+// [Postgres], for PostgreSQL 13 and later (tested with 15), and [Redis], for Redis 6.2 and later (tested with 7.0). The agent owns the decisions (who is primary, under which
 // epoch, which standbys are synchronous); a driver only carries them out on the local node and reports what it sees.
 package driver
 
@@ -116,6 +116,10 @@ type State struct {
 	Sync []string
 	// Lag maps each connected standby to its lag (primary only).
 	Lag map[string]Lag
+	// Unrelated, when set, says why the local data is not on the group's replication history (redis: its
+	// replication ids are not among those recorded for the group): the leader never promotes such a member while
+	// another one owns the group.
+	Unrelated string
 }
 
 // Driver runs a member's database. The agent calls State from its heartbeat loop and Fence from its lease timer,
@@ -168,6 +172,9 @@ type Options struct {
 	// other member so that a standby that is briefly away can catch up without a new base backup.
 	Members []string
 	Logger  *slog.Logger // nil: discard
+	// Peers are where every member's database listens (this node included), by member name (redis: a primary
+	// names its replicas by the address they announce).
+	Peers []Peer
 	// Env, when set, adds variables to every command's environment (exec), e.g. BATON_PREVIOUS_OWNER.
 	Env func() []string
 
@@ -195,6 +202,8 @@ func New(cfg *config.Driver, opts Options) (Driver, error) {
 		return NewExec(cfg, opts)
 	case "postgres":
 		return NewPostgres(cfg, opts)
+	case "redis":
+		return NewRedis(cfg, opts)
 	default:
 		return nil, fmt.Errorf("%w: driver.type %q is not a driver this agent can run; use one of %s", ErrConfig, cfg.Type, strings.Join(config.DriverTypes, ", "))
 	}

@@ -31,6 +31,9 @@ func TestNewBuildsExactlyTheConfigDriverTypes(t *testing.T) {
 		case "postgres":
 			w := newPGWorld(t)
 			return w.config("n1", 5432), w.options("n1", []string{"n1", "n2"})
+		case "redis":
+			w := newRedisWorld(t, "n1")
+			return w.cfg("n1"), Options{Node: "n1", Peers: w.peers}
 		}
 		t.Fatalf("no minimal configuration for driver type %q in this test: add one", typ)
 		return nil, Options{}
@@ -47,9 +50,8 @@ func TestNewBuildsExactlyTheConfigDriverTypes(t *testing.T) {
 		})
 	}
 
-	use := "use exec or postgres"
+	use := "use exec, postgres or redis"
 	for _, tt := range []struct{ typ, want string }{
-		{"redis", "groups[0].driver.type: the redis driver is not available yet; " + use},
 		{"mysql", `groups[0].driver.type: "mysql" is not a driver; ` + use},
 	} {
 		t.Run(tt.typ, func(t *testing.T) {
@@ -57,7 +59,7 @@ func TestNewBuildsExactlyTheConfigDriverTypes(t *testing.T) {
 				t.Errorf("check-config on driver.type %s: %q, want %q", tt.typ, got, tt.want)
 			}
 			_, err := New(&config.Driver{Type: tt.typ}, Options{Node: "n1"})
-			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), fmt.Sprintf("driver.type %q is not a driver this agent can run; use one of exec, postgres", tt.typ)) {
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), fmt.Sprintf("driver.type %q is not a driver this agent can run; use one of exec, postgres, redis", tt.typ)) {
 				t.Errorf("New(%s) = %v", tt.typ, err)
 			}
 		})

@@ -137,3 +137,31 @@ func TestDataBootstrapPrefersMostUpToDate(t *testing.T) {
 		t.Fatalf("owner %s, want n2 (the newer data), although n1 has the higher priority", o)
 	}
 }
+
+// A member whose data is another dataset (a Redis with replication ids the
+// group never had) is never promoted automatically, however high its offset;
+// an operator may force it, and the history says so.
+func TestUnrelatedDatasetNeverPromoted(t *testing.T) {
+	c := newDataCluster(t, "off", 34)
+	c.SetData("n2", "db", core.DataReport{Known: true, Role: "standby", Pos: 9_000_000, Unrelated: true})
+	if err := c.Advance(500 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	c.Kill("n1")
+	if err := c.Advance(3 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if o := c.Owner("db"); o != "" {
+		t.Fatalf("%s promoted although its data is unrelated to the group's", o)
+	}
+	if note := c.Status(c.Leader()).Groups[0].Note; !strings.Contains(note, "n2's data is not on the group's replication history") {
+		t.Fatalf("leader note %q does not say why", note)
+	}
+	if err := c.ForceFailover("db", "n2"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, 2*time.Second, "forced failover", func() bool { return c.Owner("db") == "n2" })
+	if err := c.Err(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -47,7 +47,7 @@ func newRoot() *cobra.Command {
 	}
 	root.AddCommand(newAgentCmd(), newCheckConfigCmd(), newStatusCmd(), newHistoryCmd(), newVersionCmd(), newDemoCmd(),
 		newSwitchoverCmd(), newFailoverCmd(), newMaintenanceCmd(), newFenceCmd(),
-		newDemoServiceCmd(), newDrillCmd())
+		newDemoServiceCmd(), newDrillCmd(), newReloadCmd())
 	return root
 }
 

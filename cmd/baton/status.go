@@ -45,7 +45,7 @@ func printStatus(out io.Writer, st core.Status) {
 	}
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tADDRESS\tALIVE\tQUORUM ROLE\tLAST SEEN")
+	fmt.Fprintln(tw, "NODE\tADDRESS\tALIVE\tQUORUM ROLE\tCONFIG\tLAST SEEN")
 	for _, n := range st.Nodes {
 		alive := "yes"
 		if !n.Alive {
@@ -67,7 +67,16 @@ func printStatus(out io.Writer, st core.Status) {
 		if n.RejectedStale > 0 {
 			seen += fmt.Sprintf(" (its heartbeats refused as stale: %d; see the log)", n.RejectedStale)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Address, alive, role, seen)
+		conf := orDash(n.ConfigHash)
+		if len(conf) > 8 {
+			conf = conf[:8]
+		}
+		if n.ConfigDiffers {
+			// A reload that has not reached this node (or a file that
+			// differs): it may not know every group yet.
+			conf += " DIFFERS"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Address, alive, role, conf, seen)
 	}
 	tw.Flush()
 	fmt.Fprintln(out)

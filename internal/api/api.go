@@ -63,6 +63,9 @@ type Backend interface {
 	Stopped() <-chan struct{}
 	// UIEnabled reports whether to serve the dashboard at /ui/ (api.ui).
 	UIEnabled() bool
+	// Reload re-reads this agent's config file and applies it; a refused
+	// file is an *agent.ReloadError and the running config stays.
+	Reload(r *http.Request) (agent.ReloadResult, error)
 }
 
 // Server is the HTTP handler.
@@ -104,6 +107,7 @@ func New(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /v1/groups/{group}/switchover", s.mutation(s.onLeader(s.switchover)))
 	s.mux.HandleFunc("POST /v1/maintenance", s.mutation(s.onLeader(s.maintenance)))
 	s.mux.HandleFunc("POST /v1/groups/{group}/failover", s.mutation(s.onLeader(s.failover)))
+	s.mux.HandleFunc("POST /v1/reload", s.mutation(s.reload))
 	s.mux.Handle("GET /metrics", b.MetricsHandler())
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -358,6 +362,28 @@ func writeRequestError(w http.ResponseWriter, err error) {
 		}
 	}
 	writeError(w, http.StatusInternalServerError, err.Error())
+}
+
+// reload: POST /v1/reload (this node only: every node reloads its own file).
+// 200 with what changed; 422 with every problem when the file is refused.
+func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
+	res, err := s.b.Reload(r)
+	var re *agent.ReloadError
+	switch {
+	case errors.As(err, &re):
+		problems := make([]string, 0, len(re.Problems))
+		for _, p := range re.Problems {
+			problems = append(problems, p.Error())
+		}
+		if re.Err != nil {
+			problems = append(problems, re.Err.Error())
+		}
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": err.Error(), "config": re.Config, "problems": problems})
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	default:
+		writeJSON(w, http.StatusOK, res)
+	}
 }
 
 // switchover: POST /v1/groups/{g}/switchover [{"to": "n2"}]

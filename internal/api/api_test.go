@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/baton-ha/baton/internal/agent"
+	"github.com/baton-ha/baton/internal/config"
 	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/quorum"
 )
@@ -23,6 +24,8 @@ type fakeBackend struct {
 	leader   string // LeaderAPI: "" = this node
 	applied  uint64
 	waited   uint64 // the index WaitApplied was last asked for
+	// reloadRefuse makes Reload refuse the file.
+	reloadRefuse bool
 }
 
 func (f *fakeBackend) AppliedIndex() uint64 { return f.applied }
@@ -40,6 +43,13 @@ func (f *fakeBackend) Crash()                                       {}
 func (f *fakeBackend) Changed() <-chan struct{}                     { return nil }
 func (f *fakeBackend) Stopped() <-chan struct{}                     { return nil }
 func (f *fakeBackend) UIEnabled() bool                              { return true }
+func (f *fakeBackend) Reload(*http.Request) (agent.ReloadResult, error) {
+	if f.reloadRefuse {
+		return agent.ReloadResult{}, &agent.ReloadError{Config: "/etc/baton/baton.yaml",
+			Problems: config.Errors{{Path: "cluster.port", Msg: "7946 → 7947: cannot change live"}}}
+	}
+	return agent.ReloadResult{Config: "/etc/baton/baton.yaml", Added: []string{"api"}}, nil
+}
 func (f *fakeBackend) Endpoints(r *http.Request, group string) (core.Endpoints, error) {
 	for _, g := range f.st.Groups {
 		if g.Name == group {
@@ -125,6 +135,9 @@ func TestEndpoints(t *testing.T) {
 		{"GET", "/v1/groups/edge[2]/standby", "", "", 404, `unknown group "edge[2]"`},
 		{"GET", "/v1/groups/web/endpoints", "", "", 200, ""},
 		{"GET", "/v1/groups/nope/endpoints", "", "", 404, `unknown group nope`},
+		{"POST", "/v1/reload", "", "", 401, "missing API token"},
+		{"POST", "/v1/reload", "Bearer wrong", "", 403, "wrong API token"},
+		{"POST", "/v1/reload", "Bearer sekrit", "", 200, ""},
 		{"GET", "/healthz", "", "", 200, ""},
 		{"GET", "/readyz", "", "", 200, ""},
 		{"GET", "/v1/nothing", "", "", 404, "no such endpoint"},
@@ -211,5 +224,21 @@ func TestBodyMustBeOneObject(t *testing.T) {
 	}
 	if code, _ := do(t, s, "POST", "/v1/maintenance", "Bearer tok", `{"on":false} `); code != http.StatusOK {
 		t.Fatalf("one object and a space: %d", code)
+	}
+}
+
+// A refused reload answers 422 with every problem, each with its field path.
+func TestReloadRefused(t *testing.T) {
+	b := &fakeBackend{token: "sekrit", reloadRefuse: true}
+	code, m := do(t, New(b, slog.New(slog.DiscardHandler)), "POST", "/v1/reload", "Bearer sekrit", "")
+	if code != http.StatusUnprocessableEntity {
+		t.Fatalf("code %d, want 422 (%v)", code, m)
+	}
+	problems, _ := m["problems"].([]any)
+	if len(problems) != 1 || problems[0] != "cluster.port: 7946 → 7947: cannot change live" {
+		t.Errorf("problems = %v", m["problems"])
+	}
+	if e, _ := m["error"].(string); !strings.Contains(e, "the running config stays") {
+		t.Errorf("error = %q", e)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/cluster"
+	"github.com/baton-ha/baton/internal/quorum"
 )
 
 // A heartbeat carries everything a node has to say, to every peer, each
@@ -42,7 +43,7 @@ func (n *Node) sendHeartbeats(now time.Duration) {
 	n.lastClaims, n.lastOwners = n.claimKey(), n.ownersKey()
 	v := n.view()
 	m := &cluster.Message{Kind: cluster.KindHeartbeat, SentAt: int64(now), Claims: n.claims(), Leaving: n.leaving,
-		Applied: v.Index}
+		Applied: v.Index, ConfigHash: n.spec.ConfigHash}
 	if n.d.RaftRole != nil {
 		m.RaftRole = n.d.RaftRole()
 	}
@@ -67,6 +68,12 @@ func (n *Node) sendHeartbeats(now time.Duration) {
 		if os.relinquished > 0 {
 			m.Relinquished = append(m.Relinquished, cluster.Claim{Group: g.Name, Epoch: os.relinquished})
 			m.RelinquishReason = os.relReason
+		}
+	}
+	if dropped := n.droppedClaims(); len(dropped) > 0 {
+		m.Relinquished = append(m.Relinquished, dropped...)
+		if m.RelinquishReason == "" {
+			m.RelinquishReason = quorum.ReasonReload
 		}
 	}
 	// The node is a voter for its own claims too.

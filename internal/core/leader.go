@@ -90,6 +90,8 @@ func (n *Node) leadUnit(now time.Duration, v *quorum.State, g *Group, graceOver 
 	if gs.Owner != "" {
 		if os := n.own[g.Name]; gs.Owner == n.name && os != nil && os.relinquished == gs.Epoch {
 			relinquished, reason = true, os.relReason
+		} else if gs.Owner == n.name && n.dropped[g.Name] == gs.Epoch {
+			relinquished, reason = true, quorum.ReasonReload
 		} else if p := n.peers[gs.Owner]; gs.Owner != n.name && p != nil && p.relinquished[g.Name] == gs.Epoch {
 			relinquished, reason = true, p.relReason
 		}

@@ -125,6 +125,9 @@ type Node struct {
 	healthSeen map[string]bool
 	faulted    map[string]bool // a fault transition was reported and no recovery since
 	lastXfer   time.Duration
+	// dropped: units a reload took from this node while it owned them,
+	// with the epoch it relinquished (see Reconfigure).
+	dropped map[string]uint64
 
 	viewState
 	// lastOwners is the ownership gossiped in the last heartbeat, lastClaims
@@ -152,6 +155,7 @@ type peerState struct {
 	leaving      bool
 	raftRole     string
 	applied      uint64
+	configHash   uint64                   // the hash of the config it runs (0: not announced)
 	lastClaim    map[string]time.Duration // group → when its claim last arrived here
 }
 
@@ -177,6 +181,7 @@ func NewNode(d Deps) (*Node, error) {
 		d: d, spec: d.Spec, name: d.Name, timing: d.Spec.Timing, voters: d.Spec.Voters(),
 		own: map[string]*ownState{}, vote: map[string]*voteState{}, peers: map[string]*peerState{},
 		lead: map[string]*leadState{}, data: map[string]*dataMember{}, healthSeen: map[string]bool{}, faulted: map[string]bool{},
+		dropped:   map[string]uint64{},
 		viewState: viewState{hints: map[string]cluster.Owner{}},
 		log:       d.Log,
 	}
@@ -294,13 +299,18 @@ func (n *Node) Receive(now time.Duration, from string, m *cluster.Message) {
 }
 
 func (n *Node) receiveHeartbeat(now time.Duration, from string, p *peerState, m *cluster.Message) {
-	p.leaving, p.raftRole, p.applied = m.Leaving, m.RaftRole, m.Applied
+	p.leaving, p.raftRole, p.applied, p.configHash = m.Leaving, m.RaftRole, m.Applied, m.ConfigHash
 	if n.learn(m.Owners) {
 		n.StateChanged(now)
 	}
+	// Every heartbeat lists all the groups the sender is a member of: a group
+	// it no longer lists (it reloaded a config without it, or runs one that
+	// never had it) is one it cannot take, whatever it said before.
+	groups := make(map[string]cluster.GroupStatus, len(m.Groups))
 	for _, gs := range m.Groups {
-		p.groups[gs.Group] = gs
+		groups[gs.Group] = gs
 	}
+	p.groups = groups
 	for _, r := range m.Released {
 		if r.Epoch > p.released[r.Group] {
 			p.released[r.Group] = r.Epoch

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"fmt"
 	"slices"
 	"time"
 )
@@ -45,6 +46,11 @@ type NodeStatus struct {
 	// as stale (it restarted with a lower incarnation: see the log); set by
 	// the shell.
 	RejectedStale uint64 `json:"rejected_stale,omitempty"`
+	// ConfigHash is the hash of the config the node announced (hex, "" until
+	// heard); ConfigDiffers marks a node whose config is not this node's
+	// (a reload that has not reached every node yet).
+	ConfigHash    string `json:"config_hash,omitempty"`
+	ConfigDiffers bool   `json:"config_differs,omitempty"`
 }
 
 // GroupStatus is one group's replicated ownership plus this node's role.
@@ -127,8 +133,11 @@ func (n *Node) Status(now time.Duration) Status {
 		ns := NodeStatus{Name: nd.Name, Address: nd.Address, API: nd.API, Witness: nd.Witness, LastSeenMs: -1}
 		if nd.Name == n.name {
 			ns.Self, ns.Alive, ns.RaftRole, ns.LastSeenMs, ns.Leaving = true, true, st.RaftRole, 0, n.leaving
+			ns.ConfigHash = hashString(n.spec.ConfigHash)
 		} else if p := n.peers[nd.Name]; p != nil && p.heard {
 			ns.Alive, ns.RaftRole, ns.LastSeenMs, ns.Leaving = n.alive(now, p), p.raftRole, (now - p.lastHeard).Milliseconds(), p.leaving
+			ns.ConfigHash = hashString(p.configHash)
+			ns.ConfigDiffers = p.configHash != 0 && p.configHash != n.spec.ConfigHash
 		}
 		st.Nodes = append(st.Nodes, ns)
 	}
@@ -192,6 +201,14 @@ func (n *Node) Status(now time.Duration) Status {
 	}
 	st.Groups = foldUnits(n.spec, st.Groups)
 	return st
+}
+
+// hashString shows a config hash as 16 hex digits ("" for none).
+func hashString(h uint64) string {
+	if h == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%016x", h)
 }
 
 // foldUnits replaces the units of each active-active group by one entry for

@@ -47,7 +47,7 @@ var (
 // keep this package free of the Raft dependencies). Each is created at 0 as
 // soon as a group is known, so increase() sees the very first failover.
 var failoverReasons = []string{
-	"initial", "failure", "shutdown", "check", "switchover", "failback", "hook", "relinquish", "manual",
+	"initial", "failure", "shutdown", "check", "switchover", "failback", "hook", "relinquish", "manual", "reload",
 }
 
 // Metrics is one node's set of Baton metrics. Create it with New.

@@ -79,6 +79,11 @@ func printStatus(out io.Writer, st core.Status) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Address, alive, role, conf, seen)
 	}
 	tw.Flush()
+	if len(st.QuorumVoters) > 0 && len(st.QuorumVoters) != len(st.Nodes) {
+		// A membership change on its way (see 'Adding, replacing and
+		// removing a node' in the README).
+		fmt.Fprintf(out, "quorum voters: %s (the leader is bringing them in line with the config's nodes)\n", strings.Join(st.QuorumVoters, ", "))
+	}
 	fmt.Fprintln(out)
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "GROUP\tMODE\tOWNER\tEPOCH\tSTANDBY\tMAINTENANCE\tCHECKS HERE\tMEMBERS")

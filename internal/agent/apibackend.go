@@ -35,6 +35,11 @@ func (a *Agent) Status(r *http.Request) (core.Status, error) {
 	}
 	st.RejectedPackets = a.udp.Stats.Rejected()
 	st.RejectedQuorumConns = a.raft.RejectedConns()
+	if voters, err := a.raft.Voters(); err == nil {
+		for _, v := range voters {
+			st.QuorumVoters = append(st.QuorumVoters, v.ID)
+		}
+	}
 	return st, err
 }
 

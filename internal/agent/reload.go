@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/decide"
 	"github.com/baton-ha/baton/internal/frontdoor/vip"
 	"github.com/baton-ha/baton/internal/health"
 	"github.com/baton-ha/baton/internal/service"
@@ -160,6 +161,9 @@ func (a *Agent) applyConfig(now time.Duration, next *config.Config, res *ReloadR
 		}
 	}
 	self := mustNode(next, a.opts.Node)
+	if err := a.checkNodeChange(now, cur, next); err != nil {
+		return err
+	}
 
 	// 1. Checks, and the supervisors of services this node now runs: built
 	// before anything changes, so that a failure refuses the reload whole.
@@ -213,6 +217,18 @@ func (a *Agent) applyConfig(now time.Duration, next *config.Config, res *ReloadR
 	a.shared.Store(next)
 	a.checks = checks
 	defer func() { a.retiring = nil }()
+	if !slices.Equal(cur.Voters(), next.Voters()) {
+		peers := map[string]string{}
+		for _, p := range raftPeers(next) {
+			peers[p.ID] = p.Addr
+		}
+		if err := a.udp.SetPeers(peers); err != nil {
+			return fmt.Errorf("reload: heartbeat peers: %w", err)
+		}
+		if err := a.raft.SetPeers(raftPeers(next)); err != nil {
+			return fmt.Errorf("reload: quorum peers: %w", err)
+		}
+	}
 	if err := a.node.Reconfigure(now, next.CoreSpec()); err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
@@ -249,6 +265,39 @@ func (a *Agent) applyConfig(now time.Duration, next *config.Config, res *ReloadR
 		go hg.Stop()
 	}
 	a.notify()
+	return nil
+}
+
+// checkNodeChange refuses removing a node that still owns a group (hand it
+// off first, or stop that agent, which hands off) or whose removal would
+// leave fewer voters up than a quorum of the new set.
+func (a *Agent) checkNodeChange(now time.Duration, cur, next *config.Config) error {
+	var problems config.Errors
+	v := a.node.View()
+	for _, n := range cur.Nodes {
+		if _, err := next.NodeByName(n.Name); err == nil {
+			continue
+		}
+		for _, u := range cur.Units() {
+			if gs := v.Group(u.Name); gs.Owner == n.Name {
+				problems = append(problems, config.FieldError{Path: "nodes", Msg: fmt.Sprintf(
+					"node %q still owns group %s (epoch %d): stop its agent first (it hands off), or baton switchover %s, then reload", n.Name, u.GroupOf(), gs.Epoch, u.GroupOf())})
+			}
+		}
+		alive, up := a.node.AliveVoters(now), 0
+		for _, w := range next.Voters() {
+			if slices.Contains(alive, w) {
+				up++
+			}
+		}
+		if need := decide.Majority(len(next.Voters())); up < need {
+			problems = append(problems, config.FieldError{Path: "nodes", Msg: fmt.Sprintf(
+				"removing node %q would break the quorum: %d of the %d remaining voters are up, a quorum needs %d", n.Name, up, len(next.Voters()), need)})
+		}
+	}
+	if len(problems) > 0 {
+		return &ReloadError{Config: next.Path, Problems: problems}
+	}
 	return nil
 }
 

@@ -61,6 +61,8 @@ type Agent struct {
 	shared       atomic.Pointer[config.Config]
 	retiring     *config.Config
 	reloadMu     sync.Mutex // one reload at a time
+	bootWhy      string     // why the node last said it does not bootstrap
+	reconcileLog *rate.Limiter
 	timing       core.Timing
 	log          *slog.Logger
 	start        time.Time
@@ -124,6 +126,7 @@ func open(opts Options) (_ *Agent, err error) {
 	a := &Agent{opts: opts, cfg: cfg, self: self, timing: cfg.Timing(), log: log, start: time.Now(),
 		changed: make(chan struct{}, 1), reqs: make(chan func(time.Duration)), stopped: make(chan struct{})}
 	a.shared.Store(cfg)
+	a.reconcileLog = rate.NewLimiter(rate.Every(10*time.Second), 1)
 	defer func() {
 		if err != nil {
 			a.close()
@@ -166,6 +169,10 @@ func open(opts Options) (_ *Agent, err error) {
 		HeartbeatTimeout: a.timing.RaftHeartbeatTimeout, ElectionTimeout: a.timing.RaftElectionTimeout,
 		LeaderLeaseTimeout: a.timing.RaftLeaderLease, CommitTimeout: a.timing.RaftCommitTimeout,
 		Logger: log.With("component", "raft"), OnChange: a.notify,
+		// A node without quorum state may be joining a running cluster or
+		// replacing a lost member: it bootstraps only when the core says the
+		// cluster is new (core.Node.BootstrapDue).
+		DeferBootstrap: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("quorum store in %s: %w", self.DataDir, err)
@@ -211,6 +218,7 @@ func open(opts Options) (_ *Agent, err error) {
 		RaftRole:           a.raft.Role,
 		TransferLeadership: func(to string) { go func() { _ = a.raft.TransferLeadership(to) }() },
 		DataOp:             a.runDataOp,
+		Fresh:              a.raft.Fresh(),
 		Log:                log.With("component", "core"),
 	})
 	if err != nil {
@@ -356,6 +364,7 @@ func (a *Agent) loop(ctx context.Context) error {
 	}
 	a.startServices()
 	a.startData()
+	go a.reconcileVoters(ctx)
 	a.log.Info("agent started", "cluster", a.cfg.Cluster.Name, "profile", a.cfg.Cluster.Profile,
 		"heartbeat", a.timing.HeartbeatInterval, "lease", a.timing.FailureTimeout, "api", a.self.API)
 	if a.opts.Ready != nil {
@@ -382,6 +391,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.node.StateChanged(a.now())
 		case <-tick.C:
 			a.node.Tick(a.now())
+			a.maybeBootstrap(a.now())
 			if a.vips != nil {
 				a.vips.renew(a.now())
 			}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 )
 
 // Hash identifies the effective config: every value Parse filled in, defaults included, but not the secret or
@@ -26,7 +27,8 @@ func (c *Config) Hash() uint64 {
 // CheckReload reports what keeps next from replacing cur live on node (the running agent's node): every setting
 // that cannot change without restarting agents, each with its path, the reason and the way to change it.
 // Everything else may change: groups (added, removed, renamed), their members and priorities, failback, checks,
-// VIPs, hooks, DNS and proxy settings, the API token, keep_leader_off_owners. Both configs must be valid.
+// VIPs, hooks, DNS and proxy settings, the API token, keep_leader_off_owners, and one node added or removed.
+// Both configs must be valid.
 func CheckReload(cur, next *Config, node string) Errors {
 	var errs Errors
 	restartAll := "cannot change live: every node must run with the same value at once; stop every agent, change it, start them again"
@@ -83,12 +85,13 @@ func CheckReload(cur, next *Config, node string) Errors {
 }
 
 func checkReloadNodes(errs *Errors, cur, next *Config, node string) {
+	var added, removed []string
 	for i := range next.Nodes {
 		nn := &next.Nodes[i]
 		cn, err := cur.NodeByName(nn.Name)
 		p := fmt.Sprintf("nodes[%d]", i)
 		if err != nil {
-			errs.add(p, "node %q is new: adding a node is not possible by reload yet; stop every agent, add it, start them again", nn.Name)
+			added = append(added, nn.Name)
 			continue
 		}
 		why := fmt.Sprintf("cannot change live for an existing node (%s)", nn.Name)
@@ -107,13 +110,30 @@ func checkReloadNodes(errs *Errors, cur, next *Config, node string) {
 	}
 	for i := range cur.Nodes {
 		if _, err := next.NodeByName(cur.Nodes[i].Name); err != nil {
-			what := "removing a node is not possible by reload yet; stop every agent, remove it, start them again"
+			removed = append(removed, cur.Nodes[i].Name)
 			if cur.Nodes[i].Name == node {
-				what = "this is the node the agent runs as; stop its agent instead"
+				errs.add("nodes", "node %q (nodes[%d] of the running config) was removed: this is the node the agent runs as; stop its agent, then reload the others", node, i)
 			}
-			errs.add("nodes", "node %q (nodes[%d] of the running config) was removed: %s", cur.Nodes[i].Name, i, what)
 		}
 	}
+	switch {
+	case len(added)+len(removed) > 1:
+		errs.add("nodes", "%s: add or remove one node per reload (the quorum changes its members one at a time, so that the old and the new majorities always overlap); reload every node after each, and wait until `baton status` shows no node whose config DIFFERS",
+			describeNodeChange(added, removed))
+	case len(removed) == 1 && len(cur.Nodes) >= 3 && len(next.Nodes) < 3:
+		errs.add("nodes", "removing node %q would leave %d voters: keep at least 3, so that the loss of any one still leaves a quorum (add the replacement first)", removed[0], len(next.Nodes))
+	}
+}
+
+func describeNodeChange(added, removed []string) string {
+	var parts []string
+	if len(added) > 0 {
+		parts = append(parts, "nodes added: "+strings.Join(added, ", "))
+	}
+	if len(removed) > 0 {
+		parts = append(parts, "nodes removed: "+strings.Join(removed, ", "))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func memberNodes(g *Group) []string {

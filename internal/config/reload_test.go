@@ -67,7 +67,7 @@ func TestCheckReloadRefuses(t *testing.T) {
 			"nodes[0].data_dir: /var/lib/baton/n1 → /srv/baton/n1: cannot change live for an existing node (n1): the agent holds its quorum store open there; stop the agent, move the directory, start it again"},
 		{"witness", "address: 10.0.0.3, witness: true}", "address: 10.0.0.3}",
 			"nodes[2].witness: true → false: cannot change live for an existing node (w1): restart that node's agent with the new file"},
-		{"node added", "dns: {", "dns: {",
+		{"nodes added", "dns: {", "dns: {",
 			""}, // placeholder replaced below
 		{"mode", "  - name: web\n", "  - name: web\n    mode: active-active\n",
 			`groups[0].mode: active-passive → active-active: cannot change live for an existing group; remove group "web" and add it under a new name, or restart the agents one at a time`},
@@ -84,10 +84,10 @@ func TestCheckReloadRefuses(t *testing.T) {
 		{"data group removed", "  - name: db\n    members: [{node: n1}, {node: n2}]\n    driver: {type: exec, commands: {state: [/bin/true], promote: [/bin/true]}}\n", "",
 			`groups: group "db" (data-aware, groups[1] of the running config) was removed: a driver cannot be stopped live; restart the agents one at a time to remove it`},
 	} {
-		if tt.name == "node added" {
+		if tt.name == "nodes added" {
 			tt.old = "  - {name: w1, address: 10.0.0.3, witness: true}\n"
-			tt.new = tt.old + "  - {name: n3, address: 10.0.0.4}\n"
-			tt.want = `nodes[3]: node "n3" is new: adding a node is not possible by reload yet; stop every agent, add it, start them again`
+			tt.new = tt.old + "  - {name: n3, address: 10.0.0.4}\n  - {name: n4, address: 10.0.0.5}\n"
+			tt.want = "nodes: nodes added: n3, n4: add or remove one node per reload (the quorum changes its members one at a time, so that the old and the new majorities always overlap); reload every node after each, and wait until `baton status` shows no node whose config DIFFERS"
 		}
 		t.Run(tt.name, func(t *testing.T) {
 			cur, next := reloadConfigs(t, func(s string) string {
@@ -105,8 +105,8 @@ func TestCheckReloadRefuses(t *testing.T) {
 			}
 		})
 	}
-	// A removed node; the node the agent runs as says so.
-	// n2 is a member of both groups: drop it there too, or the file is invalid.
+	// A node replaced by another in one reload is two changes; removing the
+	// node the agent runs as says so; a removal that leaves 2 voters is refused.
 	cur, _ := reloadConfigs(t, func(s string) string { return s })
 	next, err := Parse([]byte(strings.NewReplacer("  - {name: n2, address: 10.0.0.2}\n", "  - {name: w2, address: 10.0.0.5}\n",
 		"{node: n1, priority: 150}, {node: n2}", "{node: n1, priority: 150}",
@@ -114,18 +114,23 @@ func TestCheckReloadRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	errs := CheckReload(cur, next, "n1")
-	joined := errs.Error()
-	for _, want := range []string{
-		`nodes[1]: node "w2" is new: adding a node is not possible by reload yet`,
-		`nodes: node "n2" (nodes[1] of the running config) was removed: removing a node is not possible by reload yet`,
-	} {
-		if !strings.Contains(joined, want) {
-			t.Errorf("problems lack %q:\n%s", want, joined)
-		}
+	if errs := CheckReload(cur, next, "n1"); !strings.Contains(errs.Error(), "nodes: nodes added: w2; nodes removed: n2: add or remove one node per reload") {
+		t.Errorf("a replacement in one reload: %s", errs.Error())
 	}
-	if errs := CheckReload(cur, next, "n2"); !strings.Contains(errs.Error(), `node "n2" (nodes[1] of the running config) was removed: this is the node the agent runs as; stop its agent instead`) {
+	if errs := CheckReload(cur, next, "n2"); !strings.Contains(errs.Error(), `nodes: node "n2" (nodes[1] of the running config) was removed: this is the node the agent runs as; stop its agent, then reload the others`) {
 		t.Errorf("n2's own removal: %s", errs.Error())
+	}
+	// Down to two voters the file itself is refused (check-config's message).
+	if _, err := Parse([]byte(strings.NewReplacer("  - {name: w1, address: 10.0.0.3, witness: true}\n", "").Replace(reloadBase)), ""); err == nil || !strings.Contains(err.Error(), "only 2 voting nodes") {
+		t.Fatalf("a two-voter cluster: %v", err)
+	}
+	four := strings.Replace(reloadBase, "  - {name: w1, address: 10.0.0.3, witness: true}\n", "  - {name: w1, address: 10.0.0.3, witness: true}\n  - {name: w2, address: 10.0.0.4, witness: true}\n", 1)
+	cur4, err := Parse([]byte(four), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := CheckReload(cur4, cur, "n1"); len(errs) > 0 {
+		t.Errorf("removing one of four voters: %v", errs)
 	}
 }
 
@@ -144,6 +149,7 @@ func TestCheckReloadAllows(t *testing.T) {
 		{"new group", "  - name: db\n", "  - name: api\n    members: [{node: n2}]\n  - name: db\n"},
 		{"group removed", "    dns: {name: web}\n", "    dns: {name: web}\n  - name: api\n    members: [{node: n2}]\n"},
 		{"node dns", "address: 10.0.0.2}", "address: 10.0.0.2, dns: \"10.0.0.2:53\"}"},
+		{"node added", "  - {name: w1, address: 10.0.0.3, witness: true}\n", "  - {name: w1, address: 10.0.0.3, witness: true}\n  - {name: n3, address: 10.0.0.4}\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cur, next := reloadConfigs(t, func(s string) string { return strings.Replace(s, tt.old, tt.new, 1) })

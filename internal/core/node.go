@@ -97,7 +97,12 @@ type Deps struct {
 	// DataOp asks the shell to run a driver operation for a data-aware group
 	// (see syncstandby.go); the shell reports the outcome with DataOpDone.
 	DataOp func(group string, op DataOp)
-	Log    *slog.Logger
+	// Fresh: this node's durable state is new (a first start, or a member
+	// whose data_dir was lost). Its voter has forgotten every release it
+	// made, so it acks nothing until its view has caught up with the
+	// cluster's (see caughtUp).
+	Fresh bool
+	Log   *slog.Logger
 }
 
 // Node is one agent's deterministic core. Not safe for concurrent use: the
@@ -128,6 +133,10 @@ type Node struct {
 	// dropped: units a reload took from this node while it owned them,
 	// with the epoch it relinquished (see Reconfigure).
 	dropped map[string]uint64
+	// fresh: acks wait for caughtUp; catchUpTo is the applied index a
+	// majority of voters reported when first heard (0: not yet).
+	fresh     bool
+	catchUpTo uint64
 
 	viewState
 	// lastOwners is the ownership gossiped in the last heartbeat, lastClaims
@@ -206,11 +215,16 @@ func NewNode(d Deps) (*Node, error) {
 	}
 	for _, nd := range d.Spec.Nodes {
 		if nd.Name != n.name {
-			n.peers[nd.Name] = &peerState{groups: map[string]cluster.GroupStatus{}, released: map[string]uint64{},
-				relinquished: map[string]uint64{}, lastClaim: map[string]time.Duration{}}
+			n.peers[nd.Name] = newPeerState()
 		}
 	}
+	n.fresh = d.Fresh
 	return n, nil
+}
+
+func newPeerState() *peerState {
+	return &peerState{groups: map[string]cluster.GroupStatus{}, released: map[string]uint64{},
+		relinquished: map[string]uint64{}, lastClaim: map[string]time.Duration{}}
 }
 
 // Start initialises the node at time now: loads durable releases and starts
@@ -245,6 +259,9 @@ func (n *Node) Tick(now time.Duration) {
 		n.log.Warn("agent was stalled; distrusting timeouts for one lease hold", "stall", gap.Round(time.Millisecond))
 	}
 	n.lastTick = now
+	if n.fresh {
+		n.caughtUp() // say so as soon as it is, not at the next claim
+	}
 	n.refreshView(now)
 	n.checkReleases(now)
 	n.selfChecks(now)

@@ -6,13 +6,15 @@ import (
 	"time"
 
 	"github.com/baton-ha/baton/internal/cluster"
+	"github.com/baton-ha/baton/internal/decide"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
 // A live reload (Reconfigure) replaces the node's Spec without a restart.
 // What the shell allows to change is the groups and their units (added,
 // removed, new members, priorities, failback, VIPs); the nodes and the timing
-// stay (config.CheckReload refuses the rest). A unit that is in both specs
+// stay, but for one node added or removed (config.CheckReload refuses the
+// rest). A unit that is in both specs
 // keeps all its state: lease, acks, promises, releases, the leader's
 // bookkeeping. So an unchanged group is not disturbed at all: same owner,
 // same epoch, no role transition. A unit this node may no longer own (the
@@ -22,8 +24,8 @@ import (
 // release it at once, so the leader can give it to a remaining member without
 // waiting out the lease.
 
-// Reconfigure switches the node to spec at time now. spec must name the same
-// nodes with the same timing as the running one.
+// Reconfigure switches the node to spec at time now. spec must have the same
+// timing as the running one and differ from it by at most one node.
 func (n *Node) Reconfigure(now time.Duration, spec *Spec) error {
 	self, ok := spec.Node(n.name)
 	if !ok {
@@ -31,9 +33,6 @@ func (n *Node) Reconfigure(now time.Duration, spec *Spec) error {
 	}
 	if spec.Timing != n.timing {
 		return fmt.Errorf("core: the timing cannot change live")
-	}
-	if !slices.Equal(spec.Voters(), n.voters) {
-		return fmt.Errorf("core: the nodes cannot change live")
 	}
 	_ = self
 	// Give up what this node may no longer own, under the old spec (so the
@@ -130,6 +129,28 @@ func (n *Node) Reconfigure(now time.Duration, spec *Spec) error {
 			delete(n.hints, g)
 		}
 	}
+	// Nodes: a node added or removed changes the voters, and with them the
+	// majority that makes a lease and a release. The shell allows one node
+	// per reload, so the old and the new voter sets differ by one, and any
+	// majority of one meets any majority of the other: an owner counting
+	// acks by the old set and a leader counting releases by the new one
+	// still share a voter (the argument of Raft's single-server changes).
+	if !slices.Equal(spec.Voters(), n.voters) {
+		n.voters = spec.Voters()
+		n.isVoter = slices.Contains(n.voters, n.name)
+		n.major = decide.Majority(len(n.voters))
+		for name := range n.peers {
+			if _, ok := spec.Node(name); !ok {
+				delete(n.peers, name)
+			}
+		}
+		for _, nd := range spec.Nodes {
+			if nd.Name != n.name && n.peers[nd.Name] == nil {
+				n.peers[nd.Name] = newPeerState()
+			}
+		}
+		n.log.Info("reload: the voters changed", "voters", n.voters, "majority", n.major)
+	}
 	n.spec = spec
 	n.hintsDirty, n.lastView = true, nil
 	n.refreshView(now)
@@ -163,5 +184,70 @@ func (n *Node) droppedClaims() []cluster.Claim {
 		}
 		return 0
 	})
+	return out
+}
+
+// BootstrapDue tells a node that started without quorum state (a Fresh raft
+// store) whether to bootstrap a new cluster now, and if not, why. A node must
+// bootstrap only when the cluster is new: a node joining a running cluster,
+// or replacing a member whose data_dir was lost, waits for the leader to add
+// it instead (bootstrapping would make it a quorum of its own that the others
+// refuse). So: never while any peer says it leads the quorum; at once when
+// every other node has been heard and none leads (a new cluster, all up);
+// after the startup grace when a majority of voters has been heard and none
+// leads (a new cluster with a node still down). A node that hears nobody
+// waits: the others may not know it yet (reload them).
+func (n *Node) BootstrapDue(now time.Duration) (bool, string) {
+	heard, leader := 1, ""
+	for name, p := range n.peers {
+		if !n.alive(now, p) {
+			continue
+		}
+		if p.raftRole == "leader" {
+			leader = name
+		}
+		if slices.Contains(n.voters, name) {
+			heard++
+		}
+	}
+	switch {
+	case leader != "":
+		return false, "the quorum is led by " + leader + ": waiting for it to add this node"
+	case heard == len(n.voters):
+		return true, "every node is up and none leads a quorum: a new cluster"
+	case heard >= n.major && now >= n.startAt+n.timing.StartupGrace:
+		return true, "a majority of the nodes is up and none leads a quorum: a new cluster"
+	case heard == 1:
+		return false, "no peer heard yet (a node new to the cluster waits until the others have reloaded a config that lists it)"
+	}
+	return false, "waiting for a majority of the nodes"
+}
+
+// Bootstrapped tells the node that it bootstrapped a new cluster: a voter of
+// a new cluster released nothing before, so it need not wait to catch up
+// before it acks (see Deps.Fresh).
+func (n *Node) Bootstrapped() { n.fresh = false }
+
+// ConfigAgreed reports whether every peer heard within the failure timeout
+// announces the config this node runs. The leader changes the quorum's
+// membership only then: the voters of the lease and of Raft move together.
+func (n *Node) ConfigAgreed(now time.Duration) bool {
+	for _, p := range n.peers {
+		if n.alive(now, p) && p.configHash != n.spec.ConfigHash {
+			return false
+		}
+	}
+	return true
+}
+
+// AliveVoters lists the voters of the running spec this node hears (itself
+// included).
+func (n *Node) AliveVoters(now time.Duration) []string {
+	var out []string
+	for _, v := range n.voters {
+		if p := n.peers[v]; v == n.name || (p != nil && n.alive(now, p)) {
+			out = append(out, v)
+		}
+	}
 	return out
 }

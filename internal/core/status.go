@@ -29,6 +29,10 @@ type Status struct {
 	// the pinned-key TLS handshake.
 	RejectedPackets     uint64 `json:"rejected_packets"`
 	RejectedQuorumConns uint64 `json:"rejected_quorum_conns"`
+	// QuorumVoters are the voters of the Raft configuration as this node
+	// knows it (set by the shell); they follow the config's nodes, one
+	// change at a time, after a reload added or removed one.
+	QuorumVoters []string `json:"quorum_voters,omitempty"`
 }
 
 // NodeStatus is one node as this agent sees it.

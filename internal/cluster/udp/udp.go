@@ -45,6 +45,8 @@ type UDP struct {
 	self  string
 	inc   uint64
 	seq   atomic.Uint64
+	// mu guards peers, byIP, stale and staleLog, which SetPeers replaces.
+	mu    sync.RWMutex
 	peers map[string]netip.AddrPort // name → address
 	byIP  map[netip.Addr]string
 	log   *slog.Logger
@@ -73,19 +75,45 @@ func Listen(bind, self string, inc uint64, peers map[string]string, codec *clust
 	u := &UDP{conn: conn, codec: codec, self: self, inc: inc, peers: map[string]netip.AddrPort{},
 		byIP: map[netip.Addr]string{}, log: log, in: make(chan Inbound, 1024), done: make(chan struct{}),
 		stale: map[string]*atomic.Uint64{}, staleLog: map[string]*rate.Limiter{}}
-	for name, a := range peers {
-		pa, err := netip.ParseAddrPort(a)
-		if err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("peer %s address %q: %w", name, a, err)
-		}
-		u.peers[name] = pa
-		u.byIP[pa.Addr().Unmap()] = name
-		u.stale[name] = &atomic.Uint64{}
-		u.staleLog[name] = rate.NewLimiter(rate.Every(10*time.Second), 1)
+	if err := u.SetPeers(peers); err != nil {
+		conn.Close()
+		return nil, err
 	}
 	go u.readLoop()
 	return u, nil
+}
+
+// SetPeers replaces the nodes this transport talks to (a reload that added or
+// removed a node); a peer that stays keeps its counters. Packets from a node
+// that is no longer listed are refused as from an unknown peer.
+func (u *UDP) SetPeers(peers map[string]string) error {
+	next := make(map[string]netip.AddrPort, len(peers))
+	byIP := make(map[netip.Addr]string, len(peers))
+	for name, a := range peers {
+		pa, err := netip.ParseAddrPort(a)
+		if err != nil {
+			return fmt.Errorf("peer %s address %q: %w", name, a, err)
+		}
+		next[name] = pa
+		byIP[pa.Addr().Unmap()] = name
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.peers, u.byIP = next, byIP
+	for name := range next {
+		if u.stale[name] == nil {
+			u.stale[name] = &atomic.Uint64{}
+			u.staleLog[name] = rate.NewLimiter(rate.Every(10*time.Second), 1)
+		}
+	}
+	return nil
+}
+
+func (u *UDP) peer(name string) (netip.AddrPort, bool) {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	a, ok := u.peers[name]
+	return a, ok
 }
 
 // In delivers inbound messages. It is closed when the transport is closed.
@@ -93,7 +121,7 @@ func (u *UDP) In() <-chan Inbound { return u.in }
 
 // Send seals m and sends it to the named peer.
 func (u *UDP) Send(to string, m *cluster.Message) error {
-	addr, ok := u.peers[to]
+	addr, ok := u.peer(to)
 	if !ok {
 		return fmt.Errorf("unknown peer %q", to)
 	}
@@ -133,7 +161,7 @@ func (u *UDP) readLoop() {
 			u.log.Debug("rejected heartbeat", "from", src, "reason", err)
 			continue
 		}
-		want, known := u.peers[env.From]
+		want, known := u.peer(env.From)
 		if !known || want.Addr().Unmap() != src.Addr().Unmap() {
 			u.Stats.RejectedUnknownPeer.Add(1)
 			u.log.Debug("rejected heartbeat: sender name does not match its address", "from", src, "claims", env.From)
@@ -145,10 +173,13 @@ func (u *UDP) readLoop() {
 			continue
 		case cluster.Stale:
 			u.Stats.RejectedReplay.Add(1)
-			u.stale[env.From].Add(1)
-			if u.staleLog[env.From].Allow() {
+			u.mu.RLock()
+			stale, limit := u.stale[env.From], u.staleLog[env.From]
+			u.mu.RUnlock()
+			stale.Add(1)
+			if limit.Allow() {
 				u.log.Warn("refusing heartbeats from a peer as stale: it restarted with a lower incarnation than before",
-					"peer", env.From, "refused", u.stale[env.From].Load(),
+					"peer", env.From, "refused", stale.Load(),
 					"fix", "its clock stepped back and its data_dir lost the incarnation file; restart that agent with its data_dir intact, or restart this one")
 			}
 			continue
@@ -175,7 +206,10 @@ func (u *UDP) Close() error {
 // StaleFrom counts the packets from peer refused as stale (an incarnation
 // lower than one seen before).
 func (u *UDP) StaleFrom(peer string) uint64 {
-	if c := u.stale[peer]; c != nil {
+	u.mu.RLock()
+	c := u.stale[peer]
+	u.mu.RUnlock()
+	if c != nil {
 		return c.Load()
 	}
 	return 0

@@ -8,11 +8,13 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/baton-ha/baton/internal/api"
 	"github.com/baton-ha/baton/internal/config"
 )
 
@@ -99,7 +101,12 @@ func (f *apiFlags) get(path string, v any) error {
 	}
 	c := &http.Client{Timeout: 5 * time.Second}
 	url := base + path
-	resp, err := c.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set(api.VersionHeader, strconv.Itoa(api.Version))
+	resp, err := c.Do(req)
 	if err != nil {
 		return unreachable(base, err)
 	}
@@ -138,6 +145,7 @@ func (f *apiFlags) post(path string, body, v any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(api.VersionHeader, strconv.Itoa(api.Version))
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}

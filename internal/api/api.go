@@ -9,6 +9,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -125,7 +126,34 @@ func New(b Backend, log *slog.Logger) *Server {
 	return s
 }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// Version is the API protocol version this agent speaks, announced in the
+// VersionHeader of every answer. Clients (the CLI, agents forwarding to the
+// leader) send theirs; a request from a newer protocol than this agent's is
+// refused with a message that says which side to upgrade, since it may mean
+// something this agent would misread. A request without the header is from
+// a client that predates versioning and speaks version 1. Raise it only for a
+// change an older peer would misunderstand; new fields and endpoints do not.
+const Version = 1
+
+// VersionHeader carries the API protocol version on requests and answers.
+const VersionHeader = "X-Baton-API-Version"
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(VersionHeader, strconv.Itoa(Version))
+	if v := r.Header.Get(VersionHeader); v != "" {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil || n < 1:
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("%s: %q is not an API protocol version (a whole number from 1)", VersionHeader, v))
+			return
+		case n > Version:
+			writeError(w, http.StatusBadRequest, fmt.Sprintf(
+				"this agent speaks API protocol version %d and the client %d: upgrade this agent, or use the baton CLI of this agent's version", Version, n))
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	st, err := s.b.Status(r)
@@ -251,6 +279,7 @@ func (s *Server) onLeader(h http.HandlerFunc) http.HandlerFunc {
 		req.Header.Set("Authorization", r.Header.Get("Authorization"))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set(forwardedHeader, "1")
+		req.Header.Set(VersionHeader, strconv.Itoa(Version))
 		resp, err := forwardClient.Do(req)
 		if err != nil {
 			writeError(w, http.StatusBadGateway, "forwarding to the quorum leader at "+addr+": "+err.Error())

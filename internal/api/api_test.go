@@ -242,3 +242,35 @@ func TestReloadRefused(t *testing.T) {
 		t.Errorf("error = %q", e)
 	}
 }
+
+// Every answer says the API protocol version; a request from a newer protocol
+// is refused with which side to upgrade; one without the header (a client
+// from before versioning) or with an older one is served.
+func TestAPIVersion(t *testing.T) {
+	h := New(&fakeBackend{st: core.Status{Node: "n1"}}, slog.New(slog.DiscardHandler))
+	for _, tt := range []struct {
+		sent string
+		code int
+		err  string
+	}{
+		{"", 200, ""},
+		{"1", 200, ""},
+		{"2", 400, "this agent speaks API protocol version 1 and the client 2: upgrade this agent, or use the baton CLI of this agent's version"},
+		{"x", 400, `X-Baton-API-Version: "x" is not an API protocol version (a whole number from 1)`},
+	} {
+		req := httptest.NewRequest("GET", "/v1/status", nil)
+		if tt.sent != "" {
+			req.Header.Set(VersionHeader, tt.sent)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if got := rec.Header().Get(VersionHeader); got != "1" {
+			t.Errorf("sent %q: answer's version header %q, want 1", tt.sent, got)
+		}
+		var m map[string]any
+		_ = json.Unmarshal(rec.Body.Bytes(), &m)
+		if rec.Code != tt.code || (tt.err != "" && m["error"] != tt.err) {
+			t.Errorf("sent %q: %d %v, want %d %q", tt.sent, rec.Code, m["error"], tt.code, tt.err)
+		}
+	}
+}

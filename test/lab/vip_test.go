@@ -2,7 +2,8 @@
 // (root only): members and a witness on a bridge, and a client namespace that
 // probes VIP:port every 5 ms and watches ARP for a second owner. It covers the
 // faults (kill -9, SIGSTOP, link down, partitions, packet loss that must not
-// cause a failover) over IPv4 and IPv6, active-active VIP spreading, a
+// cause a failover) over IPv4 and IPv6, a VIP moved by a live reload,
+// active-active VIP spreading, a
 // PostgreSQL group's acknowledged writes across a failover, and `baton demo
 // --vip`.
 package labtest

@@ -4,7 +4,9 @@
 // the cluster secret, the CLI (switchover, maintenance, history, drill), the
 // metrics endpoint, health checks, supervised services, the exec driver, the
 // DNS and proxy front doors, HAProxy in front of the role endpoints, the Go
-// client, and `baton demo`. Windows in which nothing may happen are measured
+// client, `baton demo`, live reload (groups, front doors, refusals),
+// membership changes (grow, replace, remove) and a rolling upgrade from the
+// previous release's binary. Windows in which nothing may happen are measured
 // in the cluster's own failure_timeout (see quiet).
 package process
 

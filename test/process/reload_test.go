@@ -1,12 +1,16 @@
 package process
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/proctest"
@@ -176,4 +180,63 @@ func group(st core.Status, name string) *core.GroupStatus {
 		}
 	}
 	return nil
+}
+
+// TestReloadFrontDoors: a reload moves a group's proxy to another port and
+// renames its DNS name: every agent serves the new ones and no longer the
+// old ones, and the group keeps its owner and epoch.
+func TestReloadFrontDoors(t *testing.T) {
+	c := startFrontDoors(t)
+	waitDNS(t, c, c.Addrs["n1"])
+	orig, err := os.ReadFile(c.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newPort := c.ProxyPort + 10
+	edited := strings.Replace(string(orig), fmt.Sprintf("listen: \":%d\"", c.ProxyPort), fmt.Sprintf("listen: \":%d\"", newPort), 1)
+	edited = strings.Replace(edited, "dns: {name: web}", "dns: {name: www}", 1)
+	if edited == string(orig) || !strings.Contains(edited, "name: www") {
+		t.Fatalf("the edit found nothing to change:\n%s", orig)
+	}
+	if err := os.WriteFile(c.ConfigPath, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"n1", "n2", "w1"} {
+		if out, err := c.Baton(n, "reload"); err != nil || !strings.Contains(out, "changed: web") {
+			t.Fatalf("baton reload on %s: %v\n%s", n, err, out)
+		}
+	}
+	for _, n := range []string{"n1", "n2", "w1"} {
+		testkit.WaitForState(t, liveness, n+"'s proxy on the new port to reach n1", func() (bool, string) {
+			conn, err := net.DialTimeout("tcp", net.JoinHostPort(c.Addrs[n], fmt.Sprint(newPort)), 2*time.Second)
+			if err != nil {
+				return false, err.Error()
+			}
+			defer conn.Close()
+			who, err := ask(conn, bufio.NewReader(conn))
+			return err == nil && who == "n1", fmt.Sprintf("%q %v", who, err)
+		})
+		if conn, err := net.DialTimeout("tcp", net.JoinHostPort(c.Addrs[n], fmt.Sprint(c.ProxyPort)), time.Second); err == nil {
+			conn.Close()
+			t.Fatalf("%s still listens on the old proxy port %d", n, c.ProxyPort)
+		}
+		for name, want := range map[string]int{"www.baton.": dns.RcodeSuccess, "web.baton.": dns.RcodeNameError} {
+			m := new(dns.Msg)
+			m.SetQuestion(name, dns.TypeA)
+			r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, net.JoinHostPort(c.Addrs[n], fmt.Sprint(c.DNSPort)))
+			if err != nil || r.Rcode != want {
+				t.Fatalf("%s's DNS for %s: %v %v, want %s", n, name, r, err, dns.RcodeToString[want])
+			}
+			if want == dns.RcodeSuccess && (len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != c.Addrs["n1"]) {
+				t.Fatalf("%s's DNS for %s: %v, want n1's address", n, name, r.Answer)
+			}
+		}
+	}
+	st, err := c.Status("w1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := group(st, "web"); g == nil || g.Owner != "n1" || g.Epoch != 1 {
+		t.Fatalf("web after the reload: %+v, want n1 at epoch 1", g)
+	}
 }

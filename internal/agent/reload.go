@@ -13,6 +13,7 @@ import (
 	"github.com/baton-ha/baton/internal/decide"
 	"github.com/baton-ha/baton/internal/frontdoor/vip"
 	"github.com/baton-ha/baton/internal/health"
+	"github.com/baton-ha/baton/internal/metrics"
 	"github.com/baton-ha/baton/internal/service"
 )
 
@@ -82,6 +83,7 @@ func (a *Agent) ReloadConfig(ctx context.Context) (ReloadResult, error) {
 	var re *ReloadError
 	switch {
 	case errors.As(err, &re):
+		a.metrics.ConfigReload(metrics.ReloadRefused)
 		if re.Err != nil {
 			a.log.Error("reload refused; the running config stays", "config", path, "err", re.Err)
 		}
@@ -91,8 +93,10 @@ func (a *Agent) ReloadConfig(ctx context.Context) (ReloadResult, error) {
 	case err != nil:
 		a.log.Error("reload failed", "config", path, "err", err)
 	case res.Unchanged:
+		a.metrics.ConfigReload(metrics.ReloadUnchanged)
 		a.log.Info("reload: the config did not change", "config", path, "config_hash", res.ConfigHash)
 	default:
+		a.metrics.ConfigReload(metrics.ReloadApplied)
 		a.log.Info("reloaded", "config", path, "config_hash", res.ConfigHash,
 			"added", res.Added, "removed", res.Removed, "changed", res.Changed)
 		for _, w := range res.Warnings {
@@ -231,6 +235,17 @@ func (a *Agent) applyConfig(now time.Duration, next *config.Config, res *ReloadR
 	}
 	if err := a.node.Reconfigure(now, next.CoreSpec()); err != nil {
 		return fmt.Errorf("reload: %w", err)
+	}
+
+	for _, u := range cur.Units() {
+		if next.UnitByName(u.Name) == nil {
+			a.metrics.ForgetGroup(u.Name)
+		}
+	}
+	for _, n := range cur.Nodes {
+		if _, err := next.NodeByName(n.Name); err != nil {
+			a.metrics.ForgetPeer(n.Name)
+		}
 	}
 
 	// 3. VIPs.
@@ -459,7 +474,9 @@ func (a *Agent) reloadFrontDoors(cur *config.Config) []string {
 	var warnings []string
 	fd := a.fd
 	curSelf := mustNode(cur, a.opts.Node)
-	if !reflect.DeepEqual(cur.DNS, a.cfg.DNS) || curSelf.DNS != a.self.DNS || !reflect.DeepEqual(cur.Nodes, a.cfg.Nodes) {
+	// (The zone's records, nodes included, are republished below; only the
+	// server's own settings need it opened again.)
+	if !reflect.DeepEqual(cur.DNS, a.cfg.DNS) || curSelf.DNS != a.self.DNS {
 		if fd.dns != nil {
 			_ = fd.dns.Close()
 			fd.dns = nil

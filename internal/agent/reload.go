@@ -398,6 +398,14 @@ func (a *Agent) reloadVIPs(now time.Duration) error {
 		if err := a.openVIPs(); err != nil {
 			return fmt.Errorf("VIPs: %w", err)
 		}
+		// The first VIPs of this node: those of groups it acts for go up
+		// now, under the fence's hold.
+		for g := range want {
+			if until, acting := a.node.ActingUntil(g); acting && a.svcs[g] != nil && a.svcs[g].up != 0 {
+				a.vips.acting(now, g, until)
+				a.vips.up(g)
+			}
+		}
 		return nil
 	}
 	v := a.vips

@@ -94,3 +94,67 @@ func TestReloadMovesTheVIP(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadAddsTheFirstVIP: a cluster without VIPs gets one by reload while
+// h1 owns the group: the agent starts its fence then, and the address comes
+// up on h1 alone, under the same epoch.
+func TestReloadAddsTheFirstVIP(t *testing.T) {
+	l, err := lab.New(lab.Options{Hosts: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	dir := t.TempDir()
+	c, err := l.StartCluster(lab.ClusterSpec{Bin: bin, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Stop()
+		if t.Failed() {
+			for _, h := range l.Hosts() {
+				b, _ := os.ReadFile(dir + "/" + h + ".log")
+				t.Logf("=== %s.log (tail) ===\n%s", h, tail(string(b), 3000))
+			}
+		}
+	})
+	deadline := time.Now().Add(liveness)
+	for {
+		if o, e, err := c.Owner(c.Witness); err == nil && o == "h1" && e == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("h1 did not become the owner")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b, err := os.ReadFile(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withVIP := string(b) + "    vips: [{address: " + vip + "/24, interface: " + l.Iface() + "}]\n"
+	if err := os.WriteFile(c.Config, []byte(withVIP), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range l.Hosts() {
+		if err := c.Agent(h).Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		hs, err := c.HoldersOf(vip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hs) == 1 && hs[0] == "h1" {
+			break
+		}
+		if time.Now().After(deadline.Add(liveness)) {
+			t.Fatalf("the VIP added by reload is on %v, want h1 alone", hs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if o, e, err := c.Owner(c.Witness); err != nil || o != "h1" || e != 1 {
+		t.Fatalf("after the reload: owner %s@%d (%v), want h1@1", o, e, err)
+	}
+}

@@ -145,7 +145,9 @@ func (a *Agent) reload(ctx context.Context, path string) (ReloadResult, error) {
 func (a *Agent) applyConfig(now time.Duration, next *config.Config, res *ReloadResult) error {
 	cur := a.cfg
 	if next.Hash() == cur.Hash() {
-		res.Unchanged = true
+		// The hash leaves the API token out (it never leaves the node):
+		// a new token is all that changed, and it takes effect now.
+		res.Unchanged = next.APIToken == cur.APIToken
 		a.cfg, a.self = next, mustNode(next, a.opts.Node)
 		a.shared.Store(next)
 		return nil

@@ -93,3 +93,55 @@ func TestReloadSeeds(t *testing.T) {
 		return fmt.Errorf("no n4→n1 history entry for api0: %+v", c.Committed().Events)
 	})
 }
+
+// TestLeaderSkipsAMemberThatDoesNotKnowTheGroup: n2 runs a config without
+// web (it has not reloaded the file that adds it, or dropped it): when web's
+// owner dies, the leader gives web to n3, not to n2, although the leader's
+// config names n2 the better member (what n2 said of web before does not
+// count). Once n2 knows web again and failback is on, web goes to n2.
+func TestLeaderSkipsAMemberThatDoesNotKnowTheGroup(t *testing.T) {
+	text := `
+version: 1
+cluster: {name: sim, secret: "0123456789abcdef0123"}
+nodes:
+  - {name: n1, address: 10.0.0.1}
+  - {name: n2, address: 10.0.0.2}
+  - {name: n3, address: 10.0.0.3}
+  - {name: n4, address: 10.0.0.4}
+  - {name: w1, address: 10.0.0.5, witness: true}
+groups:
+  - name: web
+    failback: true
+    members: [{node: n1, priority: 150}, {node: n2, priority: 120}, {node: n3, priority: 100}]
+  - name: api
+    members: [{node: n4}]
+`
+	full := mustConfig(t, text)
+	without := mustConfig(t, strings.Replace(text, "  - name: web\n    failback: true\n    members: [{node: n1, priority: 150}, {node: n2, priority: 120}, {node: n3, priority: 100}]\n", "", 1))
+	c := New(full, 31, nil)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, 5*time.Second, "n1 to own web", func() bool { return c.Owner("web") == "n1" })
+	if err := c.Advance(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reconfigure("n2", without); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Advance(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.Kill("n1")
+	waitFor(t, c, 3*time.Second, "web to fail over", func() bool { return c.Owner("web") != "n1" && c.Owner("web") != "" })
+	if o := c.Owner("web"); o != "n3" {
+		t.Fatalf("web went to %s, want n3 (n2 does not know web); events %+v", o, c.Committed().Events)
+	}
+	if err := c.Reconfigure("n2", full); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, 5*time.Second, "web to fail back to n2 once it knows it", func() bool { return c.Owner("web") == "n2" })
+	if err := c.Err(); err != nil {
+		t.Fatal(err)
+	}
+}

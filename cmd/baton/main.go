@@ -47,7 +47,7 @@ func newRoot() *cobra.Command {
 	}
 	root.AddCommand(newAgentCmd(), newCheckConfigCmd(), newStatusCmd(), newHistoryCmd(), newVersionCmd(), newDemoCmd(),
 		newSwitchoverCmd(), newFailoverCmd(), newMaintenanceCmd(), newFenceCmd(),
-		newDemoServiceCmd(), newDrillCmd(), newReloadCmd())
+		newDemoServiceCmd(), newDrillCmd(), newReloadCmd(), newNodeCmd())
 	return root
 }
 

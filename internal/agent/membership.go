@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/decide"
 	"github.com/baton-ha/baton/internal/quorum/raftstore"
 )
@@ -141,4 +144,61 @@ func (a *Agent) reconcileOnce(ctx context.Context) error {
 		return nil
 	}
 	return nil
+}
+
+// NodeRemoval is the answer to a removal from the quorum.
+type NodeRemoval struct {
+	Node   string   `json:"node"`
+	Voters []string `json:"voters"` // the quorum's voters afterwards
+}
+
+// RemoveVoter takes a dead node out of the Raft configuration now (leader
+// only), without waiting for the config to drop it: what Consul's `operator
+// raft remove-peer` does for a server that will not come back. It is refused,
+// with the reason, for a node that is not a voter, that this node hears (stop
+// it first: a running node would be added again), when fewer than 3 voters
+// would be left, or when the voters that are up would not be a quorum of
+// those left. The config still names the node until the file is changed and
+// reloaded; should the node come back before that, the leader adds it again.
+func (a *Agent) RemoveVoter(r *http.Request, name string) (NodeRemoval, error) {
+	res := NodeRemoval{Node: name}
+	if !a.raft.IsLeader() {
+		return res, core.Refuse(core.ErrNotLeader, "this node does not lead the quorum; retry")
+	}
+	have, err := a.raft.Voters()
+	if err != nil {
+		return res, core.Refuse(core.ErrUnavailable, "reading the quorum's configuration: %v", err)
+	}
+	var ids []string
+	for _, p := range have {
+		ids = append(ids, p.ID)
+	}
+	var alive []string
+	if err := a.call(r.Context(), func(now time.Duration) { alive = a.node.AliveVoters(now) }); err != nil {
+		return res, core.Refuse(core.ErrUnavailable, "%v", err)
+	}
+	left := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == name })
+	up := 0
+	for _, id := range left {
+		if slices.Contains(alive, id) {
+			up++
+		}
+	}
+	switch {
+	case !slices.Contains(ids, name):
+		return res, core.Refuse(core.ErrUnknownNode, "%q is not a voter of the quorum (voters: %s)", name, strings.Join(ids, ", "))
+	case name == a.opts.Node || slices.Contains(alive, name):
+		return res, core.Refuse(core.ErrConflict, "node %q is running: stop its agent first (it hands its groups off), then remove it", name)
+	case len(left) < 3:
+		return res, core.Refuse(core.ErrConflict, "removing %q would leave %d voters: keep at least 3, so that the loss of any one still leaves a quorum (add the replacement first)", name, len(left))
+	case up < decide.Majority(len(left)):
+		return res, core.Refuse(core.ErrConflict, "removing %q would break the quorum: %d of the %d remaining voters are up, a quorum needs %d", name, up, len(left), decide.Majority(len(left)))
+	}
+	a.log.Info("removing a voter from the quorum on request", "node", name)
+	if err := a.raft.RemoveServer(name, membershipTimeout); err != nil {
+		return res, core.Refuse(core.ErrUnavailable, "removing %s from the quorum: %v", name, err)
+	}
+	a.log.Info("voter removed", "node", name)
+	res.Voters = left
+	return res, nil
 }

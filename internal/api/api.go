@@ -67,6 +67,8 @@ type Backend interface {
 	// Reload re-reads this agent's config file and applies it; a refused
 	// file is an *agent.ReloadError and the running config stays.
 	Reload(r *http.Request) (agent.ReloadResult, error)
+	// RemoveVoter takes a dead node out of the quorum now (leader only).
+	RemoveVoter(r *http.Request, node string) (agent.NodeRemoval, error)
 }
 
 // Server is the HTTP handler.
@@ -109,6 +111,7 @@ func New(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /v1/maintenance", s.mutation(s.onLeader(s.maintenance)))
 	s.mux.HandleFunc("POST /v1/groups/{group}/failover", s.mutation(s.onLeader(s.failover)))
 	s.mux.HandleFunc("POST /v1/reload", s.mutation(s.reload))
+	s.mux.HandleFunc("POST /v1/nodes/{node}/remove", s.mutation(s.onLeader(s.removeVoter)))
 	s.mux.Handle("GET /metrics", b.MetricsHandler())
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -413,6 +416,16 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, res)
 	}
+}
+
+// removeVoter: POST /v1/nodes/{node}/remove (on the leader).
+func (s *Server) removeVoter(w http.ResponseWriter, r *http.Request) {
+	res, err := s.b.RemoveVoter(r, r.PathValue("node"))
+	if err != nil {
+		writeRequestError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 // switchover: POST /v1/groups/{g}/switchover [{"to": "n2"}]

@@ -43,6 +43,12 @@ func (f *fakeBackend) Crash()                                       {}
 func (f *fakeBackend) Changed() <-chan struct{}                     { return nil }
 func (f *fakeBackend) Stopped() <-chan struct{}                     { return nil }
 func (f *fakeBackend) UIEnabled() bool                              { return true }
+func (f *fakeBackend) RemoveVoter(_ *http.Request, node string) (agent.NodeRemoval, error) {
+	if node == "n1" {
+		return agent.NodeRemoval{}, core.Refuse(core.ErrConflict, "node %q is running: stop its agent first", node)
+	}
+	return agent.NodeRemoval{Node: node, Voters: []string{"n1", "n2", "n3"}}, nil
+}
 func (f *fakeBackend) Reload(*http.Request) (agent.ReloadResult, error) {
 	if f.reloadRefuse {
 		return agent.ReloadResult{}, &agent.ReloadError{Config: "/etc/baton/baton.yaml",
@@ -138,6 +144,9 @@ func TestEndpoints(t *testing.T) {
 		{"POST", "/v1/reload", "", "", 401, "missing API token"},
 		{"POST", "/v1/reload", "Bearer wrong", "", 403, "wrong API token"},
 		{"POST", "/v1/reload", "Bearer sekrit", "", 200, ""},
+		{"POST", "/v1/nodes/w2/remove", "", "", 401, "missing API token"},
+		{"POST", "/v1/nodes/w2/remove", "Bearer sekrit", "", 200, ""},
+		{"POST", "/v1/nodes/n1/remove", "Bearer sekrit", "", 409, `node "n1" is running: stop its agent first`},
 		{"GET", "/healthz", "", "", 200, ""},
 		{"GET", "/readyz", "", "", 200, ""},
 		{"GET", "/v1/nothing", "", "", 404, "no such endpoint"},

@@ -266,3 +266,44 @@ func TestRemoveWitnessFromFiveNodes(t *testing.T) {
 		return g != nil && g.Owner == "n2" && g.Epoch == 2, ""
 	})
 }
+
+// TestNodeRemoveTakesADeadVoterOut: `baton node remove` takes a dead node out
+// of the quorum at once (any node's API forwards to the leader); it refuses a
+// running node, and in a three-node cluster any removal (two voters would be
+// left), each with the reason.
+func TestNodeRemoveTakesADeadVoterOut(t *testing.T) {
+	c := start(t, proctest.Spec{Members: []string{"n1", "n2", "n3", "n4"}, Witness: "w1"})
+	if err := c.Kill("w1"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.Baton("n3", "node", "remove", "n2")
+	if err == nil || !strings.Contains(out, `node "n2" is running: stop its agent first`) {
+		t.Fatalf("removing the running n2: %v\n%s", err, out)
+	}
+	testkit.WaitForState(t, liveness, "baton node remove w1 to succeed", func() (bool, string) {
+		out, err := c.Baton("n3", "node", "remove", "w1")
+		return err == nil && strings.Contains(out, "w1 removed from the quorum"), out
+	})
+	waitVoters(t, c, "n2", "n1", "n2", "n3", "n4")
+	if g := mustStatus(t, c, "n2"); group(g, "web").Owner != "n1" || group(g, "web").Epoch != 1 {
+		t.Fatalf("web after the removal: %+v", group(g, "web"))
+	}
+
+	small := start(t, proctest.Spec{})
+	if err := small.Kill("w1"); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitForState(t, liveness, "the removal from three voters to be refused", func() (bool, string) {
+		out, err := small.Baton("n1", "node", "remove", "w1")
+		return err != nil && strings.Contains(out, `removing "w1" would leave 2 voters: keep at least 3`), out
+	})
+}
+
+func mustStatus(t *testing.T, c *proctest.Cluster, n string) core.Status {
+	t.Helper()
+	st, err := c.Status(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}

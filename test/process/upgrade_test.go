@@ -69,7 +69,9 @@ func TestRollingUpgrade(t *testing.T) {
 			return st.Leader != "" && len(st.QuorumVoters) == 3, "leader " + st.Leader
 		})
 	}
-	stop := watchOwner(c, "w1", "n1", 1)
+	// Watched through n1, which is not restarted until the watch ends (a
+	// restarted node's status shows no owner until it knows the state).
+	stop := watchOwner(c, "n1", "n1", 1)
 	upgrade("w1")
 	upgrade("n2")
 	if moved := stop(); len(moved) > 0 {

@@ -26,12 +26,14 @@ func newAgentCmd() *cobra.Command {
 		Short: "Run the Baton agent for this node",
 		Long: `Run the Baton agent. Every node runs the same cluster file; --node picks this
 node's entry (default: the entry named like this host). SIGTERM or Ctrl-C hands
-off every group this node owns to a successor at once, then exits.
+off every group this node owns to a successor at once, then exits. SIGHUP
+re-reads the config file and applies it without a restart (as 'baton reload'
+does); a file with problems is refused, logged, and the running config stays.
 
 Under systemd (packaging/baton.service, Type=notify) the agent tells systemd
 it is ready once it has joined the quorum and caught up, pets the watchdog
-from its core loop when WatchdogSec is set, says when it stops, and logs
-without timestamps and with journal priorities. It exits 2 when it refuses
+from its core loop when WatchdogSec is set, says when it stops and reloads, and
+logs without timestamps and with journal priorities. It exits 2 when it refuses
 its config (the unit does not restart it then), 1 on other failures.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -65,10 +67,9 @@ its config (the unit does not restart it then), 1 on other failures.`,
 			os.Setenv("BATON_NODE", self.Name)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			ignoreHangup(ctx, log)
 			slog.SetDefault(log)
 			return agent.Run(ctx, agent.Options{
-				Config: cfg, Node: self.Name, Log: log, Version: version, Systemd: sd,
+				Config: cfg, Node: self.Name, Log: log, Version: version, Systemd: sd, Reloads: hangups(ctx, log),
 				Handler: func(a *agent.Agent) http.Handler { return api.New(a, log.With("component", "api")) },
 			})
 		},
@@ -93,21 +94,28 @@ func newLogger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
 }
 
-// ignoreHangup keeps SIGHUP from killing the agent (its default action), which
-// for anyone with keepalived habits would be an unplanned failover. Live
-// reload is not built yet: say so and carry on.
-func ignoreHangup(ctx context.Context, log *slog.Logger) {
+// hangups turns SIGHUP into reload requests. Catching it also keeps SIGHUP
+// from killing the agent (its default action), which for anyone with
+// keepalived habits would be an unplanned failover. A SIGHUP that arrives
+// while a reload runs is kept (one), so the newest file is always applied.
+func hangups(ctx context.Context, log *slog.Logger) <-chan struct{} {
 	hup := make(chan os.Signal, 1)
+	out := make(chan struct{}, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		defer signal.Stop(hup)
 		for {
 			select {
 			case <-hup:
-				log.Warn("SIGHUP received: live reload is not available yet; ignoring it (restart the agent, one node at a time, to apply a changed config)")
+				log.Info("SIGHUP received: reloading the config")
+				select {
+				case out <- struct{}{}:
+				default:
+				}
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
+	return out
 }

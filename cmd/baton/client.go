@@ -7,11 +7,13 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/baton-ha/baton/internal/api"
 	"github.com/baton-ha/baton/internal/config"
 )
 
@@ -137,6 +139,7 @@ func (f *apiFlags) get(path string, v any) error {
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
+	req.Header.Set(api.VersionHeader, strconv.Itoa(api.Version))
 	resp, err := c.Do(req)
 	if err != nil {
 		return unreachable(base, err)
@@ -179,6 +182,7 @@ func (f *apiFlags) post(path string, body, v any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(api.VersionHeader, strconv.Itoa(api.Version))
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}

@@ -107,7 +107,7 @@ JSON with --json. Shell completion: 'baton completion bash|zsh|fish|powershell'
 	}
 	root.AddCommand(newAgentCmd(), newCheckConfigCmd(), newStatusCmd(), newHistoryCmd(), newVersionCmd(), newDemoCmd(),
 		newSwitchoverCmd(), newFailoverCmd(), newMaintenanceCmd(), newFenceCmd(),
-		newDemoServiceCmd(), newDrillCmd(), newDocsCmd(), newInitCmd())
+		newDemoServiceCmd(), newDrillCmd(), newDocsCmd(), newInitCmd(), newReloadCmd(), newNodeCmd())
 	return root
 }
 

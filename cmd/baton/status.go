@@ -47,7 +47,7 @@ func printStatus(out io.Writer, st core.Status) {
 	}
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tADDRESS\tALIVE\tQUORUM ROLE\tLAST SEEN")
+	fmt.Fprintln(tw, "NODE\tADDRESS\tALIVE\tQUORUM ROLE\tCONFIG\tLAST SEEN")
 	for _, n := range st.Nodes {
 		alive := "yes"
 		if !n.Alive {
@@ -72,9 +72,23 @@ func printStatus(out io.Writer, st core.Status) {
 		if n.ProtocolMismatch > 0 {
 			seen += fmt.Sprintf(" (speaks heartbeat protocol %d, this node %d: refused; run one baton release on every node)", n.ProtocolMismatch, cluster.ProtocolVersion)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Address, alive, role, seen)
+		conf := orDash(n.ConfigHash)
+		if len(conf) > 8 {
+			conf = conf[:8]
+		}
+		if n.ConfigDiffers {
+			// A reload that has not reached this node (or a file that
+			// differs): it may not know every group yet.
+			conf += " DIFFERS"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Address, alive, role, conf, seen)
 	}
 	tw.Flush()
+	if len(st.QuorumVoters) > 0 && len(st.QuorumVoters) != len(st.Nodes) {
+		// A membership change on its way (see 'Adding, replacing and
+		// removing a node' in the README).
+		fmt.Fprintf(out, "quorum voters: %s (the leader is bringing them in line with the config's nodes)\n", strings.Join(st.QuorumVoters, ", "))
+	}
 	fmt.Fprintln(out)
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "GROUP\tMODE\tOWNER\tEPOCH\tSTANDBY\tMAINTENANCE\tCHECKS HERE\tMEMBERS")

@@ -18,21 +18,30 @@ func (a *Agent) Status(r *http.Request) (core.Status, error) {
 	var st core.Status
 	// Publishing first means that once status shows an owner, the DNS
 	// zone and the proxies on this node already point at it.
-	err := a.call(r.Context(), func(now time.Duration) { a.publish(); st = a.node.Status(now) })
-	for i := range st.Groups {
-		if hg := a.checks[st.Groups[i].Name]; hg != nil {
-			st.Groups[i].Checks = hg.States()
+	err := a.call(r.Context(), func(now time.Duration) {
+		a.publish()
+		st = a.node.Status(now)
+		// a.checks and a.data change with a reload, on the loop.
+		for i := range st.Groups {
+			if hg := a.checks[st.Groups[i].Name]; hg != nil {
+				st.Groups[i].Checks = hg.States()
+			}
+			if dg := a.data[st.Groups[i].Name]; dg != nil && dg.lastErr.Load() != nil {
+				st.Groups[i].DBError = *dg.lastErr.Load()
+			}
 		}
-		if dg := a.data[st.Groups[i].Name]; dg != nil && dg.lastErr.Load() != nil {
-			st.Groups[i].DBError = *dg.lastErr.Load()
-		}
-	}
+	})
 	for i := range st.Nodes {
 		st.Nodes[i].RejectedStale = a.udp.StaleFrom(st.Nodes[i].Name)
 		st.Nodes[i].ProtocolMismatch = a.udp.VersionFrom(st.Nodes[i].Name)
 	}
 	st.RejectedPackets = a.udp.Stats.Rejected()
 	st.RejectedQuorumConns = a.raft.RejectedConns()
+	if voters, err := a.raft.Voters(); err == nil {
+		for _, v := range voters {
+			st.QuorumVoters = append(st.QuorumVoters, v.ID)
+		}
+	}
 	return st, err
 }
 
@@ -74,24 +83,27 @@ func (a *Agent) Ready() bool { return a.raft.Leader() != "" }
 // TransferLeadership moves quorum leadership to another voter, if this node leads.
 func (a *Agent) TransferLeadership(r *http.Request, to string) error {
 	if !a.raft.IsLeader() {
-		return fmt.Errorf("this node (%s) does not lead the quorum; ask the leader %q", a.self.Name, a.raft.Leader())
+		return fmt.Errorf("this node (%s) does not lead the quorum; ask the leader %q", a.opts.Node, a.raft.Leader())
 	}
-	if to == a.self.Name {
+	if to == a.opts.Node {
 		return nil
 	}
 	return a.raft.TransferLeadership(to)
 }
 
 // Token returns the configured API token.
-func (a *Agent) Token() string { return a.cfg.APIToken }
+func (a *Agent) Token() string { return a.shared.Load().APIToken }
 
 // LeaderAPI returns the quorum leader's API address and whether it is this node.
 func (a *Agent) LeaderAPI() (string, bool) {
+	cfg := a.shared.Load()
 	if a.raft.IsLeader() {
-		return a.self.API, true
+		if n, err := cfg.NodeByName(a.opts.Node); err == nil {
+			return n.API, true
+		}
 	}
 	l := a.raft.Leader()
-	if n, err := a.cfg.NodeByName(l); err == nil && l != "" {
+	if n, err := cfg.NodeByName(l); err == nil && l != "" {
 		return n.API, false
 	}
 	return "", false

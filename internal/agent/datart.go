@@ -67,7 +67,7 @@ func (a *Agent) openData() error {
 		for _, m := range g.Members {
 			members = append(members, m.Node)
 		}
-		group := g.Name
+		group, cluster, node := g.Name, a.cfg.Cluster.Name, a.self.Name
 		// One cluster file serves every node: "{node}" in the data dir
 		// stands for this node's name (several members on one machine).
 		dcfg := *g.Driver
@@ -92,7 +92,7 @@ func (a *Agent) openData() error {
 			SocketDir: sockDir, // listen_addresses "*": clients come through the VIPs too
 			Logger:    a.log.With("component", "driver", "group", g.Name), AllowRebuild: g.Driver.AllowRebuild,
 			Env: func() []string {
-				return []string{"BATON_CLUSTER=" + a.cfg.Cluster.Name, "BATON_NODE=" + a.self.Name, "BATON_GROUP=" + group}
+				return []string{"BATON_CLUSTER=" + cluster, "BATON_NODE=" + node, "BATON_GROUP=" + group}
 			},
 		})
 		if err != nil {

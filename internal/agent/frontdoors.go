@@ -33,37 +33,56 @@ func (a *Agent) openFrontDoors() error {
 	a.fd = fd
 	empty := map[string]dnsfd.Record{}
 	fd.zone.Store(&empty)
-	listen := a.self.DNS
-	if listen == "" {
-		listen = a.cfg.DNS.Listen
-	}
-	if listen != "" {
-		listen = a.onOwnAddress(listen)
-		s, err := dnsfd.New(a.cfg.DNS.Zone, a.cfg.DNS.TTL.D(), func() map[string]dnsfd.Record { return *fd.zone.Load() },
-			a.log.With("component", "dns"))
-		if err != nil {
-			return fmt.Errorf("dns: %w", err)
-		}
-		s.OnQuery = a.metrics.DNSQuery
-		if err := s.Listen(listen); err != nil {
-			return fmt.Errorf("dns.listen (nodes[%s].dns): %w", a.self.Name, err)
-		}
-		fd.dns = s
+	if err := a.openDNS(); err != nil {
+		return err
 	}
 	for i := range a.cfg.Groups {
 		g := &a.cfg.Groups[i]
 		if g.Proxy == nil {
 			continue
 		}
-		group := g.Name
-		p, err := proxy.Listen(proxy.Options{Listen: a.onOwnAddress(g.Proxy.Listen), Log: a.log.With("component", "proxy", "group", group),
-			MaxConns: g.Proxy.MaxConnections, IdleTimeout: g.Proxy.IdleTimeout.D(),
-			OnConn: func(node string) { a.metrics.ProxyConn(group, node) }})
-		if err != nil {
+		if err := a.openProxy(g); err != nil {
 			return fmt.Errorf("groups[%d].proxy.listen: %w", i, err)
 		}
-		fd.proxies[group] = p
 	}
+	return nil
+}
+
+// openDNS starts the DNS server if this node serves one (at start, and
+// again after a reload changed its settings).
+func (a *Agent) openDNS() error {
+	fd := a.fd
+	listen := a.self.DNS
+	if listen == "" {
+		listen = a.cfg.DNS.Listen
+	}
+	if listen == "" {
+		return nil
+	}
+	listen = a.onOwnAddress(listen)
+	s, err := dnsfd.New(a.cfg.DNS.Zone, a.cfg.DNS.TTL.D(), func() map[string]dnsfd.Record { return *fd.zone.Load() },
+		a.log.With("component", "dns"))
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	s.OnQuery = a.metrics.DNSQuery
+	if err := s.Listen(listen); err != nil {
+		return fmt.Errorf("dns.listen (nodes[%s].dns): %w", a.self.Name, err)
+	}
+	fd.dns = s
+	return nil
+}
+
+// openProxy starts the proxy of a group with proxy settings.
+func (a *Agent) openProxy(g *config.Group) error {
+	group := g.Name
+	p, err := proxy.Listen(proxy.Options{Listen: a.onOwnAddress(g.Proxy.Listen), Log: a.log.With("component", "proxy", "group", group),
+		MaxConns: g.Proxy.MaxConnections, IdleTimeout: g.Proxy.IdleTimeout.D(),
+		OnConn: func(node string) { a.metrics.ProxyConn(group, node) }})
+	if err != nil {
+		return err
+	}
+	a.fd.proxies[group] = p
 	return nil
 }
 

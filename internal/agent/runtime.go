@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/baton-ha/baton/internal/cluster"
@@ -48,14 +50,25 @@ type Options struct {
 	// caught up), is petted from the core loop for systemd's watchdog, and
 	// told when the SIGTERM handoff begins (package systemd).
 	Systemd *systemd.Notifier
+	// Reloads, if set, asks for a config reload with every value (SIGHUP).
+	Reloads <-chan struct{}
 }
 
 // Agent is a running agent process: the Node core driven by real time, UDP
 // heartbeats, Raft over TLS, hooks and the HTTP API.
 type Agent struct {
-	opts         Options
+	opts Options
+	// cfg and self are the running config and this node's entry in it; a
+	// reload replaces them on the loop, so only the loop reads them. shared
+	// is the same config for the API's goroutines; retiring, during a
+	// reload, the config being replaced (for the groups it removes).
 	cfg          *config.Config
 	self         *config.Node
+	shared       atomic.Pointer[config.Config]
+	retiring     *config.Config
+	reloadMu     sync.Mutex // one reload at a time
+	bootWhy      string     // why the node last said it does not bootstrap
+	reconcileLog *rate.Limiter
 	timing       core.Timing
 	log          *slog.Logger
 	start        time.Time
@@ -72,6 +85,7 @@ type Agent struct {
 	svcs         map[string]*groupSvc
 	fd           *frontDoors
 	data         map[string]*dataGroup // data-aware groups this node is a member of
+	checkCtx     context.Context       // the checks run until it ends (agent stop)
 	stopChecks   context.CancelFunc
 	changes      changeSignal // tells the API's event stream to look (stream.go)
 	raftIdle     bool         // raft runs at its idle pace (raftpace.go)
@@ -90,6 +104,18 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if opts.Reloads != nil {
+		go func() {
+			for {
+				select {
+				case <-opts.Reloads:
+					_, _ = a.ReloadConfig(ctx) // logged there
+				case <-a.stopped:
+					return
+				}
+			}
+		}()
+	}
 	return a.loop(ctx)
 }
 
@@ -106,6 +132,8 @@ func open(opts Options) (_ *Agent, err error) {
 	log = log.With("node", self.Name)
 	a := &Agent{opts: opts, cfg: cfg, self: self, timing: cfg.Timing(), log: log, start: time.Now(),
 		changed: make(chan struct{}, 1), reqs: make(chan func(time.Duration)), stopped: make(chan struct{})}
+	a.shared.Store(cfg)
+	a.reconcileLog = rate.NewLimiter(rate.Every(10*time.Second), 1)
 	defer func() {
 		if err != nil {
 			a.close()
@@ -154,6 +182,10 @@ func open(opts Options) (_ *Agent, err error) {
 		HeartbeatTimeout: a.timing.RaftHeartbeatTimeout, ElectionTimeout: a.timing.RaftElectionTimeout,
 		LeaderLeaseTimeout: a.timing.RaftLeaderLease, CommitTimeout: a.timing.RaftCommitTimeout,
 		Logger: log.With("component", "raft"), OnChange: a.notify,
+		// A node without quorum state may be joining a running cluster or
+		// replacing a lost member: it bootstraps only when the core says the
+		// cluster is new (core.Node.BootstrapDue).
+		DeferBootstrap: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("quorum store in %s: %w", self.DataDir, err)
@@ -167,11 +199,10 @@ func open(opts Options) (_ *Agent, err error) {
 		if _, member := g.Member(self.Name); !member {
 			continue
 		}
-		hg, err := health.NewGroup(g.Name, g.Checks, log.With("component", "health"), func(string, bool) { a.notify() })
+		hg, err := a.newChecks(g)
 		if err != nil {
 			return nil, fmt.Errorf("groups[%d].checks: %w", i, err)
 		}
-		hg.SetObserver(func(group, check string, r health.Result) { a.metrics.CheckResult(group, check, r.OK, r.Took) })
 		a.checks[g.Name] = hg
 	}
 	sendLog := rate.NewLimiter(rate.Every(10*time.Second), 1)
@@ -205,6 +236,7 @@ func open(opts Options) (_ *Agent, err error) {
 		RaftRole:           a.raft.Role,
 		TransferLeadership: func(to string) { go func() { _ = a.raft.TransferLeadership(to) }() },
 		DataOp:             a.runDataOp,
+		Fresh:              a.raft.Fresh(),
 		Log:                log.With("component", "core"),
 	})
 	if err != nil {
@@ -241,6 +273,16 @@ func open(opts Options) (_ *Agent, err error) {
 	return a, nil
 }
 
+// newChecks builds (does not start) the health checks of a member group.
+func (a *Agent) newChecks(g *config.Group) (*health.Group, error) {
+	hg, err := health.NewGroup(g.Name, g.Checks, a.log.With("component", "health"), func(string, bool) { a.notify() })
+	if err != nil {
+		return nil, err
+	}
+	hg.SetObserver(func(group, check string, r health.Result) { a.metrics.CheckResult(group, check, r.OK, r.Took) })
+	return hg, nil
+}
+
 func (a *Agent) notify() {
 	select {
 	case a.changed <- struct{}{}:
@@ -253,7 +295,7 @@ func (a *Agent) notify() {
 // services.go); becoming standby takes the front doors down first, then the
 // service, then runs the standby hook.
 func (a *Agent) onRole(t core.Transition) {
-	if a.cfg.UnitByName(t.Group) == nil {
+	if a.unitConfig(t.Group) == nil {
 		return
 	}
 	switch t.Role {
@@ -267,9 +309,21 @@ func (a *Agent) onRole(t core.Transition) {
 	}
 }
 
+// unitConfig is the config of a unit: the running one's, or during a reload
+// the retiring one's for a unit the reload removes.
+func (a *Agent) unitConfig(name string) *config.Group {
+	if u := a.cfg.UnitByName(name); u != nil {
+		return u
+	}
+	if a.retiring != nil {
+		return a.retiring.UnitByName(name)
+	}
+	return nil
+}
+
 // runHook runs the group's hook for t.Role (and notify).
 func (a *Agent) runHook(t core.Transition) {
-	g := a.cfg.UnitByName(t.Group)
+	g := a.unitConfig(t.Group)
 	env := service.Env{Cluster: a.cfg.Cluster.Name, Node: a.self.Name, Group: g.GroupOf(), Role: t.Role,
 		Epoch: t.Epoch, PreviousOwner: t.PreviousOwner, Reason: t.Reason}
 	if g.Parent != "" {
@@ -322,12 +376,13 @@ func (a *Agent) loop(ctx context.Context) error {
 		return err
 	}
 	checkCtx, stopChecks := context.WithCancel(context.Background())
-	a.stopChecks = stopChecks
+	a.checkCtx, a.stopChecks = checkCtx, stopChecks
 	for _, hg := range a.checks {
 		hg.Start(checkCtx)
 	}
 	a.startServices()
 	a.startData()
+	go a.reconcileVoters(ctx)
 	a.log.Info("agent started", "cluster", a.cfg.Cluster.Name, "profile", a.cfg.Cluster.Profile,
 		"heartbeat", a.timing.HeartbeatInterval, "lease", a.timing.FailureTimeout, "api", a.self.API)
 	if a.opts.Ready != nil {
@@ -359,6 +414,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.node.StateChanged(a.now())
 		case <-tick.C:
 			a.node.Tick(a.now())
+			a.maybeBootstrap(a.now())
 			if a.vips != nil {
 				a.vips.renew(a.now())
 			}

@@ -33,4 +33,4 @@ func (a *Agent) Changed() <-chan struct{} { return a.changes.channel() }
 func (a *Agent) Stopped() <-chan struct{} { return a.stopped }
 
 // UIEnabled reports whether the API serves the dashboard (api.ui).
-func (a *Agent) UIEnabled() bool { return a.cfg.API.UIEnabled() }
+func (a *Agent) UIEnabled() bool { return a.shared.Load().API.UIEnabled() }

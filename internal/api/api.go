@@ -71,6 +71,11 @@ type Backend interface {
 	Stopped() <-chan struct{}
 	// UIEnabled reports whether to serve the dashboard at /ui/ (api.ui).
 	UIEnabled() bool
+	// Reload re-reads this agent's config file and applies it; a refused
+	// file is an *agent.ReloadError and the running config stays.
+	Reload(r *http.Request) (agent.ReloadResult, error)
+	// RemoveVoter takes a dead node out of the quorum now (leader only).
+	RemoveVoter(r *http.Request, node string) (agent.NodeRemoval, error)
 }
 
 // Server is the HTTP handler.
@@ -113,6 +118,8 @@ func New(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /v1/groups/{group}/switchover", s.mutation(s.onLeader(s.switchover)))
 	s.mux.HandleFunc("POST /v1/maintenance", s.mutation(s.onLeader(s.maintenance)))
 	s.mux.HandleFunc("POST /v1/groups/{group}/failover", s.mutation(s.onLeader(s.failover)))
+	s.mux.HandleFunc("POST /v1/reload", s.mutation(s.reload))
+	s.mux.HandleFunc("POST /v1/nodes/{node}/remove", s.mutation(s.onLeader(s.removeVoter)))
 	s.mux.Handle("GET /metrics", b.MetricsHandler())
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -130,7 +137,34 @@ func New(b Backend, log *slog.Logger) *Server {
 	return s
 }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// Version is the API protocol version this agent speaks, announced in the
+// VersionHeader of every answer. Clients (the CLI, agents forwarding to the
+// leader) send theirs; a request from a newer protocol than this agent's is
+// refused with a message that says which side to upgrade, since it may mean
+// something this agent would misread. A request without the header is from
+// a client that predates versioning and speaks version 1. Raise it only for a
+// change an older peer would misunderstand; new fields and endpoints do not.
+const Version = 1
+
+// VersionHeader carries the API protocol version on requests and answers.
+const VersionHeader = "X-Baton-API-Version"
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(VersionHeader, strconv.Itoa(Version))
+	if v := r.Header.Get(VersionHeader); v != "" {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil || n < 1:
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("%s: %q is not an API protocol version (a whole number from 1)", VersionHeader, v))
+			return
+		case n > Version:
+			writeError(w, http.StatusBadRequest, fmt.Sprintf(
+				"this agent speaks API protocol version %d and the client %d: upgrade this agent, or use the baton CLI of this agent's version", Version, n))
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if !s.consistent(w, r) {
@@ -413,6 +447,7 @@ func (s *Server) onLeader(h http.HandlerFunc) http.HandlerFunc {
 		req.Header.Set("Authorization", r.Header.Get("Authorization"))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set(forwardedHeader, "1")
+		req.Header.Set(VersionHeader, strconv.Itoa(Version))
 		resp, err := s.peerClient().Do(req)
 		if err != nil {
 			writeError(w, http.StatusBadGateway, "forwarding to the quorum leader at "+addr+": "+err.Error())
@@ -535,6 +570,38 @@ func writeRequestError(w http.ResponseWriter, err error) {
 		}
 	}
 	writeError(w, http.StatusInternalServerError, err.Error())
+}
+
+// reload: POST /v1/reload (this node only: every node reloads its own file).
+// 200 with what changed; 422 with every problem when the file is refused.
+func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
+	res, err := s.b.Reload(r)
+	var re *agent.ReloadError
+	switch {
+	case errors.As(err, &re):
+		problems := make([]string, 0, len(re.Problems))
+		for _, p := range re.Problems {
+			problems = append(problems, p.Error())
+		}
+		if re.Err != nil {
+			problems = append(problems, re.Err.Error())
+		}
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": err.Error(), "config": re.Config, "problems": problems})
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	default:
+		writeJSON(w, http.StatusOK, res)
+	}
+}
+
+// removeVoter: POST /v1/nodes/{node}/remove (on the leader).
+func (s *Server) removeVoter(w http.ResponseWriter, r *http.Request) {
+	res, err := s.b.RemoveVoter(r, r.PathValue("node"))
+	if err != nil {
+		writeRequestError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 // switchover: POST /v1/groups/{g}/switchover [{"to": "n2"}]

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/baton-ha/baton/internal/agent"
+	"github.com/baton-ha/baton/internal/config"
 	"github.com/baton-ha/baton/internal/core"
 	"github.com/baton-ha/baton/internal/health"
 	"github.com/baton-ha/baton/internal/quorum"
@@ -24,9 +25,11 @@ type fakeBackend struct {
 	leader   string // LeaderAPI: "" = this node
 	applied  uint64
 	waited   uint64 // the index WaitApplied was last asked for
-	noLeader bool   // LeaderAPI: no leader known
-	readIdx  uint64 // ReadIndex's answer on the leader
-	reads    int    // ReadIndex calls
+	// reloadRefuse makes Reload refuse the file.
+	reloadRefuse bool
+	noLeader     bool   // LeaderAPI: no leader known
+	readIdx      uint64 // ReadIndex's answer on the leader
+	reads        int    // ReadIndex calls
 }
 
 func (f *fakeBackend) ReadIndex(context.Context) (uint64, error) {
@@ -49,6 +52,19 @@ func (f *fakeBackend) Crash()                                       {}
 func (f *fakeBackend) Changed() <-chan struct{}                     { return nil }
 func (f *fakeBackend) Stopped() <-chan struct{}                     { return nil }
 func (f *fakeBackend) UIEnabled() bool                              { return true }
+func (f *fakeBackend) RemoveVoter(_ *http.Request, node string) (agent.NodeRemoval, error) {
+	if node == "n1" {
+		return agent.NodeRemoval{}, core.Refuse(core.ErrConflict, "node %q is running: stop its agent first", node)
+	}
+	return agent.NodeRemoval{Node: node, Voters: []string{"n1", "n2", "n3"}}, nil
+}
+func (f *fakeBackend) Reload(*http.Request) (agent.ReloadResult, error) {
+	if f.reloadRefuse {
+		return agent.ReloadResult{}, &agent.ReloadError{Config: "/etc/baton/baton.yaml",
+			Problems: config.Errors{{Path: "cluster.port", Msg: "7946 → 7947: cannot change live"}}}
+	}
+	return agent.ReloadResult{Config: "/etc/baton/baton.yaml", Added: []string{"api"}}, nil
+}
 func (f *fakeBackend) Endpoints(r *http.Request, group string) (core.Endpoints, error) {
 	for _, g := range f.st.Groups {
 		if g.Name == group {
@@ -134,6 +150,12 @@ func TestEndpoints(t *testing.T) {
 		{"GET", "/v1/groups/edge[2]/standby", "", "", 404, `unknown group "edge[2]"`},
 		{"GET", "/v1/groups/web/endpoints", "", "", 200, ""},
 		{"GET", "/v1/groups/nope/endpoints", "", "", 404, `unknown group nope`},
+		{"POST", "/v1/reload", "", "", 401, "missing API token"},
+		{"POST", "/v1/reload", "Bearer wrong", "", 403, "wrong API token"},
+		{"POST", "/v1/reload", "Bearer sekrit", "", 200, ""},
+		{"POST", "/v1/nodes/w2/remove", "", "", 401, "missing API token"},
+		{"POST", "/v1/nodes/w2/remove", "Bearer sekrit", "", 200, ""},
+		{"POST", "/v1/nodes/n1/remove", "Bearer sekrit", "", 409, `node "n1" is running: stop its agent first`},
 		{"GET", "/healthz", "", "", 200, ""},
 		{"GET", "/readyz", "", "", 200, ""},
 		{"GET", "/v1/nothing", "", "", 404, "no such endpoint"},
@@ -319,5 +341,53 @@ func TestStatusHidesCheckCredentialsWithoutToken(t *testing.T) {
 	// The backend's own status is left as it was.
 	if cs := b.st.Groups[0].Checks.([]health.CheckState); cs[0].Last.Detail != res.Detail {
 		t.Errorf("redaction changed the backend's status: %+v", cs[0])
+	}
+}
+
+// A refused reload answers 422 with every problem, each with its field path.
+func TestReloadRefused(t *testing.T) {
+	b := &fakeBackend{token: "sekrit", reloadRefuse: true}
+	code, m := do(t, New(b, slog.New(slog.DiscardHandler)), "POST", "/v1/reload", "Bearer sekrit", "")
+	if code != http.StatusUnprocessableEntity {
+		t.Fatalf("code %d, want 422 (%v)", code, m)
+	}
+	problems, _ := m["problems"].([]any)
+	if len(problems) != 1 || problems[0] != "cluster.port: 7946 → 7947: cannot change live" {
+		t.Errorf("problems = %v", m["problems"])
+	}
+	if e, _ := m["error"].(string); !strings.Contains(e, "the running config stays") {
+		t.Errorf("error = %q", e)
+	}
+}
+
+// Every answer says the API protocol version; a request from a newer protocol
+// is refused with which side to upgrade; one without the header (a client
+// from before versioning) or with an older one is served.
+func TestAPIVersion(t *testing.T) {
+	h := New(&fakeBackend{st: core.Status{Node: "n1"}}, slog.New(slog.DiscardHandler))
+	for _, tt := range []struct {
+		sent string
+		code int
+		err  string
+	}{
+		{"", 200, ""},
+		{"1", 200, ""},
+		{"2", 400, "this agent speaks API protocol version 1 and the client 2: upgrade this agent, or use the baton CLI of this agent's version"},
+		{"x", 400, `X-Baton-API-Version: "x" is not an API protocol version (a whole number from 1)`},
+	} {
+		req := httptest.NewRequest("GET", "/v1/status", nil)
+		if tt.sent != "" {
+			req.Header.Set(VersionHeader, tt.sent)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if got := rec.Header().Get(VersionHeader); got != "1" {
+			t.Errorf("sent %q: answer's version header %q, want 1", tt.sent, got)
+		}
+		var m map[string]any
+		_ = json.Unmarshal(rec.Body.Bytes(), &m)
+		if rec.Code != tt.code || (tt.err != "" && m["error"] != tt.err) {
+			t.Errorf("sent %q: %d %v, want %d %q", tt.sent, rec.Code, m["error"], tt.code, tt.err)
+		}
 	}
 }

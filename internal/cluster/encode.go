@@ -37,6 +37,7 @@ const (
 	fRaftRole         = 12
 	fApplied          = 13
 	fFresh            = 14
+	fConfigHash       = 15
 
 	// Claim
 	fClaimGroup = 1
@@ -65,6 +66,7 @@ const (
 	fGSSyncSeq    = 11
 	fGSDiv        = 12
 	fGSDivEpoch   = 13
+	fGSUnrelated  = 14
 )
 
 const (
@@ -151,6 +153,7 @@ func (g *GroupStatus) put(e *enc) {
 	e.uint(fGSSyncSeq, g.SyncSeq)
 	e.uint(fGSDiv, g.Div)
 	e.uint(fGSDivEpoch, g.DivEpoch)
+	e.bool(fGSUnrelated, g.Unrelated)
 }
 
 // putHead encodes the scalars of m: what every part of a split message
@@ -168,6 +171,7 @@ func (m *Message) putHead(e *enc) error {
 	e.str(fRaftRole, m.RaftRole)
 	e.uint(fApplied, m.Applied)
 	e.bool(fFresh, m.Fresh)
+	e.uint(fConfigHash, m.ConfigHash)
 	return nil
 }
 
@@ -434,6 +438,8 @@ func (g *GroupStatus) get(d *dec, f, wt int) {
 		g.Div = d.uint(f, wt)
 	case fGSDivEpoch:
 		g.DivEpoch = d.uint(f, wt)
+	case fGSUnrelated:
+		g.Unrelated = d.bool(f, wt)
 	default:
 		d.skip(wt)
 	}
@@ -493,6 +499,8 @@ func Decode(b []byte) (Message, error) {
 			m.Applied = d.uint(f, wt)
 		case fFresh:
 			m.Fresh = d.bool(f, wt)
+		case fConfigHash:
+			m.ConfigHash = d.uint(f, wt)
 		default:
 			d.skip(wt)
 		}

@@ -195,6 +195,9 @@ type Message struct {
 	Fresh    bool   `json:"fr,omitempty"`
 	RaftRole string `json:"rr,omitempty"`
 	Applied  uint64 `json:"ai,omitempty"`
+	// ConfigHash identifies the sender's effective config (config.Config.Hash),
+	// so a node still running another file after a reload shows in status.
+	ConfigHash uint64 `json:"ch,omitempty"`
 }
 
 // Envelope is a decoded, authenticated packet.

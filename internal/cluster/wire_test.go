@@ -24,9 +24,9 @@ func full() []*Message {
 		Claims: []Claim{{Group: "web", Epoch: 7}, {Group: "db", Epoch: 1 << 40}}, Acked: []Claim{{Group: "x", Epoch: 1}},
 		Released: []Claim{{Group: "db", Epoch: 3}}, Relinquished: []Claim{{Group: "web", Epoch: 6}}, RelinquishReason: "switchover",
 		Groups: []GroupStatus{{Group: "web", Healthy: true, Eligible: true, Role: "active", Epoch: 9, TakeoverMs: -1,
-			DB: "primary", Pos: 1 << 50, Sync: []string{"n2", "", "n3"}, SyncSet: true, SyncSeq: 4, Div: 77, DivEpoch: 8}},
+			DB: "primary", Pos: 1 << 50, Sync: []string{"n2", "", "n3"}, SyncSet: true, SyncSeq: 4, Div: 77, DivEpoch: 8, Unrelated: true}},
 		Owners:  []Owner{{Group: "web", Node: "n1", Epoch: 9, Prev: "n2", HandoffTo: "n3", HandoffReason: "failback", Reason: "failure"}},
-		Leaving: true, RaftRole: "candidate", Applied: 99, Fresh: true}
+		Leaving: true, RaftRole: "candidate", Applied: 99, Fresh: true, ConfigHash: 0xfeedface12345678}
 	ack := &Message{Kind: KindAck, Echo: 1 << 61, Acked: []Claim{{Group: "web", Epoch: 7}}}
 	return []*Message{hb, ack, sample(), {Kind: KindHeartbeat}}
 }

@@ -12,6 +12,7 @@ func (c *Config) CoreSpec() *core.Spec {
 	s := &core.Spec{
 		Cluster: c.Cluster.Name, Profile: c.Cluster.Profile, Timing: c.Timing(),
 		KeepLeaderOffOwners: c.Cluster.KeepLeaderOffOwners == nil || *c.Cluster.KeepLeaderOffOwners,
+		ConfigHash:          c.Hash(),
 	}
 	for _, n := range c.Nodes {
 		s.Nodes = append(s.Nodes, core.NodeSpec{Name: n.Name, Address: n.Address, API: n.API, Witness: n.Witness})

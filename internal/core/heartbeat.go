@@ -69,10 +69,18 @@ type unitGossip struct {
 	seen     bool
 }
 
+// groupForget is how long a peer may leave a group unmentioned before this
+// node takes it that the peer no longer has the group: two refresh rounds
+// and a failure timeout, so a lost heartbeat or two never forgets one.
+func (n *Node) groupForget() time.Duration {
+	return 2*refreshEvery + n.timing.FailureTimeout
+}
+
 func sameStatus(a, b cluster.GroupStatus) bool {
 	return a.Group == b.Group && a.Healthy == b.Healthy && a.Eligible == b.Eligible && a.Role == b.Role &&
 		a.Epoch == b.Epoch && a.TakeoverMs == b.TakeoverMs && a.DB == b.DB && a.Pos == b.Pos &&
-		slices.Equal(a.Sync, b.Sync) && a.SyncSet == b.SyncSet && a.SyncSeq == b.SyncSeq && a.Div == b.Div && a.DivEpoch == b.DivEpoch
+		slices.Equal(a.Sync, b.Sync) && a.SyncSet == b.SyncSet && a.SyncSeq == b.SyncSeq && a.Div == b.Div && a.DivEpoch == b.DivEpoch &&
+		a.Unrelated == b.Unrelated
 }
 
 func (n *Node) gossipOf(group string) *unitGossip {
@@ -94,7 +102,7 @@ func (n *Node) sendHeartbeats(now time.Duration) {
 	full := now < n.fullUntil
 	news := func(at time.Duration) bool { return now-at < n.gossipFor() }
 	m := &cluster.Message{Kind: cluster.KindHeartbeat, SentAt: int64(now), Claims: n.claims(), Leaving: n.leaving,
-		Applied: v.Index, Fresh: now-n.startAt < n.gossipFor()}
+		Applied: v.Index, Fresh: now-n.startAt < n.gossipFor(), ConfigHash: n.spec.ConfigHash}
 	inNews := m.Fresh || full // something this heartbeat tells as news
 	if n.d.RaftRole != nil {
 		m.RaftRole = n.d.RaftRole()
@@ -138,6 +146,12 @@ func (n *Node) sendHeartbeats(now time.Duration) {
 		if os.relinquished > 0 && (os.relinquished >= gs.Epoch || refresh) {
 			m.Relinquished = append(m.Relinquished, cluster.Claim{Group: g.Name, Epoch: os.relinquished})
 			m.RelinquishReason = os.relReason
+		}
+	}
+	if dropped := n.droppedClaims(); len(dropped) > 0 {
+		m.Relinquished = append(m.Relinquished, dropped...)
+		if m.RelinquishReason == "" {
+			m.RelinquishReason = quorum.ReasonReload
 		}
 	}
 	n.hbEvery = n.heartbeatEvery(now, v, len(m.Claims) > 0 || inNews)

@@ -90,6 +90,8 @@ func (n *Node) leadUnit(now time.Duration, v *quorum.State, g *Group, graceOver 
 	if gs.Owner != "" {
 		if os := n.own[g.Name]; gs.Owner == n.name && os != nil && os.relinquished == gs.Epoch {
 			relinquished, reason = true, os.relReason
+		} else if gs.Owner == n.name && n.dropped[g.Name] == gs.Epoch {
+			relinquished, reason = true, quorum.ReasonReload
 		} else if p := n.peers[gs.Owner]; gs.Owner != n.name && p != nil && p.relinquished[g.Name] == gs.Epoch {
 			relinquished, reason = true, p.relReason
 		}
@@ -132,6 +134,19 @@ func (n *Node) leadUnit(now time.Duration, v *quorum.State, g *Group, graceOver 
 	}
 	if in.Released >= n.major && gs.Owner != "" && (!ls.quorumAt.set || ls.quorumAt.epoch != gs.Epoch) {
 		ls.quorumAt = proposal{set: true, epoch: gs.Epoch, at: now}
+	}
+	if !relinquished && gs.Owner != "" && gs.Owner != n.name && in.Released >= n.major && ls.quorumAt.epoch == gs.Epoch {
+		if p := n.peers[gs.Owner]; p != nil && n.alive(now, p) && now-ls.quorumAt.at < n.timing.HeartbeatInterval {
+			// The owner is still heard, yet a quorum released it: most
+			// likely its relinquish (a handoff, a shutdown, a reload)
+			// reached the voters before it reached this leader. Wait up to
+			// a heartbeat for it, so the history says why the group moved.
+			// A silent owner is not alive by the time voters release it, so
+			// a real failure never waits here; an owner cut off from a
+			// majority but not from this leader waits one heartbeat more.
+			// (If the relinquish itself is lost, the entry says failure.)
+			return
+		}
 	}
 	act := decide.Decide(in)
 	if ls.dataWhy != "" && !act.Assign {

@@ -175,6 +175,18 @@ func (n *Node) LeaseValid(group string, now time.Duration) bool {
 	return os != nil && os.role == RoleActive && now < os.expiry
 }
 
+// ActingUntil is the time (on the node's clock) until which this node may act
+// for a group, and whether it acts for it now: the deadline OnActing last
+// reported. The shell uses it when a reload gives an owned group a VIP it did
+// not have, to arm the fence before the address goes up.
+func (n *Node) ActingUntil(group string) (time.Duration, bool) {
+	os := n.own[group]
+	if os == nil || os.role != RoleActive {
+		return 0, false
+	}
+	return os.expiry - n.timing.LeaseGuard, true
+}
+
 // Role returns this node's role for a group ("" if it is not a member).
 func (n *Node) Role(group string) string {
 	if os := n.own[group]; os != nil {

@@ -100,7 +100,12 @@ type Deps struct {
 	// DataOp asks the shell to run a driver operation for a data-aware group
 	// (see syncstandby.go); the shell reports the outcome with DataOpDone.
 	DataOp func(group string, op DataOp)
-	Log    *slog.Logger
+	// Fresh: this node's durable state is new (a first start, or a member
+	// whose data_dir was lost). Its voter has forgotten every release it
+	// made, so it acks nothing until its view has caught up with the
+	// cluster's (see caughtUp).
+	Fresh bool
+	Log   *slog.Logger
 }
 
 // Node is one agent's deterministic core. Not safe for concurrent use: the
@@ -130,6 +135,13 @@ type Node struct {
 	faulted    map[string]bool // a fault transition was reported and no recovery since
 	lastXfer   time.Duration
 	pace       paceCache
+	// dropped: units a reload took from this node while it owned them,
+	// with the epoch it relinquished (see Reconfigure).
+	dropped map[string]uint64
+	// fresh: acks wait for caughtUp; catchUpTo is the applied index a
+	// majority of voters reported when first heard (0: not yet).
+	fresh     bool
+	catchUpTo uint64
 
 	viewState
 	// lastOwners is the ownership gossiped in the last heartbeat, lastClaims
@@ -158,12 +170,14 @@ type peerState struct {
 	heard        bool
 	lastHeard    time.Duration
 	groups       map[string]cluster.GroupStatus
+	groupAt      map[string]time.Duration // group → when its status last arrived here
 	released     map[string]uint64
 	relinquished map[string]uint64
 	relReason    string
 	leaving      bool
 	raftRole     string
 	applied      uint64
+	configHash   uint64                   // the hash of the config it runs (0: not announced)
 	lastClaim    map[string]time.Duration // group → when its claim last arrived here
 }
 
@@ -189,6 +203,7 @@ func NewNode(d Deps) (*Node, error) {
 		d: d, spec: d.Spec, name: d.Name, timing: d.Spec.Timing, voters: d.Spec.Voters(),
 		own: map[string]*ownState{}, vote: map[string]*voteState{}, peers: map[string]*peerState{},
 		lead: map[string]*leadState{}, data: map[string]*dataMember{}, healthSeen: map[string]bool{}, faulted: map[string]bool{},
+		dropped:   map[string]uint64{},
 		viewState: viewState{hints: map[string]cluster.Owner{}}, gossip: map[string]*unitGossip{},
 		log: d.Log,
 	}
@@ -213,11 +228,16 @@ func NewNode(d Deps) (*Node, error) {
 	}
 	for _, nd := range d.Spec.Nodes {
 		if nd.Name != n.name {
-			n.peers[nd.Name] = &peerState{groups: map[string]cluster.GroupStatus{}, released: map[string]uint64{},
-				relinquished: map[string]uint64{}, lastClaim: map[string]time.Duration{}}
+			n.peers[nd.Name] = newPeerState()
 		}
 	}
+	n.fresh = d.Fresh
 	return n, nil
+}
+
+func newPeerState() *peerState {
+	return &peerState{groups: map[string]cluster.GroupStatus{}, groupAt: map[string]time.Duration{}, released: map[string]uint64{},
+		relinquished: map[string]uint64{}, lastClaim: map[string]time.Duration{}}
 }
 
 // Start initialises the node at time now: loads durable releases and starts
@@ -252,6 +272,9 @@ func (n *Node) Tick(now time.Duration) {
 		n.log.Warn("agent was stalled; distrusting timeouts for one lease hold", "stall", gap.Round(time.Millisecond))
 	}
 	n.lastTick = now
+	if n.fresh {
+		n.caughtUp() // say so as soon as it is, not at the next claim
+	}
 	n.refreshView(now)
 	n.checkReleases(now)
 	n.selfChecks(now)
@@ -313,12 +336,24 @@ func (n *Node) Receive(now time.Duration, from string, m *cluster.Message) {
 }
 
 func (n *Node) receiveHeartbeat(now time.Duration, from string, p *peerState, m *cluster.Message) {
-	p.leaving, p.raftRole, p.applied = m.Leaving, m.RaftRole, m.Applied
+	p.leaving, p.raftRole, p.applied, p.configHash = m.Leaving, m.RaftRole, m.Applied, m.ConfigHash
 	if n.learn(m.Owners) {
 		n.StateChanged(now)
 	}
+	// Heartbeats carry a group's status when it changed and on a rotating
+	// refresh (every refreshEvery), so a group the sender has not mentioned
+	// for longer than that is one it no longer has (it reloaded a config
+	// without it, or runs one that never had it): it cannot take it, whatever
+	// it said before.
 	for _, gs := range m.Groups {
 		p.groups[gs.Group] = gs
+		p.groupAt[gs.Group] = now
+	}
+	for g, at := range p.groupAt {
+		if now-at > n.groupForget() {
+			delete(p.groups, g)
+			delete(p.groupAt, g)
+		}
 	}
 	newRelease := false
 	for _, r := range m.Released {

@@ -22,6 +22,10 @@ type Spec struct {
 	// KeepLeaderOffOwners moves quorum leadership to a voter that owns no
 	// group, so the death of an owner never also costs a leader election.
 	KeepLeaderOffOwners bool
+	// ConfigHash identifies the configuration this spec was built from
+	// (config.Config.Hash); heartbeats announce it, so status can mark the
+	// nodes that run another one.
+	ConfigHash uint64
 }
 
 // NodeSpec is one node of the cluster. Every node votes; a witness owns no

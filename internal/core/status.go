@@ -1,6 +1,7 @@
 package core
 
 import (
+	"fmt"
 	"slices"
 	"time"
 )
@@ -28,6 +29,10 @@ type Status struct {
 	// the pinned-key TLS handshake.
 	RejectedPackets     uint64 `json:"rejected_packets"`
 	RejectedQuorumConns uint64 `json:"rejected_quorum_conns"`
+	// QuorumVoters are the voters of the Raft configuration as this node
+	// knows it (set by the shell); they follow the config's nodes, one
+	// change at a time, after a reload added or removed one.
+	QuorumVoters []string `json:"quorum_voters,omitempty"`
 }
 
 // NodeStatus is one node as this agent sees it.
@@ -49,6 +54,11 @@ type NodeStatus struct {
 	// this node refused from the peer because it does not speak it (set by
 	// the shell; 0: none).
 	ProtocolMismatch int `json:"protocol_mismatch,omitempty"`
+	// ConfigHash is the hash of the config the node announced (hex, "" until
+	// heard); ConfigDiffers marks a node whose config is not this node's
+	// (a reload that has not reached every node yet).
+	ConfigHash    string `json:"config_hash,omitempty"`
+	ConfigDiffers bool   `json:"config_differs,omitempty"`
 }
 
 // GroupStatus is one group's replicated ownership plus this node's role.
@@ -131,8 +141,11 @@ func (n *Node) Status(now time.Duration) Status {
 		ns := NodeStatus{Name: nd.Name, Address: nd.Address, API: nd.API, Witness: nd.Witness, LastSeenMs: -1}
 		if nd.Name == n.name {
 			ns.Self, ns.Alive, ns.RaftRole, ns.LastSeenMs, ns.Leaving = true, true, st.RaftRole, 0, n.leaving
+			ns.ConfigHash = hashString(n.spec.ConfigHash)
 		} else if p := n.peers[nd.Name]; p != nil && p.heard {
 			ns.Alive, ns.RaftRole, ns.LastSeenMs, ns.Leaving = n.alive(now, p), p.raftRole, (now - p.lastHeard).Milliseconds(), p.leaving
+			ns.ConfigHash = hashString(p.configHash)
+			ns.ConfigDiffers = p.configHash != 0 && p.configHash != n.spec.ConfigHash
 		}
 		st.Nodes = append(st.Nodes, ns)
 	}
@@ -196,6 +209,14 @@ func (n *Node) Status(now time.Duration) Status {
 	}
 	st.Groups = foldUnits(n.spec, st.Groups)
 	return st
+}
+
+// hashString shows a config hash as 16 hex digits ("" for none).
+func hashString(h uint64) string {
+	if h == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%016x", h)
 }
 
 // foldUnits replaces the units of each active-active group by one entry for

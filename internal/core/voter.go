@@ -2,6 +2,7 @@ package core
 
 import (
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/baton-ha/baton/internal/cluster"
@@ -63,6 +64,9 @@ func (m *MemReleases) Save(released map[string]uint64) error {
 // grant applies the voter's ack rule to claims from node `from` and returns the
 // claims it acks, recording the promise.
 func (n *Node) grant(now time.Duration, from string, claims []cluster.Claim) []cluster.Claim {
+	if n.fresh && !n.caughtUp() {
+		return nil
+	}
 	var acked []cluster.Claim
 	v := n.view()
 	for _, c := range claims {
@@ -84,6 +88,36 @@ func (n *Node) grant(now time.Duration, from string, claims []cluster.Claim) []c
 		}
 	}
 	return acked
+}
+
+// caughtUp reports whether a fresh voter's view has caught up with the
+// cluster: it has heard a majority of voters (itself included) and applied
+// at least what the most advanced of them had applied when it first heard
+// that majority. A voter that lost its data_dir forgot its releases; until
+// its replica holds every commit made before it came back, its view could
+// still name an owner whose lease it released in its earlier life, and
+// acking that owner would break its promise. Once caught up, the view names
+// the current epochs, which an old owner's claim can no longer match.
+func (n *Node) caughtUp() bool {
+	if n.catchUpTo == 0 {
+		heard, most := 1, uint64(0)
+		for name, p := range n.peers {
+			if p.heard && slices.Contains(n.voters, name) {
+				heard++
+				most = max(most, p.applied)
+			}
+		}
+		if heard < n.major {
+			return false
+		}
+		n.catchUpTo = max(most, 1)
+	}
+	if n.d.Quorum.View().Index < n.catchUpTo && n.catchUpTo > 1 {
+		return false
+	}
+	n.fresh = false
+	n.log.Info("caught up with the cluster; voting again", "applied", n.d.Quorum.View().Index)
+	return true
 }
 
 // onRelinquish: the owner of (group, epoch) gave it up and stopped acting, so

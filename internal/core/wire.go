@@ -7,7 +7,10 @@ import (
 // WorstHeartbeat is the largest heartbeat node may ever send under spec: it
 // claims, relinquishes and reports on every unit it is a member of, gossips
 // an owner with a pending handoff for every unit and a release of each, and
-// every number is as long as years of failovers and writes can make it. The
+// every number is as long as years of failovers and writes can make it (and
+// the config hash is as long as it can be). A unit a reload removed is still
+// relinquished in heartbeats for a while, but the removal took more from the
+// heartbeat (its owner, release, claim and status) than that adds. The
 // config check uses it to refuse a cluster whose heartbeats would not fit in
 // a datagram, which would otherwise leave every group unserved.
 func WorstHeartbeat(spec *Spec, node string) *cluster.Message {
@@ -24,7 +27,7 @@ func WorstHeartbeat(spec *Spec, node string) *cluster.Message {
 		}
 	}
 	m := &cluster.Message{Kind: cluster.KindHeartbeat, SentAt: sent, Leaving: true, Fresh: true, RaftRole: "candidate",
-		Applied: pos, RelinquishReason: "switchover"}
+		Applied: pos, RelinquishReason: "switchover", ConfigHash: ^uint64(0)}
 	for _, u := range spec.Units {
 		m.Owners = append(m.Owners, cluster.Owner{Group: u.Name, Node: longest, Epoch: epoch, Prev: longest,
 			HandoffTo: longest, HandoffReason: "switchover"})

@@ -120,6 +120,21 @@ func groupError(group string, i int, err error) error {
 	return fmt.Errorf("group %q: checks[%d]: %w", group, i, err)
 }
 
+// AssumeHealthy makes every check start out healthy instead of unhealthy, so that it has to fail fall times
+// in a row before the group is unhealthy. A config reload that changes the checks of a healthy group uses it: the
+// new checks take over from passing ones as passing, and a reload does not make the owner give its group up
+// before the new checks said anything. Call it before Start.
+func (g *Group) AssumeHealthy() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, c := range g.checks {
+		c.healthy = true
+	}
+	g.notifyMu.Lock()
+	g.notified = true
+	g.notifyMu.Unlock()
+}
+
 // Name returns the group's name.
 func (g *Group) Name() string { return g.name }
 

@@ -825,3 +825,25 @@ func TestPublicResultsHideCredentials(t *testing.T) {
 		t.Fatalf("the redacted form is in the JSON of a result: %s", b)
 	}
 }
+
+// A reload's new checks take over from passing ones as passing: healthy from the start, unhealthy only after
+// fall failures, with no event for the assumed state.
+func TestGroupAssumeHealthy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var ev events
+		f := newFake("fail")
+		g := fakeGroup(&ev, quiet(), config.Check{Interval: dur(20 * time.Millisecond), Timeout: dur(10 * time.Millisecond), Rise: 2, Fall: 3}, f)
+		g.AssumeHealthy()
+		if !g.Healthy() {
+			t.Fatal("not healthy before the first probe")
+		}
+		g.Start(t.Context())
+		defer g.Stop()
+		t0 := time.Now()
+		step := func(to time.Duration) { time.Sleep(to - time.Since(t0)); synctest.Wait() }
+		step(50 * time.Millisecond) // probes at 0, 20, 40ms failed
+		if g.Healthy() || !ev.is(false)() {
+			t.Fatalf("healthy = %v after 3 failures with fall 3 (events %v)", g.Healthy(), ev.list())
+		}
+	})
+}

@@ -87,6 +87,9 @@ var (
 	docDBRole = Doc{"baton_db_role", "gauge", []string{"group", "member", "role"},
 		"Data-aware groups: 1 for the role the member's database reports (primary, standby, stopped, unknown)."}
 
+	docConfigReloads = Doc{"baton_config_reloads_total", "counter", []string{"result"},
+		"Config reloads on this node (SIGHUP, baton reload), by result: applied, unchanged or refused (the running config stayed)."}
+
 	docBuildInfo = Doc{"baton_build_info", "gauge", []string{"version"},
 		"Always 1; the version label names the Baton build this node runs."}
 )
@@ -99,7 +102,7 @@ var allDocs = []Doc{
 	docCheckResults, docCheckDuration, docHookRuns, docHookDuration,
 	docDNSQueries, docDNSDuration, docProxyConns,
 	docDBPosition, docDBLag, docDBSync, docDBRole,
-	docBuildInfo,
+	docConfigReloads, docBuildInfo,
 }
 
 // Describe returns the documentation of every baton_* metric, in a stable

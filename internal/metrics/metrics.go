@@ -47,7 +47,7 @@ var (
 // keep this package free of the Raft dependencies). Each is created at 0 as
 // soon as a group is known, so increase() sees the very first failover.
 var failoverReasons = []string{
-	"initial", "failure", "shutdown", "check", "switchover", "failback", "hook", "relinquish", "manual",
+	"initial", "failure", "shutdown", "check", "switchover", "failback", "hook", "relinquish", "manual", "reload",
 }
 
 // Metrics is one node's set of Baton metrics. Create it with New.
@@ -78,6 +78,7 @@ type Metrics struct {
 
 	dnsQueries  *prometheus.CounterVec
 	dnsDuration prometheus.Histogram
+	reloads     *prometheus.CounterVec
 	proxyConns  *prometheus.CounterVec
 
 	dbPosition, dbLag, dbSync, dbRole *prometheus.GaugeVec
@@ -144,6 +145,7 @@ func New(cluster, node string) *Metrics {
 		hookDuration:  histogramVec(r, docHookDuration, execBuckets),
 
 		dnsQueries:  counterVec(r, docDNSQueries),
+		reloads:     counterVec(r, docConfigReloads),
 		dnsDuration: histogram(r, docDNSDuration, rttBuckets),
 		proxyConns:  counterVec(r, docProxyConns),
 
@@ -157,6 +159,9 @@ func New(cluster, node string) *Metrics {
 		funcs: newFuncCollector(),
 	}
 	r.MustRegister(m.funcs, newStateCollector(m))
+	for _, res := range []string{ReloadApplied, ReloadUnchanged, ReloadRefused} {
+		m.reloads.WithLabelValues(res) // at 0 from the start, so increase() sees the first
+	}
 	return m
 }
 
@@ -313,6 +318,16 @@ func (m *Metrics) CheckResult(group, check string, ok bool, took time.Duration) 
 	countResult(m.checkResults, group, check, checkResultNames, ok)
 	m.checkDuration.WithLabelValues(group, check).Observe(seconds(took))
 }
+
+// Reload results (baton_config_reloads_total).
+const (
+	ReloadApplied   = "applied"
+	ReloadUnchanged = "unchanged"
+	ReloadRefused   = "refused"
+)
+
+// ConfigReload records one config reload by its result (Reload*).
+func (m *Metrics) ConfigReload(result string) { m.reloads.WithLabelValues(result).Inc() }
 
 // HookRun records one run of a hook.
 func (m *Metrics) HookRun(group, hook string, ok bool, took time.Duration) {

@@ -137,7 +137,15 @@ func BuildRev(dir, rev string) (bin, from string, err error) {
 		bin, err = Build(dir)
 		return bin, "working tree", err
 	}
-	hash, err := exec.Command("git", "rev-parse", "--verify", rev+"^{commit}").Output()
+	// From the module root: git archive in a subdirectory (a test package's)
+	// archives only that subdirectory.
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", "", err
+	}
+	revParse := exec.Command("git", "rev-parse", "--verify", rev+"^{commit}")
+	revParse.Dir = root
+	hash, err := revParse.Output()
 	if err != nil {
 		return "", "", fmt.Errorf("-rev %q: git rev-parse: %w", rev, err)
 	}
@@ -152,6 +160,7 @@ func BuildRev(dir, rev string) (bin, from string, err error) {
 		exec.Command("tar", "-xf", tar, "-C", src),
 		exec.Command("go", "build", "-o", filepath.Join(dir, "baton"), "./cmd/baton"),
 	} {
+		c.Dir = root
 		if c.Args[0] == "go" {
 			c.Dir = src
 		}

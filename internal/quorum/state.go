@@ -33,6 +33,7 @@ const (
 	ReasonHook       = "hook"       // the new owner's active hook failed
 	ReasonStart      = "start"      // the new owner's service did not become healthy within start_timeout
 	ReasonManual     = "manual"     // forced by an operator (failover --to)
+	ReasonReload     = "reload"     // a config reload removed the group or took it from its owner
 	// ReasonSync marks a history entry that is not an ownership change: the
 	// owner's set of synchronous standbys changed (data-aware groups).
 	ReasonSync = "sync"

@@ -336,6 +336,20 @@ func (c *Cluster) Kill(name string) {
 	}
 }
 
+// Reconfigure gives one running node a new spec, as a live reload of its
+// config does. The cluster's Spec, which the invariants are checked against
+// and restarted nodes boot with, stays until SetSpec.
+func (c *Cluster) Reconfigure(name string, spec *core.Spec) error {
+	n := c.nodes[name]
+	if !n.alive {
+		return nil
+	}
+	return n.core.Reconfigure(c.Local(n), spec)
+}
+
+// SetSpec makes spec the cluster's (after every node was reconfigured).
+func (c *Cluster) SetSpec(spec *core.Spec) { c.Spec = spec }
+
 // Restart boots a killed node from its durable state.
 func (c *Cluster) Restart(name string) error {
 	n := c.nodes[name]

@@ -59,6 +59,12 @@ func (f *fixedBackend) Crash()                   {}
 func (f *fixedBackend) Changed() <-chan struct{} { return nil }
 func (f *fixedBackend) Stopped() <-chan struct{} { return f.stopped }
 func (f *fixedBackend) UIEnabled() bool          { return true }
+func (f *fixedBackend) RemoveVoter(*http.Request, string) (agent.NodeRemoval, error) {
+	return agent.NodeRemoval{}, errors.New("the dashboard test removes no node")
+}
+func (f *fixedBackend) Reload(*http.Request) (agent.ReloadResult, error) {
+	return agent.ReloadResult{}, errors.New("the dashboard test does not reload")
+}
 
 func TestDashboardShowsDataAwareAndActiveActiveGroups(t *testing.T) {
 	ctx := browser(t)

@@ -67,8 +67,11 @@ type UDP struct {
 	// (misdirected packets).
 	rejectLog *rate.Limiter
 	sendMu    sync.Mutex // one Sealed buffer in use at a time
-	done      chan struct{}
-	once      sync.Once
+	// mu guards peers, byIP and the per-peer maps, which SetPeers replaces
+	// (a reload that added or removed a node).
+	mu   sync.RWMutex
+	done chan struct{}
+	once sync.Once
 }
 
 // Listen binds bind ("ip:port") and starts reading. peers maps every node
@@ -89,21 +92,55 @@ func Listen(bind, self string, inc uint64, peers map[string]string, codec *clust
 		version: map[string]*atomic.Int64{}, versionLog: map[string]*rate.Limiter{}, rejectLog: rate.NewLimiter(rate.Every(10*time.Second), 1)}
 	// Best effort: a split heartbeat from every peer arrives as one burst.
 	_ = conn.SetReadBuffer(cluster.ReadBuffer)
-	for name, a := range peers {
-		pa, err := netip.ParseAddrPort(a)
-		if err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("peer %s address %q: %w", name, a, err)
-		}
-		u.peers[name] = pa
-		u.byIP[pa.Addr().Unmap()] = name
-		u.stale[name] = &atomic.Uint64{}
-		u.staleLog[name] = rate.NewLimiter(rate.Every(10*time.Second), 1)
-		u.version[name] = &atomic.Int64{}
-		u.versionLog[name] = rate.NewLimiter(rate.Every(10*time.Second), 1)
+	if err := u.SetPeers(peers); err != nil {
+		conn.Close()
+		return nil, err
 	}
 	go u.readLoop()
 	return u, nil
+}
+
+// SetPeers replaces the nodes this transport talks to (a reload that added or
+// removed a node); a peer that stays keeps its counters. Packets from a node
+// that is no longer listed are refused as from an unknown peer.
+func (u *UDP) SetPeers(peers map[string]string) error {
+	next := make(map[string]netip.AddrPort, len(peers))
+	byIP := make(map[netip.Addr]string, len(peers))
+	for name, a := range peers {
+		pa, err := netip.ParseAddrPort(a)
+		if err != nil {
+			return fmt.Errorf("peer %s address %q: %w", name, a, err)
+		}
+		next[name] = pa
+		byIP[pa.Addr().Unmap()] = name
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.peers, u.byIP = next, byIP
+	for name := range next {
+		if u.stale[name] == nil {
+			u.stale[name] = &atomic.Uint64{}
+			u.staleLog[name] = rate.NewLimiter(rate.Every(10*time.Second), 1)
+			u.version[name] = &atomic.Int64{}
+			u.versionLog[name] = rate.NewLimiter(rate.Every(10*time.Second), 1)
+		}
+	}
+	return nil
+}
+
+func (u *UDP) peer(name string) (netip.AddrPort, bool) {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	a, ok := u.peers[name]
+	return a, ok
+}
+
+// counters returns peer's stale and version counters and their log limiters
+// (nil for a node that is not a peer).
+func (u *UDP) counters(name string) (stale *atomic.Uint64, staleLog *rate.Limiter, version *atomic.Int64, versionLog *rate.Limiter) {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	return u.stale[name], u.staleLog[name], u.version[name], u.versionLog[name]
 }
 
 // In delivers inbound messages. It is closed when the transport is closed.
@@ -131,7 +168,7 @@ func (u *UDP) SendMany(to []string, m *cluster.Message) error {
 		return first
 	}
 	for _, name := range to {
-		addr, ok := u.peers[name]
+		addr, ok := u.peer(name)
 		if !ok {
 			fail(fmt.Errorf("unknown peer %q", name))
 			continue
@@ -170,9 +207,13 @@ func (u *UDP) readLoop() {
 			u.Stats.RejectedVersion.Add(1)
 			// Unauthenticated (a future version may authenticate
 			// otherwise): attribute it by source address only.
-			if name, ok := u.byIP[src.Addr().Unmap()]; ok {
-				u.version[name].Store(int64(verr.Version))
-				if u.versionLog[name].Allow() {
+			u.mu.RLock()
+			name, ok := u.byIP[src.Addr().Unmap()]
+			u.mu.RUnlock()
+			if ok {
+				_, _, version, versionLog := u.counters(name)
+				version.Store(int64(verr.Version))
+				if versionLog.Allow() {
 					u.log.Error("refusing heartbeats from a peer that speaks another protocol version",
 						"peer", name, "its_version", verr.Version, "our_version", cluster.ProtocolVersion,
 						"fix", "run the same baton release on every node (upgrade one node at a time only between releases whose protocol versions match)")
@@ -195,7 +236,7 @@ func (u *UDP) readLoop() {
 			u.log.Debug("rejected heartbeat", "from", src, "reason", err)
 			continue
 		}
-		want, known := u.peers[env.From]
+		want, known := u.peer(env.From)
 		if !known || want.Addr().Unmap() != src.Addr().Unmap() {
 			u.Stats.RejectedUnknownPeer.Add(1)
 			u.log.Debug("rejected heartbeat: sender name does not match its address", "from", src, "claims", env.From)
@@ -207,10 +248,11 @@ func (u *UDP) readLoop() {
 			continue
 		case cluster.Stale:
 			u.Stats.RejectedReplay.Add(1)
-			u.stale[env.From].Add(1)
-			if u.staleLog[env.From].Allow() {
+			stale, staleLog, _, _ := u.counters(env.From)
+			stale.Add(1)
+			if staleLog.Allow() {
 				u.log.Warn("refusing heartbeats from a peer as stale: it restarted with a lower incarnation than before",
-					"peer", env.From, "refused", u.stale[env.From].Load(),
+					"peer", env.From, "refused", stale.Load(),
 					"fix", "its clock stepped back and its data_dir lost the incarnation file; restart that agent with its data_dir intact, or restart this one")
 			}
 			continue
@@ -237,7 +279,7 @@ func (u *UDP) Close() error {
 // VersionFrom is the protocol version of the packets last refused from peer
 // because this agent does not speak it (0: none refused).
 func (u *UDP) VersionFrom(peer string) int {
-	if v := u.version[peer]; v != nil {
+	if _, _, v, _ := u.counters(peer); v != nil {
 		return int(v.Load())
 	}
 	return 0
@@ -246,7 +288,7 @@ func (u *UDP) VersionFrom(peer string) int {
 // StaleFrom counts the packets from peer refused as stale (an incarnation
 // lower than one seen before).
 func (u *UDP) StaleFrom(peer string) uint64 {
-	if c := u.stale[peer]; c != nil {
+	if c, _, _, _ := u.counters(peer); c != nil {
 		return c.Load()
 	}
 	return 0

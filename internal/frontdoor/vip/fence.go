@@ -44,6 +44,19 @@ func HoldLine(group string, remaining time.Duration) string {
 // DropLine is the command that tells the fence to remove group's VIPs now.
 func DropLine(group string) string { return "drop " + group + "\n" }
 
+// VIPsLine is the command that tells the fence which VIPs group has from now on (after a config reload): a new
+// group is guarded from then on, and a VIP that leaves its group's list is removed if it is still present. No
+// VIPs forgets the group.
+func VIPsLine(group string, vips []VIP) string {
+	var b strings.Builder
+	b.WriteString("vips " + group)
+	for _, v := range vips {
+		b.WriteString(" " + v.Prefix.String() + " " + v.Interface)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
 // monotonicNow reads CLOCK_MONOTONIC, the clock every process on this host shares. (Go's monotonic readings count
 // from the start of each process, so they cannot be compared across the agent and the fence.)
 func monotonicNow() time.Duration {
@@ -61,6 +74,8 @@ func monotonicNow() time.Duration {
 //	hold <group> <ms> [<written-at>]   the group's VIPs must be gone <ms> milliseconds from now unless another
 //	                                   hold comes first (a new hold replaces the deadline, also with an earlier one)
 //	drop <group>                       remove the group's VIPs now
+//	vips <group> [<prefix> <iface>]...  the group's VIPs from now on (a config reload): a new group is guarded,
+//	                                   a VIP no longer listed is removed if present, no VIPs forgets the group
 //
 // "now" is when the fence reads the line, on its own monotonic clock; with the optional written-at (the agent's
 // CLOCK_MONOTONIC in nanoseconds, see HoldLine) it is when the agent wrote the line, whichever is earlier. A
@@ -264,8 +279,11 @@ func (f *fence) command(line string, now time.Time) {
 	verb := fields[0]
 	switch {
 	case verb == "hold" && (len(fields) == 3 || len(fields) == 4), verb == "drop" && len(fields) == 2:
+	case verb == "vips" && len(fields) >= 2 && len(fields)%2 == 0:
+		f.setVIPs(fields[1], fields[2:], now, bad)
+		return
 	default:
-		bad(`not "hold GROUP MS [WRITTEN-AT]" or "drop GROUP"`)
+		bad(`not "hold GROUP MS [WRITTEN-AT]", "drop GROUP" or "vips GROUP [PREFIX IFACE]..."`)
 		return
 	}
 	g := f.groups[fields[1]]
@@ -302,6 +320,47 @@ func (f *fence) command(line string, now time.Time) {
 	}
 	g.until = until
 	f.log.Debug("hold", "group", g.name, "for", g.until.Sub(now))
+}
+
+// setVIPs replaces group's VIPs with those in pairs (prefix, interface); see VIPsLine. A malformed list changes
+// nothing.
+func (f *fence) setVIPs(group string, pairs []string, now time.Time, bad func(string)) {
+	var vips []VIP
+	for i := 0; i < len(pairs); i += 2 {
+		v, err := Parse(pairs[i], pairs[i+1])
+		if err != nil {
+			bad(err.Error())
+			return
+		}
+		if g := f.group[v]; g != nil && g.name != group {
+			bad(fmt.Sprintf("%s belongs to group %s", v, g.name))
+			return
+		}
+		vips = append(vips, v)
+	}
+	g := f.groups[group]
+	if g == nil {
+		if len(vips) == 0 {
+			return
+		}
+		g = &fenceGroup{name: group}
+		f.groups[group] = g
+	}
+	for _, v := range g.vips {
+		if !slices.Contains(vips, v) {
+			delete(f.group, v)
+			delete(f.checks, v)
+			f.remove(v, now)
+		}
+	}
+	g.vips = vips
+	for _, v := range vips {
+		f.group[v] = g
+	}
+	if len(vips) == 0 {
+		delete(f.groups, group)
+	}
+	f.log.Info("the group's VIPs changed", "group", group, "vips", vips)
 }
 
 // due removes the VIPs of the groups whose deadline has come and makes the checks that are due.

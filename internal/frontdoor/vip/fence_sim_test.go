@@ -255,6 +255,51 @@ func TestFenceSimDrop(t *testing.T) {
 	})
 }
 
+// A reload moves db to another address while it is held, adds a group and forgets web: the old address of db
+// goes, the new one is guarded by db's hold, the new group's address by its own, and web's addresses are no
+// longer the fence's business (the agent removed them; the fence removes them too).
+func TestFenceSimVIPs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := startSim(t)
+		s.send("hold db 1000")
+		s.send("hold web 1000")
+		s.add(dbV4, webV4)
+		dbNew := VIP{Prefix: netip.MustParsePrefix("10.77.9.3/24"), Interface: "eth0"}
+		s.send(strings.TrimSuffix(VIPsLine("db", []VIP{dbV4, dbNew}), "\n"))
+		s.add(dbNew)
+		s.send(strings.TrimSuffix(VIPsLine("db", []VIP{dbNew}), "\n"))
+		s.want(webV4)
+		if !s.kernel.has(dbNew) {
+			t.Fatal("the new address of db went at once")
+		}
+		s.send(strings.TrimSuffix(VIPsLine("web", nil), "\n"))
+		s.want()
+		api := VIP{Prefix: netip.MustParsePrefix("10.77.9.4/24"), Interface: "eth0"}
+		s.send(strings.TrimSuffix(VIPsLine("api", []VIP{api}), "\n"))
+		s.send("hold api 2000")
+		s.add(api)
+		s.sleep(time.Second)
+		if s.kernel.has(dbNew) {
+			t.Error("db's new address outlived db's hold")
+		}
+		if !s.kernel.has(api) {
+			t.Error("api's address went before its hold ran out")
+		}
+		s.sleep(time.Second)
+		if s.kernel.has(api) {
+			t.Error("api's address outlived its hold")
+		}
+		// An address of another group is refused, and changes nothing.
+		s.send(strings.TrimSuffix(VIPsLine("db", []VIP{api}), "\n"))
+		s.send("hold db 5000")
+		s.add(dbNew)
+		s.sleep(time.Second)
+		if !s.kernel.has(dbNew) {
+			t.Error("a refused vips line changed db's addresses")
+		}
+	})
+}
+
 func TestFenceSimEOF(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := startSim(t)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/baton-ha/baton/internal/quorum"
@@ -73,6 +74,12 @@ type RaftConfig struct {
 	// one goroutine, coalesced: several changes may yield one call, and a call
 	// always follows the last change. It may block; raft does not wait for it.
 	OnChange func()
+	// DeferBootstrap leaves a node without raft state unbootstrapped: it
+	// waits for a leader to add it (a node joining a running cluster, or one
+	// replacing a member whose data_dir is gone), unless the caller decides
+	// the cluster is new and calls Bootstrap. Without it such a node
+	// bootstraps with Peers at once.
+	DeferBootstrap bool
 	// Transport, if set, replaces the TLS transport (tests pass
 	// raft.NewInmemTransport). Raft owns it once OpenRaft succeeds and closes
 	// it on Close; a failed OpenRaft leaves it open.
@@ -81,12 +88,17 @@ type RaftConfig struct {
 
 // Raft is the durable Quorum: hashicorp/raft over TLS with raft-boltdb.
 type Raft struct {
-	id     string
-	raft   *raft.Raft
-	fsm    *FSM
-	peers  map[string]string // ID → address
-	stream *TLSStreamLayer   // nil with a caller-supplied Transport
-	bolt   *raftboltdb.BoltStore
+	id      string
+	raft    *raft.Raft
+	fsm     *FSM
+	peersMu sync.Mutex
+	peers   map[string]string // ID → address (under peersMu)
+	stream  *TLSStreamLayer   // nil with a caller-supplied Transport
+	bolt    *raftboltdb.BoltStore
+	// fresh: the stores held no state at open and Bootstrap has not run.
+	fresh    atomic.Bool
+	boot     raft.Configuration
+	changeMu sync.Mutex // one membership change at a time
 
 	obsCh  chan raft.Observation
 	obs    *raft.Observer
@@ -229,17 +241,17 @@ func OpenRaft(cfg RaftConfig) (r *Raft, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("quorum: read raft state: %w", err)
 	}
-	if !has {
-		var conf raft.Configuration
-		for _, p := range cfg.Peers {
-			conf.Servers = append(conf.Servers, raft.Server{
-				Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr),
-			})
-		}
-		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, conf); err != nil {
+	for _, p := range cfg.Peers {
+		r.boot.Servers = append(r.boot.Servers, raft.Server{
+			Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr),
+		})
+	}
+	if !has && !cfg.DeferBootstrap {
+		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, r.boot); err != nil {
 			return nil, fmt.Errorf("quorum: bootstrap: %w", err)
 		}
 	}
+	r.fresh.Store(!has && cfg.DeferBootstrap)
 
 	r.fsm = NewFSM(logger)
 	r.fsm.OnApply = r.notify
@@ -487,11 +499,88 @@ func (r *Raft) TransferLeadership(to string) error {
 	if to == "" {
 		return mapErr(r.raft.LeadershipTransfer().Error())
 	}
+	r.peersMu.Lock()
 	addr, ok := r.peers[to]
+	r.peersMu.Unlock()
 	if !ok {
 		return fmt.Errorf("quorum: transfer leadership: %q is not a voter", to)
 	}
 	return mapErr(r.raft.LeadershipTransferToServer(raft.ServerID(to), raft.ServerAddress(addr)).Error())
+}
+
+// Fresh reports whether this node opened empty stores with DeferBootstrap
+// and has not bootstrapped: it waits to be added by a leader.
+func (r *Raft) Fresh() bool { return r.fresh.Load() }
+
+// Bootstrap starts a new cluster from the Peers given to OpenRaft (every node
+// of a new cluster does so with the same list). Only for a Fresh node.
+func (r *Raft) Bootstrap() error {
+	if !r.fresh.Load() {
+		return errors.New("quorum: bootstrap: this node already has raft state")
+	}
+	err := r.raft.BootstrapCluster(r.boot).Error()
+	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("quorum: bootstrap: %w", err)
+	}
+	r.fresh.Store(false)
+	return nil
+}
+
+// SetPeers replaces the cluster's nodes this store knows (after a reload added
+// or removed one): whom it may transfer leadership to and, with the TLS
+// transport, whose connections it accepts. The raft configuration itself
+// changes only through AddVoter and RemoveServer on the leader.
+func (r *Raft) SetPeers(peers []Peer) error {
+	m := make(map[string]string, len(peers))
+	var addrs []netip.Addr
+	anyAddr := false
+	for _, p := range peers {
+		m[p.ID] = p.Addr
+		if ap, err := netip.ParseAddrPort(p.Addr); err == nil {
+			addrs = append(addrs, ap.Addr())
+		} else {
+			anyAddr = true
+		}
+	}
+	r.peersMu.Lock()
+	r.peers = m
+	r.peersMu.Unlock()
+	if r.stream != nil && !anyAddr {
+		r.stream.setAllowed(addrs)
+	}
+	return nil
+}
+
+// Voters returns the voters of the latest raft configuration this node
+// knows (committed or not), by ID and address.
+func (r *Raft) Voters() ([]Peer, error) {
+	f := r.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	var out []Peer
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			out = append(out, Peer{ID: string(s.ID), Addr: string(s.Address)})
+		}
+	}
+	return out, nil
+}
+
+// AddVoter makes id a voter at addr and waits until the change is committed
+// (leader only; one membership change at a time).
+func (r *Raft) AddVoter(id, addr string, timeout time.Duration) error {
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
+	return mapErr(r.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout).Error())
+}
+
+// RemoveServer removes id from the raft configuration and waits until the
+// change is committed (leader only; one membership change at a time).
+func (r *Raft) RemoveServer(id string, timeout time.Duration) error {
+	r.changeMu.Lock()
+	defer r.changeMu.Unlock()
+	return mapErr(r.raft.RemoveServer(raft.ServerID(id), 0, timeout).Error())
 }
 
 func mapErr(err error) error {

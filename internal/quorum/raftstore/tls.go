@@ -70,8 +70,8 @@ type TLSStreamLayer struct {
 	// allowed lists the addresses inbound connections may come from (the
 	// cluster's nodes); nil accepts any. A connection from anywhere else is
 	// closed before any handshake work.
-	allowed map[netip.Addr]bool
-	local   *net.TCPAddr // the source address of dialed connections (this node's)
+	allowed atomic.Pointer[map[netip.Addr]bool] // see setAllowed
+	local   *net.TCPAddr                        // the source address of dialed connections (this node's)
 	// perSource counts in-flight handshakes by remote address (under mu).
 	perSource map[netip.Addr]int
 	// logLimit keeps a flood of rejections from flooding the log; the
@@ -101,6 +101,16 @@ type tlsOptions struct {
 // The concrete type is *TLSStreamLayer (for Rejected).
 func NewTLSStreamLayer(bind string, secret []byte, cluster string) (raft.StreamLayer, error) {
 	return newTLSStreamLayer(bind, secret, cluster, tlsOptions{})
+}
+
+// setAllowed replaces the addresses inbound connections may come from (the
+// cluster's nodes, after a reload added or removed one).
+func (l *TLSStreamLayer) setAllowed(addrs []netip.Addr) {
+	m := make(map[netip.Addr]bool, len(addrs))
+	for _, a := range addrs {
+		m[a.Unmap()] = true
+	}
+	l.allowed.Store(&m)
 }
 
 func newTLSStreamLayer(bind string, secret []byte, cluster string, o tlsOptions) (*TLSStreamLayer, error) {
@@ -157,10 +167,7 @@ func newTLSStreamLayer(bind string, secret []byte, cluster string, o tlsOptions)
 		logLimit:  rate.NewLimiter(rate.Every(time.Second), 5),
 	}
 	if o.allowed != nil {
-		l.allowed = map[netip.Addr]bool{}
-		for _, a := range o.allowed {
-			l.allowed[a.Unmap()] = true
-		}
+		l.setAllowed(o.allowed)
 	}
 	if o.local.IsValid() && !o.local.IsUnspecified() {
 		l.local = net.TCPAddrFromAddrPort(netip.AddrPortFrom(o.local, 0))
@@ -242,7 +249,7 @@ func (l *TLSStreamLayer) acceptLoop() {
 		}
 		delay = 0
 		src := remoteAddr(raw)
-		if l.allowed != nil && !l.allowed[src] {
+		if allowed := l.allowed.Load(); allowed != nil && !(*allowed)[src] {
 			l.reject(raw, "not a cluster node's address")
 			continue
 		}

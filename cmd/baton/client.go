@@ -106,9 +106,22 @@ func (f *apiFlags) get(path string, v any) error {
 	if err != nil {
 		return err
 	}
+	// Reads need no token, but with it the agent shows the check details it
+	// hides from others (credentials in a check's URL, an exec check's output).
+	tok, err := f.token()
+	if err != nil {
+		return err
+	}
 	c := &http.Client{Timeout: 5 * time.Second}
 	url := base + path
-	resp, err := c.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return unreachable(base, err)
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,5 +46,30 @@ api: {token: "s3cret"}
 	f = &apiFlags{cfgPath: filepath.Join(dir, "missing.yaml")}
 	if u, err := f.base(); err != nil || u != "http://127.0.0.1:7480" {
 		t.Fatalf("no config file: %q, %v, want the local default", u, err)
+	}
+}
+
+// TestCLIReadsSendTheToken: reads carry the API token when the CLI has one
+// (the agent then shows the check details it hides from others), and none
+// when it has none.
+func TestCLIReadsSendTheToken(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Authorization"))
+		_, _ = w.Write([]byte("[]"))
+	}))
+	defer srv.Close()
+	t.Setenv("BATON_API_TOKEN", "read-tok")
+	f := &apiFlags{url: srv.URL, cfgPath: filepath.Join(t.TempDir(), "none.yaml")}
+	var v []any
+	if err := f.get("/v1/events", &v); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("BATON_API_TOKEN", "")
+	if err := f.get("/v1/events", &v); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != "Bearer read-tok" || got[1] != "" {
+		t.Fatalf("Authorization headers sent: %q, want [\"Bearer read-tok\" \"\"]", got)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/baton-ha/baton/internal/agent"
 	"github.com/baton-ha/baton/internal/api/ui"
 	"github.com/baton-ha/baton/internal/core"
+	"github.com/baton-ha/baton/internal/health"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
@@ -139,7 +141,30 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
+	if !s.authorized(r) {
+		publicChecks(&st)
+	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+// authorized reports whether r carries the API token. Reads need none, but
+// only a reader with it sees the check details that may hold credentials.
+func (s *Server) authorized(r *http.Request) bool {
+	want := s.b.Token()
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return want != "" && ok && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// publicChecks replaces the check results in st by what anyone may see: an
+// http check's URL without its password and query values, an exec check's
+// exit status without its output (health.Result.Public).
+func publicChecks(st *core.Status) {
+	st.Groups = slices.Clone(st.Groups) // the backend's may be shared
+	for i := range st.Groups {
+		if cs, ok := st.Groups[i].Checks.([]health.CheckState); ok {
+			st.Groups[i].Checks = health.PublicStates(cs)
+		}
+	}
 }
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
@@ -162,6 +187,9 @@ func (s *Server) findGroup(w http.ResponseWriter, r *http.Request) (core.GroupSt
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return core.GroupStatus{}, false
+	}
+	if !s.authorized(r) {
+		publicChecks(&st)
 	}
 	name := r.PathValue("group")
 	for _, g := range st.Groups {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/baton-ha/baton/internal/agent"
 	"github.com/baton-ha/baton/internal/core"
+	"github.com/baton-ha/baton/internal/health"
 	"github.com/baton-ha/baton/internal/quorum"
 )
 
@@ -283,5 +284,40 @@ func TestConsistentReads(t *testing.T) {
 	// A node that is no longer the leader refuses to hand out a read index.
 	if code, _ := do(t, h, "GET", "/v1/internal/read-index", "", ""); code != http.StatusServiceUnavailable {
 		t.Errorf("read-index on a follower: %d", code)
+	}
+}
+
+// TestStatusHidesCheckCredentialsWithoutToken: check details that may hold
+// credentials are shown only to a request with the API token.
+func TestStatusHidesCheckCredentialsWithoutToken(t *testing.T) {
+	res := health.Result{Detail: "exit status 1: password=hunter2", Redacted: "exit status 1 (output hidden: send the API token to see it)"}
+	b := &fakeBackend{token: "tok", st: core.Status{Node: "n1", Leader: "n1", Groups: []core.GroupStatus{{Name: "web",
+		Checks: []health.CheckState{{Name: "exec[0]", Type: "exec", Last: res, LastFailure: res}}}}}}
+	h := New(b, slog.New(slog.DiscardHandler))
+	get := func(path, auth string) string {
+		req := httptest.NewRequest("GET", path, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Fatalf("GET %s: %d %s", path, rec.Code, rec.Body)
+		}
+		return rec.Body.String()
+	}
+	for _, path := range []string{"/v1/status", "/v1/groups/web"} {
+		for _, auth := range []string{"", "Bearer wrong", "Basic dG9rOg=="} {
+			if body := get(path, auth); strings.Contains(body, "hunter2") || !strings.Contains(body, "output hidden") {
+				t.Errorf("GET %s with %q: %s", path, auth, body)
+			}
+		}
+		if body := get(path, "Bearer tok"); !strings.Contains(body, "password=hunter2") {
+			t.Errorf("GET %s with the token: %s", path, body)
+		}
+	}
+	// The backend's own status is left as it was.
+	if cs := b.st.Groups[0].Checks.([]health.CheckState); cs[0].Last.Detail != res.Detail {
+		t.Errorf("redaction changed the backend's status: %+v", cs[0])
 	}
 }

@@ -228,6 +228,9 @@ func (s *snapshotter) take(ctx context.Context, b Backend, force bool) ([][]byte
 	if err != nil {
 		return nil, err
 	}
+	// A browser's EventSource cannot send the API token, and the stream is
+	// shared by every viewer: check details are always the public ones.
+	publicChecks(&st)
 	ev, err := b.Events(req)
 	if err != nil {
 		return nil, err

@@ -467,3 +467,18 @@ func TestStreamOutlivesServerTimeouts(t *testing.T) {
 	}
 	t.Logf("%d statuses over 1.5s through 300ms server timeouts", n)
 }
+
+// TestStreamStatusHidesCheckCredentials: the event stream (no token: an
+// EventSource cannot send one) carries only the public check details.
+func TestStreamStatusHidesCheckCredentials(t *testing.T) {
+	b := newStreamBackend(t)
+	b.token = "tok"
+	res := health.Result{Detail: "http 503 from http://u:hunter2@127.0.0.1/", Redacted: "http 503 from http://u:xxxxx@127.0.0.1/"}
+	b.st.Groups[0].Checks = []health.CheckState{{Name: "http[0]", Type: "http", Last: res}}
+	_, srv := server(t, b)
+	s := openStream(t, srv.URL, "")
+	f := s.until(5*time.Second, "a status frame", func(f sseFrame) bool { return f.event == "status" })
+	if strings.Contains(f.data, "hunter2") || !strings.Contains(f.data, "u:xxxxx@") {
+		t.Fatalf("status frame: %s", f.data)
+	}
+}

@@ -33,6 +33,34 @@ type Result struct {
 	Took time.Duration `json:"took"`
 	// At is when the probe started; zero if there has been no probe yet.
 	At time.Time `json:"at,omitzero"`
+	// Redacted is Detail without what only the API token's holders may see (the password and query of an http
+	// check's URL, an exec check's output); "" when Detail holds nothing of the kind. Never in JSON: Public
+	// puts it in Detail's place.
+	Redacted string `json:"-"`
+}
+
+// Public returns r as an API reader without the token may see it: Detail replaced by Redacted, if set.
+func (r Result) Public() Result {
+	if r.Redacted != "" {
+		r.Detail = r.Redacted
+	}
+	r.Redacted = ""
+	return r
+}
+
+// Public returns s with its results made public (see Result.Public).
+func (s CheckState) Public() CheckState {
+	s.Last, s.LastFailure = s.Last.Public(), s.LastFailure.Public()
+	return s
+}
+
+// PublicStates returns states with every result made public, leaving states as they are.
+func PublicStates(states []CheckState) []CheckState {
+	out := make([]CheckState, len(states))
+	for i, s := range states {
+		out[i] = s.Public()
+	}
+	return out
 }
 
 // resultJSON is Result on the wire: Took is written as a duration string ("1.5ms"), as config.Duration is.

@@ -780,3 +780,48 @@ func TestREADMEExamples(t *testing.T) {
 		t.Errorf("found %d examples in README.md, want at least 4", n)
 	}
 }
+
+// TestPublicResultsHideCredentials: an http check's URL password and query
+// values, and an exec check's output, are in Detail but not in the public
+// form that API readers without the token get.
+func TestPublicResultsHideCredentials(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
+	defer srv.Close()
+	u := strings.Replace(srv.URL, "http://", "http://monitor:hunter2@", 1) + "/healthz?token=tok-s3cret"
+	r := probe(t, config.Check{Type: "http", URL: u, Timeout: dur(2 * time.Second)})
+	if r.OK || !strings.Contains(r.Detail, "hunter2") || !strings.Contains(r.Detail, "tok-s3cret") {
+		t.Fatalf("full detail %q: want the 503 with the URL as configured", r.Detail)
+	}
+	pub := r.Public()
+	if strings.Contains(pub.Detail, "hunter2") || strings.Contains(pub.Detail, "tok-s3cret") || pub.Redacted != "" {
+		t.Fatalf("public detail %q leaks the URL's credentials", pub.Detail)
+	}
+	if want := "http 503 from " + strings.Replace(srv.URL, "http://", "http://monitor:xxxxx@", 1) + "/healthz?token=xxxxx"; pub.Detail != want {
+		t.Fatalf("public detail %q, want %q", pub.Detail, want)
+	}
+	// A connection error (net/http prints the URL with the password as ***).
+	srv.Close()
+	r = probe(t, config.Check{Type: "http", URL: u, Timeout: dur(2 * time.Second)})
+	if pub := r.Public(); r.OK || strings.Contains(pub.Detail, "hunter2") || strings.Contains(pub.Detail, "tok-s3cret") || !strings.Contains(pub.Detail, "xxxxx") {
+		t.Fatalf("connection refused: full %q, public %q", r.Detail, pub.Detail)
+	}
+	// A URL without credentials is shown as it is.
+	if r := probe(t, config.Check{Type: "http", URL: "http://127.0.0.1:1/x", Timeout: dur(time.Second)}); r.Redacted != "" || r.Public().Detail != r.Detail {
+		t.Fatalf("plain URL redacted: %q → %q", r.Detail, r.Public().Detail)
+	}
+
+	r = probe(t, config.Check{Type: "exec", Command: []string{"/bin/sh", "-c", "echo connecting with password=hunter2; exit 2"}, Timeout: dur(5 * time.Second)})
+	if !strings.Contains(r.Detail, "password=hunter2") {
+		t.Fatalf("exec detail %q: want the output", r.Detail)
+	}
+	if got := r.Public().Detail; got != "exit status 2 (output hidden: send the API token to see it)" {
+		t.Fatalf("public exec detail %q", got)
+	}
+	st := PublicStates([]CheckState{{Name: "exec[0]", Last: r, LastFailure: r}})
+	if strings.Contains(st[0].Last.Detail, "hunter2") || strings.Contains(st[0].LastFailure.Detail, "hunter2") {
+		t.Fatalf("PublicStates leaks: %+v", st[0])
+	}
+	if b, _ := json.Marshal(r); strings.Contains(string(b), "output hidden") {
+		t.Fatalf("the redacted form is in the JSON of a result: %s", b)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -46,6 +47,8 @@ func (t *tcpChecker) Check(ctx context.Context) Result {
 // want, if want is set.
 type httpChecker struct {
 	url     string
+	secrets []string // forms of url that show its password or query, as they may appear in a detail
+	public  string   // url with the password and query values replaced by "xxxxx"
 	lo, hi  int
 	want    []byte
 	timeout time.Duration
@@ -54,8 +57,11 @@ type httpChecker struct {
 
 func newHTTP(c config.Check) *httpChecker {
 	lo, hi := c.ExpectStatusRange()
+	public, secrets := redactURL(c.URL)
 	return &httpChecker{
 		url:     c.URL,
+		public:  public,
+		secrets: secrets,
 		lo:      lo,
 		hi:      hi,
 		want:    []byte(c.BodyContains),
@@ -82,7 +88,14 @@ func (h *httpChecker) Check(ctx context.Context) Result {
 	ctx, cancel, budget := withTimeout(ctx, h.timeout)
 	defer cancel()
 	res := func(ok bool, detail string) Result {
-		return Result{OK: ok, Detail: detail, Took: time.Since(start), At: start}
+		r := Result{OK: ok, Detail: detail, Took: time.Since(start), At: start}
+		if len(h.secrets) > 0 {
+			r.Redacted = detail
+			for _, s := range h.secrets {
+				r.Redacted = strings.ReplaceAll(r.Redacted, s, h.public)
+			}
+		}
+		return r
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url, nil)
 	if err != nil {
@@ -115,6 +128,43 @@ func (h *httpChecker) Check(ctx context.Context) Result {
 	default:
 		return res(false, fmt.Sprintf("%s: body does not contain %q (in the first %d KiB)", status, h.want, MaxBody>>10))
 	}
+}
+
+// redactURL returns raw with its password and query values replaced by "xxxxx", and the forms of raw that would
+// give them away in a detail (raw itself, and net/http's error form with the password as "***"); no forms when
+// raw has neither a password nor a query.
+func redactURL(raw string) (public string, secrets []string) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw, nil
+	}
+	_, hasPassword := u.User.Password()
+	if !hasPassword && u.RawQuery == "" {
+		return raw, nil
+	}
+	p := *u
+	if hasPassword {
+		p.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			q[k] = []string{"xxxxx"}
+		}
+		p.RawQuery = q.Encode()
+	}
+	public = p.String()
+	secrets = []string{raw, u.String()}
+	if hasPassword {
+		// net/http's errors print the URL with the password as "***" (and the query as it is).
+		s := *u
+		s.User = url.UserPassword(u.User.Username(), "***")
+		secrets = append(secrets, s.String())
+	}
+	if u.RawQuery != "" {
+		secrets = append(secrets, "?"+u.RawQuery) // whatever else quotes the query
+	}
+	return public, secrets
 }
 
 // bodyContains reads up to MaxBody bytes of r and reports whether they contain want. It stops reading as soon as
@@ -189,6 +239,9 @@ func (e *execChecker) Check(ctx context.Context) Result {
 		r.Detail = err.Error() // "exit status 1", "signal: segmentation fault"
 	}
 	if o := out.String(); o != "" {
+		// The output may hold anything the check prints (connection strings, tokens): only readers with the
+		// API token see it.
+		r.Redacted = r.Detail + " (output hidden: send the API token to see it)"
 		r.Detail += ": " + o
 	}
 	return r

@@ -2,7 +2,9 @@ package service
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -607,17 +609,106 @@ func logLines(r *os.File, log *slog.Logger, wg *sync.WaitGroup) {
 	}
 }
 
+// pidRecord is a pidfile's content: the service's process group and what tells that group from an unrelated one
+// that later got the same number (after a reboot, or once the number was free again): the boot it was started in
+// and its leader's start time.
+type pidRecord struct {
+	Pgid int `json:"pgid"`
+	// BootID is /proc/sys/kernel/random/boot_id when the group was started: a pidfile from an earlier boot names
+	// no process of ours.
+	BootID string `json:"boot_id"`
+	// StartTicks is the leader's start time (field 22 of /proc/PID/stat: clock ticks since boot).
+	StartTicks uint64 `json:"start_ticks"`
+}
+
+// procRoot is where the proc filesystem is mounted.
+const procRoot = "/proc"
+
+func bootID() (string, error) {
+	b, err := os.ReadFile(filepath.Join(procRoot, "sys/kernel/random/boot_id"))
+	if err != nil {
+		return "", err
+	}
+	id := strings.TrimSpace(string(b))
+	if id == "" {
+		return "", errors.New("empty boot_id")
+	}
+	return id, nil
+}
+
+// procStat returns the process group and the start time (clock ticks since boot) of process pid.
+func procStat(pid int) (pgrp int, startTicks uint64, err error) {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, 0, err
+	}
+	// "pid (comm) state ppid pgrp ... starttime ...": comm may hold spaces and parentheses, so fields are counted
+	// after the last ')'. After it come field 3 (state) onwards.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields after the command name, want at least 20", pid, len(f))
+	}
+	if pgrp, err = strconv.Atoi(f[2]); err != nil { // field 5
+		return 0, 0, fmt.Errorf("/proc/%d/stat: pgrp: %w", pid, err)
+	}
+	if startTicks, err = strconv.ParseUint(f[19], 10, 64); err != nil { // field 22
+		return 0, 0, fmt.Errorf("/proc/%d/stat: starttime: %w", pid, err)
+	}
+	return pgrp, startTicks, nil
+}
+
 func writePidfile(path string, pgid int) error {
+	rec := pidRecord{Pgid: pgid}
+	var err error
+	if rec.BootID, err = bootID(); err != nil {
+		return fmt.Errorf("boot id: %w", err)
+	}
+	if _, rec.StartTicks, err = procStat(pgid); err != nil {
+		return fmt.Errorf("start time of %d: %w", pgid, err)
+	}
+	b, _ := json.Marshal(rec)
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pgid)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)
 }
 
+// leftover decides whether rec still names the process group an earlier agent started, and why not if not. The
+// group is ours when this is the boot it was started in and either its leader is alive with the recorded start
+// time, or the leader is gone but members of the group remain: Linux does not hand out a number that is still some
+// group's id, so the leader's number cannot have been reused while its group lives on.
+func leftover(rec pidRecord) (ours bool, why string) {
+	boot, err := bootID()
+	if err != nil {
+		return false, "cannot read this boot's id: " + err.Error()
+	}
+	if rec.BootID != boot {
+		return false, "recorded in an earlier boot"
+	}
+	if syscall.Kill(-rec.Pgid, 0) != nil {
+		return false, "the process group is gone"
+	}
+	pgrp, start, err := procStat(rec.Pgid)
+	switch {
+	case err != nil:
+		return true, "" // the leader is gone; its group lives on
+	case pgrp == rec.Pgid && start == rec.StartTicks:
+		return true, ""
+	default:
+		return false, fmt.Sprintf("process %d started at tick %d (recorded %d) in group %d: the number was reused", rec.Pgid, start, rec.StartTicks, pgrp)
+	}
+}
+
 // CleanupLeftovers runs at agent start, before any supervisor: for every <group>.pid in stateDir whose process
-// group still exists (a previous agent died; Pdeathsig killed its direct children but not their children), it
-// kills the group with SIGKILL. Every pidfile is removed. It returns the process groups it killed.
+// group is still the one an earlier agent started (same boot, same leader start time; a previous agent died, and
+// Pdeathsig killed its direct children but not their children), it kills the group with SIGKILL. A pidfile from
+// an earlier boot, or whose number now belongs to some other process, is only removed: the agent never signals
+// a group it cannot prove it started. Every pidfile is removed. It returns the process groups it killed.
 func CleanupLeftovers(stateDir string, log *slog.Logger) ([]int, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -635,17 +726,28 @@ func CleanupLeftovers(stateDir string, log *slog.Logger) ([]int, error) {
 			continue
 		}
 		group := strings.TrimSuffix(filepath.Base(f), ".pid")
-		pgid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		switch {
-		case err != nil || pgid <= 1: // kill(-1) would signal every process we may signal
-			log.Warn("ignoring malformed pidfile", "file", f, "content", strings.TrimSpace(string(b)))
-		case syscall.Kill(-pgid, 0) == nil:
-			if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil {
-				errs = append(errs, fmt.Errorf("kill leftover process group %d of %s: %w", pgid, group, err))
+		var rec pidRecord
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		switch err := dec.Decode(&rec); {
+		case err != nil || rec.Pgid <= 1 || rec.BootID == "": // kill(-1) would signal every process we may signal
+			log.Warn("ignoring a pidfile without a process group, boot id and start time (malformed, or from an older baton); kill the service's leftovers by hand if there are any",
+				"file", f, "content", strings.TrimSpace(string(b)))
+		default:
+			ours, why := leftover(rec)
+			if !ours {
+				log.Info("stale pidfile: not signalling its process group", "group", group, "pgid", rec.Pgid, "why", why)
+				break
+			}
+			if err := syscall.Kill(-rec.Pgid, syscall.SIGKILL); err != nil {
+				if errors.Is(err, syscall.ESRCH) {
+					break // it ended meanwhile
+				}
+				errs = append(errs, fmt.Errorf("kill leftover process group %d of %s: %w", rec.Pgid, group, err))
 				continue // keep the pidfile: the group is still there
 			}
-			log.Warn("killed leftover service process group", "group", group, "pgid", pgid)
-			killed = append(killed, pgid)
+			log.Warn("killed leftover service process group", "group", group, "pgid", rec.Pgid)
+			killed = append(killed, rec.Pgid)
 		}
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)

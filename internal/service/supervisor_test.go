@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,8 +63,8 @@ func newTestSupervisor(t *testing.T, o SupervisorOptions) (*Supervisor, *syncBuf
 	return s, logs
 }
 
-// procStat returns the state letter and process group of pid; ok is false when it does not exist.
-func procStat(pid int) (state byte, pgrp int, ok bool) {
+// procState returns the state letter and process group of pid; ok is false when it does not exist.
+func procState(pid int) (state byte, pgrp int, ok bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, 0, false
@@ -80,7 +81,7 @@ func procStat(pid int) (state byte, pgrp int, ok bool) {
 // alive reports whether pid runs. Orphans are reparented to PID 1, which may never reap them here, so a zombie
 // counts as dead.
 func alive(pid int) bool {
-	st, _, ok := procStat(pid)
+	st, _, ok := procState(pid)
 	return ok && st != 'Z'
 }
 
@@ -92,7 +93,7 @@ func groupAlive(pgid int) bool {
 		if err != nil {
 			continue
 		}
-		if st, pgrp, ok := procStat(pid); ok && pgrp == pgid && st != 'Z' {
+		if st, pgrp, ok := procState(pid); ok && pgrp == pgid && st != 'Z' {
 			return true
 		}
 	}
@@ -127,8 +128,11 @@ func TestSupervisorRunsInItsOwnGroupAndLogsOutput(t *testing.T) {
 		t.Fatalf("pid %d has process group %d (%v), want its own (ours is %d)", pid, pgid, err, syscall.Getpgrp())
 	}
 	b, err := os.ReadFile(s.pidfile)
-	if err != nil || string(b) != strconv.Itoa(pid)+"\n" {
-		t.Fatalf("pidfile = %q, %v; want %d", b, err, pid)
+	var rec pidRecord
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	_, start, _ := procStat(pid)
+	if err != nil || json.Unmarshal(b, &rec) != nil || rec.Pgid != pid || rec.BootID != strings.TrimSpace(string(boot)) || rec.StartTicks != start || start == 0 {
+		t.Fatalf("pidfile = %q, %v; want pgid %d, boot id %s, start %d", b, err, pid, boot, start)
 	}
 	if fi, err := os.Stat(filepath.Dir(s.pidfile)); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("state dir mode = %v, %v; want 0700", fi.Mode(), err)
@@ -396,24 +400,46 @@ func TestSupervisorPromoteDemote(t *testing.T) {
 	}
 }
 
-func TestCleanupLeftovers(t *testing.T) {
-	dir := t.TempDir()
-	// A service left by a dead agent: its own process group, with a child of its own.
-	cmd := exec.Command("/bin/sh", "-c", "sleep 1000 & exec sleep 1000")
+// startGroup starts argv as the leader of a new process group (as the supervisor does) and returns it with a
+// channel closed once it has been reaped; the group is killed at the end of the test.
+func startGroup(t *testing.T, argv ...string) (*exec.Cmd, <-chan error) {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var waitErr error
-	waited := make(chan struct{})
-	go func() { waitErr = cmd.Wait(); close(waited) }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-waited
-	})
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	return cmd, waited
+}
+
+func writeRecord(t *testing.T, path string, rec pidRecord) {
+	t.Helper()
+	b, _ := json.Marshal(rec)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCleanupLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	// A service left by a dead agent: its own process group, with a child of its own.
+	cmd, waited := startGroup(t, "/bin/sh", "-c", "sleep 1000 & exec sleep 1000")
 	pgid := cmd.Process.Pid
 	if err := writePidfile(filepath.Join(dir, "web.pid"), pgid); err != nil {
 		t.Fatal(err)
+	}
+	// One whose leader is gone (and reaped) while a child of it lives on in its group.
+	orphanLeader, orphanWaited := startGroup(t, "/bin/sh", "-c", "sleep 1000 >/dev/null 2>&1 & echo started")
+	opgid := orphanLeader.Process.Pid
+	if err := writePidfile(filepath.Join(dir, "api.pid"), opgid); err != nil {
+		t.Fatal(err)
+	}
+	<-orphanWaited
+	if !groupAlive(opgid) {
+		t.Fatal("the orphan's group is gone before the test")
 	}
 	// A group that is gone, and a pidfile that must never turn into kill(-1).
 	gone := exec.Command("/bin/true")
@@ -421,9 +447,14 @@ func TestCleanupLeftovers(t *testing.T) {
 	if err := gone.Run(); err != nil {
 		t.Fatal(err)
 	}
-	if err := writePidfile(filepath.Join(dir, "db.pid"), gone.Process.Pid); err != nil {
+	if err := writePidfile(filepath.Join(dir, "db.pid"), gone.Process.Pid); err == nil {
+		t.Fatal("writePidfile recorded a process that is gone (no start time to read)")
+	}
+	boot, err := bootID()
+	if err != nil {
 		t.Fatal(err)
 	}
+	writeRecord(t, filepath.Join(dir, "db.pid"), pidRecord{Pgid: gone.Process.Pid, BootID: boot, StartTicks: 1})
 	if err := os.WriteFile(filepath.Join(dir, "bad.pid"), []byte("1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -432,24 +463,72 @@ func TestCleanupLeftovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(killed, []int{pgid}) {
-		t.Fatalf("killed %v, want [%d]", killed, pgid)
+	slices.Sort(killed)
+	want := []int{pgid, opgid}
+	slices.Sort(want)
+	if !slices.Equal(killed, want) {
+		t.Fatalf("killed %v, want %v", killed, want)
 	}
 	select {
-	case <-waited:
+	case waitErr := <-waited:
 		if waitErr == nil || !strings.Contains(waitErr.Error(), "killed") {
 			t.Fatalf("leftover ended with %v, want killed", waitErr)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("leftover still running")
 	}
-	testkit.WaitFor(t, 10*time.Second, "the leftover's child to die", func() bool { return !groupAlive(pgid) })
+	testkit.WaitFor(t, 10*time.Second, "the leftovers' children to die", func() bool { return !groupAlive(pgid) && !groupAlive(opgid) })
 	if left, _ := filepath.Glob(filepath.Join(dir, "*.pid")); len(left) != 0 {
 		t.Fatalf("pidfiles left: %v", left)
 	}
 
 	if killed, err := CleanupLeftovers(filepath.Join(dir, "nonexistent"), nil); err != nil || len(killed) != 0 {
 		t.Fatalf("missing dir: %v, %v", killed, err)
+	}
+}
+
+// TestCleanupLeftoversSparesUnrelatedGroups: a stale pidfile never makes the
+// agent signal a process group it did not start: one recorded in an earlier
+// boot, one whose number now belongs to a process that started at another
+// time (pid reuse), one in the format of an older baton (no boot id or start
+// time) are removed, and the live groups they name are left alone.
+func TestCleanupLeftoversSparesUnrelatedGroups(t *testing.T) {
+	dir := t.TempDir()
+	boot, err := bootID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unrelated, waited := startGroup(t, "/bin/sleep", "1000")
+	pg := unrelated.Process.Pid
+	_, start, err := procStat(pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeRecord(t, filepath.Join(dir, "rebooted.pid"), pidRecord{Pgid: pg, BootID: "00000000-0000-4000-8000-000000000000", StartTicks: start})
+	writeRecord(t, filepath.Join(dir, "reused.pid"), pidRecord{Pgid: pg, BootID: boot, StartTicks: start - 1})
+	if err := os.WriteFile(filepath.Join(dir, "legacy.pid"), []byte(strconv.Itoa(pg)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	killed, err := CleanupLeftovers(dir, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil || len(killed) != 0 {
+		t.Fatalf("killed %v (%v); want none", killed, err)
+	}
+	select {
+	case err := <-waited:
+		t.Fatalf("the unrelated process group was signalled: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if !groupAlive(pg) {
+		t.Fatal("the unrelated process group is gone")
+	}
+	for _, want := range []string{"recorded in an earlier boot", "the number was reused", "from an older baton"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log does not say %q:\n%s", want, logs.String())
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*.pid")); len(left) != 0 {
+		t.Fatalf("stale pidfiles left: %v", left)
 	}
 }
 

@@ -241,7 +241,7 @@ func (c *Config) resolveSecrets() Errors {
 	cl := c.Cluster
 	switch {
 	case cl.SecretFile != "" && cl.Secret == "":
-		b, err := readSmallFile(cl.SecretFile)
+		b, err := ReadSecretFile(cl.SecretFile)
 		if err != nil {
 			errs.add("cluster.secret_file", "%v", err)
 		} else {
@@ -252,7 +252,7 @@ func (c *Config) resolveSecrets() Errors {
 	}
 	switch {
 	case c.API.TokenFile != "" && c.API.Token == "":
-		b, err := readSmallFile(c.API.TokenFile)
+		b, err := ReadSecretFile(c.API.TokenFile)
 		switch {
 		case err != nil:
 			errs.add("api.token_file", "%v", err)
@@ -269,8 +269,11 @@ func (c *Config) resolveSecrets() Errors {
 
 func trimTrailingSpace(b []byte) []byte { return bytes.TrimRight(b, " \t\r\n") }
 
-// readSmallFile reads a secret-sized regular file. It refuses devices and pipes, which could block or never end.
-func readSmallFile(path string) ([]byte, error) {
+// ReadSecretFile reads a file holding a secret (the cluster secret, the API token, a driver's password). It
+// refuses devices and pipes, which could block or never end, files larger than a secret, and — judged on the file
+// it opened, not the name — files group or others may read or that someone other than this user or root owns
+// (who could rewrite it); each error names the file and the fix.
+func ReadSecretFile(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read %q: %v", path, pathErr(err))

@@ -496,8 +496,22 @@ func TestPostgresBadInput(t *testing.T) {
 		cfg := w.config("x", 5432)
 		cfg.Superuser.PasswordFile = filepath.Join(w.base, "missing.pass")
 		_, err := NewPostgres(cfg, w.options("x", nil))
-		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "driver.superuser.password_file: open "+cfg.Superuser.PasswordFile) {
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), `driver.superuser.password_file: cannot read "`+cfg.Superuser.PasswordFile+`": no such file or directory`) {
 			t.Errorf("missing password file: %v", err)
+		}
+		// A password file others can read is refused, as a secret file is.
+		open := filepath.Join(w.base, "open.pass")
+		if err := os.WriteFile(open, []byte("pw\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(open, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		cfg = w.config("x", 5432)
+		cfg.Replication.PasswordFile = open
+		_, err = NewPostgres(cfg, w.options("x", nil))
+		if want := `driver.replication.password_file: "` + open + `" is readable by group or others (mode 0640); chmod 600 ` + open; !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), want) {
+			t.Errorf("password file readable by its group: %v; want %q", err, want)
 		}
 		cfg = w.config("x", 5432)
 		cfg.Replication = nil

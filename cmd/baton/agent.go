@@ -55,9 +55,17 @@ off every group this node owns to a successor at once, then exits.`,
 			defer stop()
 			ignoreHangup(ctx, log)
 			slog.SetDefault(log)
+			var apiOpts []api.Option
+			if t := cfg.API.TLS; t != nil {
+				tc, err := t.ClientConfig(self.Name)
+				if err != nil {
+					return fmt.Errorf("%s:\n%w", cfgPath, err)
+				}
+				apiOpts = append(apiOpts, api.WithPeerTLS(tc))
+			}
 			return agent.Run(ctx, agent.Options{
 				Config: cfg, Node: self.Name, Log: log, Version: version,
-				Handler: func(a *agent.Agent) http.Handler { return api.New(a, log.With("component", "api")) },
+				Handler: func(a *agent.Agent) http.Handler { return api.New(a, log.With("component", "api"), apiOpts...) },
 			})
 		},
 	}

@@ -1,9 +1,15 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -339,6 +345,24 @@ groups:
 			"groups[0].driver.bin_dir: missing (the PostgreSQL binaries, e.g. /usr/lib/postgresql/15/bin)",
 			"groups[0].driver.superuser: missing (user and password_file of a PostgreSQL superuser the agent connects as)",
 			"groups[0].driver.replication: missing (user and password_file of the replication user standbys stream as)",
+		}},
+
+		{"postgres ssl_mode", head + `groups:
+  - name: db
+    members: [{node: n1}]
+    driver: {type: postgres, bin_dir: /b, data_dir: /d, superuser: {user: postgres, password_file: p}, replication: {user: r, password_file: p}, ssl_mode: tls, client_networks: [10.0.0.0/24, 10.0.1.300/32]}
+  - name: db2
+    members: [{node: n1}]
+    driver: {type: postgres, bin_dir: /b, data_dir: /d2, superuser: {user: postgres, password_file: p}, replication: {user: r, password_file: p}, ssl_mode: verify-full}
+  - name: ex
+    members: [{node: n1}]
+    driver: {type: exec, commands: {state: [/bin/true]}, ssl_mode: require, ssl_root_cert: ca.pem}
+`, []string{
+			`groups[0].driver.ssl_mode: "tls" is not an sslmode; use disable, allow, prefer, require, verify-ca or verify-full`,
+			`groups[0].driver.client_networks[1]: "10.0.1.300/32" is not a network (e.g. 10.0.0.0/24, or 10.0.0.50/32 for one host)`,
+			"groups[1].driver.ssl_root_cert: missing: ssl_mode verify-full checks the servers' certificates against this CA file (PEM), e.g. /etc/baton/pg-ca.pem",
+			"groups[2].driver.ssl_mode: only the postgres driver connects members to each other; remove it",
+			"groups[2].driver.ssl_root_cert: only the postgres driver connects members to each other; remove it",
 		}},
 
 		// YAML features that must keep working.
@@ -875,5 +899,57 @@ func TestHeartbeatSizeLimit(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "groups: node n1's heartbeat could reach") ||
 		!strings.Contains(err.Error(), "over the 8192 bytes one heartbeat datagram carries (100 units") {
 		t.Fatalf("100 groups: %v, want a refusal that names the size and the limit", err)
+	}
+}
+
+// TestAPITLS: api.tls needs a certificate and a key; CheckHost loads them for
+// the node ("{node}" in the path), refuses a key others can read, and a CA
+// file that holds no certificate, each with its field path.
+func TestAPITLS(t *testing.T) {
+	body := strings.TrimPrefix(head, "version: 1\n")
+	if _, err := Parse([]byte("version: 1\napi: {tls: {ca_file: ca.pem}}\n"+body), ""); err == nil ||
+		!strings.Contains(err.Error(), `api.tls.cert_file: missing: the PEM certificate the API serves ("{node}" in the path stands for the node's name)`) ||
+		!strings.Contains(err.Error(), "api.tls.key_file: missing: the PEM private key of cert_file") {
+		t.Fatalf("api.tls without cert and key: %v", err)
+	}
+	dir := t.TempDir()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("10.0.0.1")}}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	write := func(name string, data []byte, mode os.FileMode) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(dir, name), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("n1.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	write("n1.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+	write("open.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o644)
+	write("junk.pem", []byte("not a certificate\n"), 0o644)
+	c, err := Parse([]byte("version: 1\napi: {tls: {cert_file: \"{node}.crt\", key_file: \"{node}.key\"}}\n"+body), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := c.API.TLS.ServerConfig("n1")
+	if err != nil || len(tc.Certificates) != 1 {
+		t.Fatalf("ServerConfig(n1): %v", err)
+	}
+	if cc, err := c.API.TLS.ClientConfig("n1"); err != nil || cc.RootCAs == nil {
+		t.Fatalf("ClientConfig(n1) pinning n1.crt: %v", err)
+	}
+	if _, err := c.API.TLS.ServerConfig("n2"); err == nil || !strings.Contains(err.Error(), `api.tls.cert_file: cannot read "`+filepath.Join(dir, "n2.crt")+`": no such file or directory`) {
+		t.Errorf("ServerConfig(n2): %v", err)
+	}
+	c.API.TLS.KeyFile, c.API.TLS.CAFile = filepath.Join(dir, "open.key"), filepath.Join(dir, "junk.pem")
+	_, err = c.API.TLS.ServerConfig("n1")
+	if want := `api.tls.key_file: "` + filepath.Join(dir, "open.key") + `" is readable by group or others (mode 0644); chmod 600 ` + filepath.Join(dir, "open.key"); err == nil || err.Error() != want {
+		t.Errorf("key readable by others: %v, want %q", err, want)
+	}
+	if _, err := c.API.TLS.ClientConfig("n1"); err == nil || err.Error() != `api.tls.ca_file: "`+filepath.Join(dir, "junk.pem")+`" holds no PEM certificate` {
+		t.Errorf("junk CA file: %v", err)
 	}
 }

@@ -18,7 +18,7 @@ var interfaceByName = net.InterfaceByName
 
 // CheckHost runs the checks that depend on the host node runs on, which Validate cannot: every VIP interface of
 // the groups node is a member of exists here, their drivers' password files are readable, private and not empty,
-// and node's data_dir exists and is writable or can be created. It
+// the API's certificate, key and CA load (api.tls), and node's data_dir exists and is writable or can be created. It
 // writes (and removes) a probe file to test writability, because permission bits alone do not tell (read-only
 // mounts, ACLs, root).
 func CheckHost(c *Config, node string) Errors {
@@ -76,6 +76,15 @@ func CheckHost(c *Config, node string) Errors {
 					errs.add(path, "%q is empty; write %s's password into it", cr.c.PasswordFile, cr.c.User)
 				}
 			}
+		}
+	}
+	if t := c.API.TLS; t != nil && t.CertFile != "" && t.KeyFile != "" {
+		var es Errors
+		if _, err := t.ServerConfig(node); errors.As(err, &es) {
+			errs = append(errs, es...)
+		}
+		if _, err := t.ClientConfig(node); errors.As(err, &es) && t.CAFile != "" {
+			errs = append(errs, es...) // without ca_file the pinned cert_file was judged above
 		}
 	}
 	if dir := c.Nodes[ni].DataDir; dir != "" {

@@ -218,6 +218,11 @@ func (c *Config) resolvePaths(baseDir string) {
 	}
 	abs(&c.Cluster.SecretFile)
 	abs(&c.API.TokenFile)
+	if t := c.API.TLS; t != nil {
+		abs(&t.CertFile)
+		abs(&t.KeyFile)
+		abs(&t.CAFile)
+	}
 	for i := range c.Nodes {
 		abs(&c.Nodes[i].DataDir)
 	}
@@ -230,6 +235,7 @@ func (c *Config) resolvePaths(baseDir string) {
 					abs(&cr.PasswordFile)
 				}
 			}
+			abs(&dr.SSLRootCert)
 		}
 	}
 }

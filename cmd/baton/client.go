@@ -53,8 +53,8 @@ func (f *apiFlags) base() (string, error) {
 		u := strings.TrimRight(f.url, "/")
 		if !strings.Contains(u, "://") {
 			scheme := "http"
-			if cfg, ok, err := f.config(); err == nil && ok && cfg.API.TLS != nil {
-				scheme = "https"
+			if cfg, ok, err := f.config(); f.caFile != "" || (err == nil && ok && cfg.API.TLS != nil) {
+				scheme = "https" // --ca-file or api.tls: the agents serve HTTPS
 			}
 			u = scheme + "://" + u
 		}

@@ -3,10 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/baton-ha/baton/internal/config"
+	"github.com/baton-ha/baton/internal/driver"
 )
 
 func newCheckConfigCmd() *cobra.Command {
@@ -16,7 +18,9 @@ func newCheckConfigCmd() *cobra.Command {
 		Short: "Validate a cluster config; print every problem with its field path",
 		Long: `Validate a cluster config file and print every problem with its field path,
 e.g. groups[0].vips[1].address: "10.0.0.300/24" is not an IP prefix.
-With --node, also check what only this host can tell (interfaces, data_dir).
+With --node, also check what only this host can tell (its address, interfaces and
+VIP networks, hook and service programs, data_dir, the database driver's binaries
+and password files).
 Exits 0 when the config is valid, 2 when it is not.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -33,6 +37,7 @@ Exits 0 when the config is valid, 2 when it is not.`,
 					problems = append(problems, config.FieldError{Path: "--node", Msg: nerr.Error()})
 				} else {
 					problems = append(problems, config.CheckHost(cfg, node)...)
+					problems = append(problems, checkDrivers(cfg, node)...)
 				}
 			}
 			if len(problems) > 0 {
@@ -50,4 +55,36 @@ Exits 0 when the config is valid, 2 when it is not.`,
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", defaultConfig, "cluster config file")
 	cmd.Flags().StringVar(&node, "node", "", "also run host-local checks for this node")
 	return cmd
+}
+
+// checkDrivers builds the driver of each data-aware group node is a member of,
+// as the agent does at start: that checks the binaries, the OS user and the
+// password files without touching the database, so a driver the agent could
+// not start is refused here rather than at start.
+func checkDrivers(cfg *config.Config, node string) config.Errors {
+	var errs config.Errors
+	for i := range cfg.Groups {
+		g := &cfg.Groups[i]
+		if g.Driver == nil {
+			continue
+		}
+		if _, member := g.Member(node); !member {
+			continue
+		}
+		var members []string
+		for _, m := range g.Members {
+			members = append(members, m.Node)
+		}
+		d := *g.Driver
+		d.DataDir = strings.ReplaceAll(d.DataDir, "{node}", node)
+		if _, err := driver.New(&d, driver.Options{Cluster: cfg.Cluster.Name, Group: g.Name, Node: node, Members: members}); err != nil {
+			msg := strings.TrimPrefix(err.Error(), driver.ErrConfig.Error()+": ")
+			if strings.HasPrefix(msg, "driver.") { // "driver.bin_dir …": make it a field path of this group
+				errs = append(errs, config.FieldError{Msg: fmt.Sprintf("groups[%d].%s", i, msg)})
+			} else {
+				errs = append(errs, config.FieldError{Path: fmt.Sprintf("groups[%d].driver", i), Msg: msg})
+			}
+		}
+	}
+	return errs
 }

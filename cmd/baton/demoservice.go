@@ -18,10 +18,9 @@ func newDemoServiceCmd() *cobra.Command {
 	var listen, name string
 	var delay time.Duration
 	cmd := &cobra.Command{
-		Use:    "demo-service",
-		Short:  "A tiny \"who am I\" TCP/HTTP service for demos and benchmarks",
-		Hidden: true,
-		Args:   cobra.NoArgs,
+		Use:   "demo-service",
+		Short: "A stand-in service for trying Baton: answers every TCP or HTTP client with \"I am NAME\"",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if name == "" {
 				name = os.Getenv("BATON_NODE")

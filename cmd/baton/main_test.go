@@ -75,3 +75,55 @@ func TestStatusWithoutAgentSaysWhatToDo(t *testing.T) {
 		t.Fatalf("exit %d, want 1", code)
 	}
 }
+
+// TestCheckConfigRefusesADriverTheAgentCannotStart: with --node, check-config
+// builds the member's driver as the agent would, so missing binaries or
+// password files are refused before a start that would fail.
+func TestCheckConfigRefusesADriverTheAgentCannotStart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := func(binDir string) string {
+		path := filepath.Join(dir, "baton.yaml")
+		os.WriteFile(path, []byte(`version: 1
+cluster: {name: prod, secret: "0123456789abcdef0123456789abcdef"}
+nodes:
+  - {name: n1, address: 127.0.0.1, data_dir: `+dir+`/data}
+  - {name: n2, address: 127.0.0.2}
+  - {name: w1, address: 127.0.0.3, witness: true}
+groups:
+  - name: db
+    members: [{node: n1}, {node: n2}]
+    driver:
+      type: postgres
+      bin_dir: `+binDir+`
+      data_dir: `+dir+`/pg/{node}
+      superuser:   {user: postgres,   password_file: `+dir+`/pg.pass}
+      replication: {user: replicator, password_file: `+dir+`/repl.pass}
+`), 0o600)
+		return path
+	}
+	_, stderr, code := run(t, "check-config", "--config", cfg(dir+"/no-such-bin"), "--node", "n1")
+	if want := "groups[0].driver.bin_dir " + dir + "/no-such-bin does not exist"; code != 2 || !strings.Contains(stderr, want) {
+		t.Errorf("missing bin_dir: exit %d, stderr lacks %q:\n%s", code, want, stderr)
+	}
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	if len(bins) == 0 {
+		t.Skip("PostgreSQL is not installed: the password-file case needs a real bin_dir (scripts/test installs it as root)")
+	}
+	_, stderr, code = run(t, "check-config", "--config", cfg(bins[0]), "--node", "n1")
+	if want := `groups[0].driver.superuser.password_file: cannot read "` + dir + `/pg.pass": no such file or directory; create it`; code != 2 || !strings.Contains(stderr, want) {
+		t.Errorf("missing password file: exit %d, stderr lacks %q:\n%s", code, want, stderr)
+	}
+	// A password file others can read is refused like the secret file.
+	for _, f := range []string{"pg.pass", "repl.pass"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("pw\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(dir, "pg.pass"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code = run(t, "check-config", "--config", cfg(bins[0]), "--node", "n1")
+	if want := `groups[0].driver.superuser.password_file: "` + dir + `/pg.pass" is readable by group or others (mode 0644); chmod 600 ` + dir + "/pg.pass"; code != 2 || !strings.Contains(stderr, want) {
+		t.Errorf("password file readable by others: exit %d, stderr lacks %q:\n%s", code, want, stderr)
+	}
+}

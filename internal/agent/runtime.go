@@ -335,6 +335,7 @@ func (a *Agent) loop(ctx context.Context) error {
 	defer tick.Stop()
 	in := a.udp.In()
 	var leaveDeadline time.Time
+	var waitLogged bool
 	done := ctx.Done()
 	for {
 		select {
@@ -360,9 +361,18 @@ func (a *Agent) loop(ctx context.Context) error {
 		}
 		a.publish()
 		a.changes.signal()
-		if done == nil && (a.node.HandedOff() || time.Now().After(leaveDeadline)) {
-			if !a.node.HandedOff() {
-				a.log.Warn("no successor committed before the shutdown deadline; leaving anyway")
+		if done == nil {
+			pending := a.node.HandoffPending(a.now())
+			switch {
+			case len(pending) > 0 && time.Now().Before(leaveDeadline):
+				if !waitLogged {
+					a.log.Info("waiting for successors to be committed before exiting", "groups", pending,
+						"at_most", time.Until(leaveDeadline).Round(time.Millisecond))
+					waitLogged = true
+				}
+				continue
+			case len(pending) > 0:
+				a.log.Warn("no successor committed before the shutdown deadline; leaving anyway", "groups", pending)
 			}
 			a.handOffLeadership()
 			a.hooks.Drain(5 * time.Second)
@@ -373,17 +383,15 @@ func (a *Agent) loop(ctx context.Context) error {
 }
 
 // handOffLeadership moves quorum leadership away before exit, so the rest of
-// the cluster does not wait for an election.
+// the cluster does not wait for an election. Raft picks the most caught-up
+// follower: naming one from the config could pick a dead node and wait out
+// the transfer timeout.
 func (a *Agent) handOffLeadership() {
 	if !a.raft.IsLeader() {
 		return
 	}
-	for _, n := range a.cfg.Nodes {
-		if n.Name != a.self.Name {
-			if err := a.raft.TransferLeadership(n.Name); err == nil {
-				return
-			}
-		}
+	if err := a.raft.TransferLeadership(""); err != nil {
+		a.log.Info("quorum leadership not transferred before exit; the others elect a leader", "err", err)
 	}
 }
 

@@ -149,11 +149,34 @@ func (n *Node) Leave(now time.Duration) {
 	for _, g := range n.members {
 		gs := v.Group(g.Name)
 		if gs.Owner == n.name {
+			if n.otherUsable(now, g) {
+				n.log.Info("handing off", "group", g.Name, "epoch", gs.Epoch)
+			} else {
+				n.log.Warn("no other member can take the group now; leaving it to its lease (the leader assigns it once a member is usable)",
+					"group", g.Name, "epoch", gs.Epoch)
+			}
 			n.relinquish(now, g.Name, gs.Epoch, quorum.ReasonShutdown)
 		}
 	}
 	n.updateRoles(now)
 	n.sendHeartbeats(now)
+}
+
+// HandoffPending lists the groups a leaving node still waits for: those the
+// replicated state still records as its own while another member could take
+// them now. A group no other member can take is not waited for — its lease
+// runs out on its own and the leader assigns it as soon as a member is usable
+// — so an owner stopped with no successor exits at once instead of sitting
+// out a timeout.
+func (n *Node) HandoffPending(now time.Duration) []string {
+	v := n.view()
+	var out []string
+	for _, g := range n.members {
+		if v.Group(g.Name).Owner == n.name && n.otherUsable(now, g) {
+			out = append(out, g.Name)
+		}
+	}
+	return out
 }
 
 // HandedOff reports whether no group is owned by this node any more in the

@@ -82,7 +82,18 @@ func (n *Node) RequestHandoff(now time.Duration, group, to, reason string) (from
 	}
 	if n.releasedCount(group, gs.Epoch) > 0 && gs.Owner != n.name {
 		if p := n.peers[gs.Owner]; p == nil || !n.alive(now, p) {
-			return "", "", 0, Refuse(ErrConflict, "group %q is mid-change: its owner %s is failing", group, gs.Owner)
+			v := n.d.Quorum.View()
+			switch {
+			case !n.maintenance(v, g):
+				return "", "", 0, Refuse(ErrConflict, "group %q is mid-change: its owner %s is failing and Baton is failing it over", group, gs.Owner)
+			case n.releasedCount(group, gs.Epoch) < n.major:
+				return "", "", 0, Refuse(ErrConflict, "group %q: its owner %s is failing, but a quorum of voters still holds its lease; retry in %v",
+					group, gs.Owner, n.timing.FailureTimeout)
+			}
+			// Maintenance pauses automatic failover, not the operator: the
+			// owner's lease has ended for a quorum, so this is a failover to
+			// the node asked for, under the same data policy.
+			return n.maintenanceFailover(now, g, gs, to, reason)
 		}
 	}
 	cands := n.candidates(now, g)
@@ -114,6 +125,57 @@ func (n *Node) RequestHandoff(now time.Duration, group, to, reason string) (from
 		return "", "", 0, Refuse(ErrUnavailable, "propose switchover: %v", err)
 	}
 	ls.handoff = proposal{set: true, epoch: gs.Epoch, at: now}
+	return gs.Owner, to, gs.Epoch, nil
+}
+
+// maintenanceFailover assigns a group whose owner a quorum of voters has
+// released to `to` ("" = the best usable member) while automatic failover is
+// paused: what the leader would do without maintenance, aimed at one member.
+func (n *Node) maintenanceFailover(now time.Duration, g *Group, gs quorum.GroupState, to, reason string) (string, string, uint64, error) {
+	cands := n.candidates(now, g)
+	if to == "" {
+		to = decide.Best(without(cands, gs.Owner))
+		if to == "" {
+			return "", "", 0, Refuse(ErrConflict, "no usable member for group %q to fail over to (its owner %s is failing)", g.Name, gs.Owner)
+		}
+	}
+	if _, ok := n.spec.Node(to); !ok {
+		return "", "", 0, Refuse(ErrUnknownNode, "unknown node %q", to)
+	}
+	if candidate(cands, to) == nil {
+		return "", "", 0, Refuse(ErrInvalid, "node %q is not a member of group %q", to, g.Name)
+	}
+	only := make([]decide.Candidate, len(cands))
+	for i, c := range cands {
+		if c.Node != to {
+			c.Eligible = false
+		}
+		only[i] = c
+	}
+	act := decide.Decide(decide.Inputs{
+		Now: now, Owner: gs.Owner, Epoch: gs.Epoch, Majority: n.major, Released: n.releasedCount(g.Name, gs.Epoch),
+		GraceOver: true, Candidates: only,
+	})
+	if !act.Assign || act.Owner != to {
+		why := act.Why
+		if d := n.leadOf(g.Name).dataWhy; d != "" {
+			why += " (sync policy: " + d + ")"
+		}
+		return "", "", 0, Refuse(ErrConflict, "cannot fail group %q over to %s: %s", g.Name, to, why)
+	}
+	if reason == "" {
+		reason = quorum.ReasonSwitchover
+	}
+	cmd := quorum.Command{
+		Op: quorum.OpAssign, Group: g.Name, ExpectEpoch: gs.Epoch, ExpectOwner: gs.Owner, Owner: to,
+		Reason: reason, TimeUnixMs: n.d.WallNow().UnixMilli(), Detail: "switchover during maintenance: " + act.Why,
+	}
+	n.dataAssign(g, gs, &cmd)
+	if err := n.d.Quorum.Propose(cmd); err != nil {
+		return "", "", 0, Refuse(ErrUnavailable, "propose failover: %v", err)
+	}
+	n.leadOf(g.Name).assign = proposal{set: true, epoch: gs.Epoch, at: now, to: to}
+	n.log.Info("assigning group (switchover during maintenance)", "group", g.Name, "from", gs.Owner, "to", to, "epoch", gs.Epoch+1)
 	return gs.Owner, to, gs.Epoch, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -61,7 +62,10 @@ type credential struct {
 func (c credential) password() (string, error) {
 	// The same rules as for the cluster secret: a password others can read, or rewrite, is refused.
 	b, err := config.ReadSecretFile(c.passwordFile)
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("%w: %s.password_file: %v; create it holding %s's password (mode 0600)", ErrConfig, c.field, err, c.user)
+	case err != nil:
 		return "", fmt.Errorf("%w: %s.password_file: %v (it holds %s's password)", ErrConfig, c.field, err, c.user)
 	}
 	pw := strings.TrimRight(string(b), "\r\n")

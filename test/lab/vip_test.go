@@ -3,8 +3,8 @@
 // probes VIP:port every 5 ms and watches ARP for a second owner. It covers the
 // faults (kill -9, SIGSTOP, link down, partitions, packet loss that must not
 // cause a failover) over IPv4 and IPv6, active-active VIP spreading, a
-// PostgreSQL group's acknowledged writes across a failover, and `baton demo
-// --vip`.
+// PostgreSQL group's acknowledged writes across a failover, `baton demo
+// --vip`, and the README's quick start run from its own text blocks.
 package labtest
 
 import (

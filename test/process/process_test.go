@@ -168,6 +168,15 @@ func TestSIGTERMHandsOffWithoutLeaseWait(t *testing.T) {
 		t.Fatalf("n1 after SIGTERM: %v", err)
 	}
 	t.Logf("SIGTERM → n1 exited after %v", time.Since(sent).Round(time.Millisecond))
+	// An operator's restart comes right after the exit: every port (API,
+	// heartbeats, quorum) must bind at once.
+	if err := c.Start("n1"); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitForState(t, liveness, "the restarted n1 to serve its API", func() (bool, string) {
+		_, err := c.Status("n1")
+		return err == nil, fmt.Sprint(err)
+	})
 	var sawStandby bool
 	for _, h := range c.Hooks() {
 		if h.Node == "n1" && h.Role == "standby" && h.Epoch == 1 && !h.At.After(e.At) {
@@ -181,6 +190,36 @@ func TestSIGTERMHandsOffWithoutLeaseWait(t *testing.T) {
 		st, err := c.Status("w1")
 		return err == nil && st.Groups[0].Owner == "n2" && st.Groups[0].Epoch == 2, fmt.Sprintf("w1 sees %+v (%v)", st.Groups, err)
 	})
+}
+
+// TestSIGTERMWithNoSuccessorExitsAtOnce: an owner stopped while no other
+// member can take its group has nobody to wait for; it used to sit out
+// 2×hold + 2 s (here > 8 s) before exiting.
+func TestSIGTERMWithNoSuccessorExitsAtOnce(t *testing.T) {
+	c := start(t, proctest.Spec{Extra: "  failure_timeout: 3s\n  heartbeat_interval: 100ms\n  lease_guard: 300ms\n"})
+	if err := c.Kill("n2"); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitForState(t, liveness, "n1 to see n2 dead", func() (bool, string) {
+		st, err := c.Status("n1")
+		return err == nil && !slices.ContainsFunc(st.Nodes, func(n core.NodeStatus) bool { return n.Name == "n2" && n.Alive }),
+			fmt.Sprintf("%+v (%v)", st.Nodes, err)
+	})
+	sent := time.Now()
+	if err := c.Signal("n1", syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait("n1", liveness); err != nil {
+		t.Fatalf("n1 after SIGTERM: %v", err)
+	}
+	took := time.Since(sent)
+	t.Logf("SIGTERM with no successor → n1 exited after %v", took.Round(time.Millisecond))
+	if took > 3*time.Second {
+		t.Fatalf("n1 took %v to exit with no possible successor; it waited for a handoff that could not happen", took)
+	}
+	if !slices.ContainsFunc(c.Hooks(), func(h proctest.HookEvent) bool { return h.Node == "n1" && h.Role == "standby" && h.Epoch == 1 }) {
+		t.Fatalf("n1 exited without running its standby hook: %+v", c.Hooks())
+	}
 }
 
 func TestWrongSecretCannotJoin(t *testing.T) {

@@ -68,9 +68,17 @@ its config (the unit does not restart it then), 1 on other failures.`,
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			slog.SetDefault(log)
+			var apiOpts []api.Option
+			if t := cfg.API.TLS; t != nil {
+				tc, err := t.ClientConfig(self.Name)
+				if err != nil {
+					return fmt.Errorf("%s:\n%w", cfgPath, err)
+				}
+				apiOpts = append(apiOpts, api.WithPeerTLS(tc))
+			}
 			return agent.Run(ctx, agent.Options{
 				Config: cfg, Node: self.Name, Log: log, Version: version, Systemd: sd, Reloads: hangups(ctx, log),
-				Handler: func(a *agent.Agent) http.Handler { return api.New(a, log.With("component", "api")) },
+				Handler: func(a *agent.Agent) http.Handler { return api.New(a, log.With("component", "api"), apiOpts...) },
 			})
 		},
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,8 +20,8 @@ import (
 
 // apiFlags are shared by the commands that talk to an agent.
 type apiFlags struct {
-	url, cfgPath, node, tokenFile string
-	cmd                           *cobra.Command
+	url, cfgPath, node, tokenFile, caFile string
+	cmd                                   *cobra.Command
 }
 
 func (f *apiFlags) register(cmd *cobra.Command) {
@@ -29,6 +30,7 @@ func (f *apiFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&f.cfgPath, "config", "c", defaultConfig, "cluster config file (finds the agent's API and api.token_file)")
 	cmd.Flags().StringVar(&f.node, "node", "", "node whose agent to ask (default: the node named like this host)")
 	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "file holding the API token (default: BATON_API_TOKEN, else api.token_file of --config)")
+	cmd.Flags().StringVar(&f.caFile, "ca-file", "", "PEM CA bundle (or pinned certificate) to check an https agent with (default: api.tls of --config)")
 }
 
 // config loads --config; ok is false when it was not given and the default
@@ -51,7 +53,11 @@ func (f *apiFlags) base() (string, error) {
 	if f.url != "" {
 		u := strings.TrimRight(f.url, "/")
 		if !strings.Contains(u, "://") {
-			u = "http://" + u
+			scheme := "http"
+			if cfg, ok, err := f.config(); f.caFile != "" || (err == nil && ok && cfg.API.TLS != nil) {
+				scheme = "https" // --ca-file or api.tls: the agents serve HTTPS
+			}
+			u = scheme + "://" + u
 		}
 		return u, nil
 	}
@@ -66,7 +72,36 @@ func (f *apiFlags) base() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("which agent to ask: %w (in %s), or pass --api URL", err, f.cfgPath)
 	}
+	if cfg.API.TLS != nil {
+		return "https://" + n.API, nil // the agents serve HTTPS only
+	}
 	return "http://" + n.API, nil
+}
+
+// client is the HTTP client for the agent: with --ca-file, or the config's
+// api.tls, https checks the agent's certificate against that CA (or pinned
+// certificate); otherwise the system's roots.
+func (f *apiFlags) client(timeout time.Duration) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	switch cfg, ok, err := f.config(); {
+	case f.caFile != "":
+		pool, err := config.LoadCertPool(f.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	case err == nil && ok && cfg.API.TLS != nil:
+		node := cfg.Nodes[0].Name // any node's certificate will do as the pin: they all serve the same one
+		if n, err := cfg.LocalNode(f.node); err == nil {
+			node = n.Name
+		}
+		tc, err := cfg.API.TLS.ClientConfig(node)
+		if err != nil {
+			return nil, fmt.Errorf("--config %s: %w", f.cfgPath, err)
+		}
+		tr.TLSClientConfig = tc
+	}
+	return &http.Client{Timeout: timeout, Transport: tr}, nil
 }
 
 // token is the API token: --token-file, else BATON_API_TOKEN, else the
@@ -130,7 +165,10 @@ func (f *apiFlags) get(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	c := &http.Client{Timeout: 5 * time.Second}
+	c, err := f.client(5 * time.Second)
+	if err != nil {
+		return err
+	}
 	url := base + path
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
@@ -186,7 +224,10 @@ func (f *apiFlags) post(path string, body, v any) error {
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	c := &http.Client{Timeout: 30 * time.Second}
+	c, err := f.client(30 * time.Second)
+	if err != nil {
+		return err
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return unreachable(base, err)

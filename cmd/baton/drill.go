@@ -109,7 +109,7 @@ Needs the API token.`,
 			// Wait for the new owner (asked of any agent that answers), then settle.
 			other := otherAPIs(st, g.Owner)
 			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-				if o, e, ok := ownerVia(other, g.Name); ok && e > g.Epoch {
+				if o, e, ok := ownerVia(f, other, g.Name); ok && e > g.Epoch {
 					rep.ToOwner, rep.ToEpoch = o, e
 					break
 				}
@@ -210,10 +210,12 @@ func otherAPIs(st core.Status, but string) []string {
 	return out
 }
 
-// ownerVia asks the agents in turn for the group's owner and epoch.
-func ownerVia(apis []string, group string) (string, uint64, bool) {
+// ownerVia asks the agents in turn for the group's owner and epoch (as f
+// would: the same config, token and TLS settings).
+func ownerVia(base apiFlags, apis []string, group string) (string, uint64, bool) {
 	for _, api := range apis {
-		f := apiFlags{url: api}
+		f := base
+		f.url = api
 		var st core.Status
 		if f.get("/v1/status", &st) != nil {
 			continue

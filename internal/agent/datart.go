@@ -63,9 +63,12 @@ func (a *Agent) openData() error {
 		if _, member := g.Member(a.self.Name); !member {
 			continue
 		}
-		var members []string
+		var members, addrs []string
 		for _, m := range g.Members {
 			members = append(members, m.Node)
+			if n, err := a.cfg.NodeByName(m.Node); err == nil {
+				addrs = append(addrs, n.Address)
+			}
 		}
 		group, cluster, node := g.Name, a.cfg.Cluster.Name, a.self.Name
 		// One cluster file serves every node: "{node}" in the data dir
@@ -88,7 +91,7 @@ func (a *Agent) openData() error {
 			}
 		}
 		drv, err := driver.New(&dcfg, driver.Options{
-			Cluster: a.cfg.Cluster.Name, Group: g.Name, Node: a.self.Name, Members: members, Peers: peers,
+			Cluster: a.cfg.Cluster.Name, Group: g.Name, Node: a.self.Name, Members: members, Peers: peers, MemberAddresses: addrs,
 			SocketDir: sockDir, // listen_addresses "*": clients come through the VIPs too
 			Logger:    a.log.With("component", "driver", "group", g.Name), AllowRebuild: g.Driver.AllowRebuild,
 			Env: func() []string {

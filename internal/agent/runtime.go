@@ -10,6 +10,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -264,9 +265,18 @@ func open(opts Options) (_ *Agent, err error) {
 	a.http = &http.Server{Handler: opts.Handler(a), ReadHeaderTimeout: apiReadHeaderTimeout,
 		ReadTimeout: apiReadTimeout, WriteTimeout: apiWriteTimeout, IdleTimeout: apiIdleTimeout,
 		ErrorLog: slog.NewLogLogger(log.With("component", "api").Handler(), slog.LevelDebug)}
-	limited := newLimitListener(ln, apiMaxConns, apiMaxPerSource, log.With("component", "api"))
+	var served net.Listener = newLimitListener(ln, apiMaxConns, apiMaxPerSource, log.With("component", "api"))
+	if t := cfg.API.TLS; t != nil {
+		// HTTPS only: a plain HTTP request gets net/http's 400 "Client sent an HTTP request to an HTTPS server".
+		tc, err := t.ServerConfig(self.Name)
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		served = tls.NewListener(served, tc)
+	}
 	go func() {
-		if err := a.http.Serve(limited); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := a.http.Serve(served); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("api server stopped", "err", err)
 		}
 	}()

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,11 +85,30 @@ type Server struct {
 	log *slog.Logger
 	mux *http.ServeMux
 	hub *hub
+	// scheme and client reach the other agents' APIs (forwarded mutations,
+	// read indexes): http, or https with api.tls.
+	scheme string
+	client *http.Client
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithPeerTLS makes the Server reach the other agents over https, checking
+// their certificates with cfg (api.tls: the agents serve HTTPS only).
+func WithPeerTLS(cfg *tls.Config) Option {
+	return func(s *Server) {
+		s.scheme = "https"
+		s.client = &http.Client{Timeout: forwardClient.Timeout, Transport: &http.Transport{TLSClientConfig: cfg, Proxy: nil}}
+	}
 }
 
 // New builds the handler.
-func New(b Backend, log *slog.Logger) *Server {
-	s := &Server{b: b, log: log, mux: http.NewServeMux(), hub: newHub(b, log)}
+func New(b Backend, log *slog.Logger, opts ...Option) *Server {
+	s := &Server{b: b, log: log, mux: http.NewServeMux(), hub: newHub(b, log), scheme: "http", client: forwardClient}
+	for _, o := range opts {
+		o(s)
+	}
 	s.mux.HandleFunc("GET /v1/status", s.status)
 	s.mux.HandleFunc("GET /v1/events", s.events)
 	s.mux.HandleFunc("GET /v1/events/stream", s.stream)
@@ -396,10 +416,10 @@ func (s *Server) readIndex(w http.ResponseWriter, r *http.Request) {
 }
 
 // leaderURL is the URL of path on the agent API at addr.
-func (s *Server) leaderURL(addr, path string) string { return "http://" + addr + path }
+func (s *Server) leaderURL(addr, path string) string { return s.scheme + "://" + addr + path }
 
 // peerClient is the client for requests to other agents' APIs.
-func (s *Server) peerClient() *http.Client { return forwardClient }
+func (s *Server) peerClient() *http.Client { return s.client }
 
 // mutation wraps a handler that changes something: it needs the API token as
 // "Authorization: Bearer TOKEN" (401 without, 403 when wrong).

@@ -85,6 +85,20 @@ type API struct {
 	// it shows nothing GET /v1/status does not already show; turn it off where the API port is reachable by
 	// people who should not browse the cluster's layout.
 	UI *bool `yaml:"ui,omitempty"`
+	// TLS, when set, makes every agent serve its API over HTTPS only; the CLI and the agents' own forwarding to
+	// the quorum leader then use https and check the agents' certificates.
+	TLS *APITLS `yaml:"tls,omitempty"`
+}
+
+// APITLS is the API's certificate. In cert_file and key_file "{node}" stands for the node's name, so one cluster
+// file can give each node its own certificate.
+type APITLS struct {
+	CertFile string `yaml:"cert_file,omitempty"` // PEM certificate (chain) naming the node's API address
+	KeyFile  string `yaml:"key_file,omitempty"`  // PEM private key; private to the agent's user, like the secret
+	// CAFile is the PEM CA bundle that agents' certificates are checked against by the CLI and by forwarding. Without
+	// it the node's own certificate is the only one trusted (pinned): every node must then serve that same
+	// certificate, naming every node's API address.
+	CAFile string `yaml:"ca_file,omitempty"`
 }
 
 // UIEnabled reports whether the agents serve the dashboard (api.ui, default true).
@@ -214,7 +228,24 @@ type Driver struct {
 	// AllowRebuild lets a returning old primary whose pg_rewind fails be rebuilt from a fresh base backup of the
 	// new primary (its diverged, never-acknowledged-elsewhere writes are discarded either way).
 	AllowRebuild bool `yaml:"allow_rebuild,omitempty"`
+	// SSLMode is libpq's sslmode for the connections between members (replication, base backup, pg_rewind, the
+	// agent's SQL to a peer): disable, allow, prefer (the default), require, verify-ca or verify-full (postgres).
+	SSLMode string `yaml:"ssl_mode,omitempty"`
+	// SSLRootCert is the CA file (PEM) that verify-ca and verify-full check the servers' certificates against
+	// (postgres; readable by os_user).
+	SSLRootCert string `yaml:"ssl_root_cert,omitempty"`
+	// ClientNetworks are the networks (CIDR prefixes) a cluster the driver creates admits every user from (scram),
+	// for the application's clients; members are admitted by their addresses anyway (postgres).
+	ClientNetworks []string `yaml:"client_networks,omitempty"`
 }
+
+// SSLModes are the driver.ssl_mode values, weakest first (libpq's sslmode).
+var SSLModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+// DefaultSSLMode is used when driver.ssl_mode is not set: a cluster that initdb creates has ssl off, and "prefer"
+// encrypts where the servers have a certificate without failing where they have none. Set require (encryption)
+// or verify-full (encryption and the server's identity) once the servers have certificates.
+const DefaultSSLMode = "prefer"
 
 // DriverTypes are the driver.type values the agent can run: exactly the drivers driver.New builds (a test in
 // package driver checks both ways), so a config that check-config accepts never fails at start with "not

@@ -1,9 +1,15 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -339,6 +345,24 @@ groups:
 			"groups[0].driver.bin_dir: missing (the PostgreSQL binaries, e.g. /usr/lib/postgresql/15/bin)",
 			"groups[0].driver.superuser: missing (user and password_file of a PostgreSQL superuser the agent connects as)",
 			"groups[0].driver.replication: missing (user and password_file of the replication user standbys stream as)",
+		}},
+
+		{"postgres ssl_mode", head + `groups:
+  - name: db
+    members: [{node: n1}]
+    driver: {type: postgres, bin_dir: /b, data_dir: /d, superuser: {user: postgres, password_file: p}, replication: {user: r, password_file: p}, ssl_mode: tls, client_networks: [10.0.0.0/24, 10.0.1.300/32]}
+  - name: db2
+    members: [{node: n1}]
+    driver: {type: postgres, bin_dir: /b, data_dir: /d2, superuser: {user: postgres, password_file: p}, replication: {user: r, password_file: p}, ssl_mode: verify-full}
+  - name: ex
+    members: [{node: n1}]
+    driver: {type: exec, commands: {state: [/bin/true]}, ssl_mode: require, ssl_root_cert: ca.pem}
+`, []string{
+			`groups[0].driver.ssl_mode: "tls" is not an sslmode; use disable, allow, prefer, require, verify-ca or verify-full`,
+			`groups[0].driver.client_networks[1]: "10.0.1.300/32" is not a network (e.g. 10.0.0.0/24, or 10.0.0.50/32 for one host)`,
+			"groups[1].driver.ssl_root_cert: missing: ssl_mode verify-full checks the servers' certificates against this CA file (PEM), e.g. /etc/baton/pg-ca.pem",
+			"groups[2].driver.ssl_mode: only the postgres driver connects members to each other; remove it",
+			"groups[2].driver.ssl_root_cert: only the postgres driver connects members to each other; remove it",
 		}},
 
 		// YAML features that must keep working.
@@ -718,15 +742,6 @@ func TestCheckHost(t *testing.T) {
 	if err := os.WriteFile(hook, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// A password file others can read is refused like a secret file.
-	passDir := t.TempDir()
-	openPass := filepath.Join(passDir, "pg.pass")
-	if err := os.WriteFile(openPass, []byte("pw\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(openPass, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
 		interfaceByName, hostAddrs = net.InterfaceByName, net.InterfaceAddrs
 		interfaceAddrs = func(ifc *net.Interface) ([]net.Addr, error) { return ifc.Addrs() }
@@ -751,9 +766,7 @@ func TestCheckHost(t *testing.T) {
 			{Name: "web", Members: []Member{{Node: "n1"}, {Node: "n2"}}, VIPs: []VIP{{Address: "10.0.0.100/24", Interface: "eth0"}},
 				Hooks: Hooks{Active: []string{hook}, Standby: []string{"sh", "-c", "true"}}},
 			{Name: "db", Members: []Member{{Node: "n2"}}, VIPs: []VIP{{Address: "10.0.1.101/24", Interface: "eth0"}, {Address: "10.0.0.102/24", Interface: "eth9"}},
-				Hooks: Hooks{Active: []string{filepath.Join(dir, "missing")}, Standby: []string{file}, Fault: []string{"no-such-program-here"}},
-				Driver: &Driver{Type: "postgres", Superuser: &Credential{User: "postgres", PasswordFile: openPass},
-					Replication: &Credential{User: "replicator", PasswordFile: filepath.Join(passDir, "missing.pass")}}},
+				Hooks: Hooks{Active: []string{filepath.Join(dir, "missing")}, Standby: []string{file}, Fault: []string{"no-such-program-here"}}},
 		},
 	}
 	if errs := CheckHost(c, "n1"); errs != nil {
@@ -766,8 +779,6 @@ func TestCheckHost(t *testing.T) {
 		"groups[1].hooks.active[0]: " + filepath.Join(dir, "missing") + ": no such file or directory; write it (and chmod +x) before starting the agent, or remove the entry",
 		"groups[1].hooks.standby[0]: " + file + " is not executable; chmod +x " + file,
 		`groups[1].hooks.fault[0]: "no-such-program-here" is not on PATH (` + os.Getenv("PATH") + "); use the program's absolute path",
-		`groups[1].driver.superuser.password_file: "` + openPass + `" is readable by group or others (mode 0644); chmod 600 ` + openPass,
-		`groups[1].driver.replication.password_file: cannot read "` + filepath.Join(passDir, "missing.pass") + `": no such file or directory`,
 		"nodes[1].data_dir: cannot create " + filepath.Join(file, "n2") + ": " + file + " is not a directory",
 	}
 	if got := strings.Split(CheckHost(c, "n2").Error(), "\n"); !slices.Equal(got, want) {
@@ -893,5 +904,57 @@ func TestHeartbeatSizeLimit(t *testing.T) {
 		!strings.Contains(err.Error(), fmt.Sprintf("over the %d one heartbeat may be split into (600 units", cluster.MaxParts)) ||
 		!strings.Contains(err.Error(), "use fewer groups or active-active VIPs, or shorter group and node names") {
 		t.Fatalf("600 groups: %v, want a refusal that names the field, the size, the limit and the fix", err)
+	}
+}
+
+// TestAPITLS: api.tls needs a certificate and a key; CheckHost loads them for
+// the node ("{node}" in the path), refuses a key others can read, and a CA
+// file that holds no certificate, each with its field path.
+func TestAPITLS(t *testing.T) {
+	body := strings.TrimPrefix(head, "version: 1\n")
+	if _, err := Parse([]byte("version: 1\napi: {tls: {ca_file: ca.pem}}\n"+body), ""); err == nil ||
+		!strings.Contains(err.Error(), `api.tls.cert_file: missing: the PEM certificate the API serves ("{node}" in the path stands for the node's name)`) ||
+		!strings.Contains(err.Error(), "api.tls.key_file: missing: the PEM private key of cert_file") {
+		t.Fatalf("api.tls without cert and key: %v", err)
+	}
+	dir := t.TempDir()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("10.0.0.1")}}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	write := func(name string, data []byte, mode os.FileMode) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(dir, name), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("n1.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	write("n1.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+	write("open.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o644)
+	write("junk.pem", []byte("not a certificate\n"), 0o644)
+	c, err := Parse([]byte("version: 1\napi: {tls: {cert_file: \"{node}.crt\", key_file: \"{node}.key\"}}\n"+body), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := c.API.TLS.ServerConfig("n1")
+	if err != nil || len(tc.Certificates) != 1 {
+		t.Fatalf("ServerConfig(n1): %v", err)
+	}
+	if cc, err := c.API.TLS.ClientConfig("n1"); err != nil || cc.RootCAs == nil {
+		t.Fatalf("ClientConfig(n1) pinning n1.crt: %v", err)
+	}
+	if _, err := c.API.TLS.ServerConfig("n2"); err == nil || !strings.Contains(err.Error(), `api.tls.cert_file: cannot read "`+filepath.Join(dir, "n2.crt")+`": no such file or directory`) {
+		t.Errorf("ServerConfig(n2): %v", err)
+	}
+	c.API.TLS.KeyFile, c.API.TLS.CAFile = filepath.Join(dir, "open.key"), filepath.Join(dir, "junk.pem")
+	_, err = c.API.TLS.ServerConfig("n1")
+	if want := `api.tls.key_file: "` + filepath.Join(dir, "open.key") + `" is readable by group or others (mode 0644); chmod 600 ` + filepath.Join(dir, "open.key"); err == nil || err.Error() != want {
+		t.Errorf("key readable by others: %v, want %q", err, want)
+	}
+	if _, err := c.API.TLS.ClientConfig("n1"); err == nil || err.Error() != `api.tls.ca_file: "`+filepath.Join(dir, "junk.pem")+`" holds no PEM certificate` {
+		t.Errorf("junk CA file: %v", err)
 	}
 }

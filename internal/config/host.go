@@ -17,8 +17,9 @@ import (
 var interfaceByName = net.InterfaceByName
 
 // CheckHost runs the checks that depend on the host node runs on, which Validate cannot: every VIP interface of
-// the groups node is a member of exists here, their drivers' password files are readable, private and not empty,
-// and node's data_dir exists and is writable or can be created. It
+// the groups node is a member of exists here, the API's certificate, key and CA load (api.tls), and node's data_dir
+// exists and is writable or can be created. (check-config --node and the agent also build each driver, which
+// reads its password files under ReadSecretFile's rules.) It
 // writes (and removes) a probe file to test writability, because permission bits alone do not tell (read-only
 // mounts, ACLs, root).
 func CheckHost(c *Config, node string) Errors {
@@ -59,23 +60,14 @@ func CheckHost(c *Config, node string) Errors {
 				errs.add(prog.path+"[0]", "%v", err)
 			}
 		}
-		// A driver's password files are read on the members: present, private, not empty.
-		if d := g.Driver; d != nil {
-			for _, cr := range []struct {
-				name string
-				c    *Credential
-			}{{"superuser", d.Superuser}, {"replication", d.Replication}} {
-				if cr.c == nil || cr.c.PasswordFile == "" {
-					continue // Validate reports it
-				}
-				path := fmt.Sprintf("groups[%d].driver.%s.password_file", i, cr.name)
-				switch b, err := ReadSecretFile(cr.c.PasswordFile); {
-				case err != nil:
-					errs.add(path, "%v", err)
-				case len(trimTrailingSpace(b)) == 0:
-					errs.add(path, "%q is empty; write %s's password into it", cr.c.PasswordFile, cr.c.User)
-				}
-			}
+	}
+	if t := c.API.TLS; t != nil && t.CertFile != "" && t.KeyFile != "" {
+		var es Errors
+		if _, err := t.ServerConfig(node); errors.As(err, &es) {
+			errs = append(errs, es...)
+		}
+		if _, err := t.ClientConfig(node); errors.As(err, &es) && t.CAFile != "" {
+			errs = append(errs, es...) // without ca_file the pinned cert_file was judged above
 		}
 	}
 	if dir := c.Nodes[ni].DataDir; dir != "" {

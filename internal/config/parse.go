@@ -218,6 +218,11 @@ func (c *Config) resolvePaths(baseDir string) {
 	}
 	abs(&c.Cluster.SecretFile)
 	abs(&c.API.TokenFile)
+	if t := c.API.TLS; t != nil {
+		abs(&t.CertFile)
+		abs(&t.KeyFile)
+		abs(&t.CAFile)
+	}
 	for i := range c.Nodes {
 		abs(&c.Nodes[i].DataDir)
 	}
@@ -230,6 +235,7 @@ func (c *Config) resolvePaths(baseDir string) {
 					abs(&cr.PasswordFile)
 				}
 			}
+			abs(&dr.SSLRootCert)
 		}
 	}
 }
@@ -276,14 +282,14 @@ func trimTrailingSpace(b []byte) []byte { return bytes.TrimRight(b, " \t\r\n") }
 func ReadSecretFile(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %q: %v", path, pathErr(err))
+		return nil, fmt.Errorf("cannot read %q: %w", path, pathErr(err))
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%q is not a regular file", path)
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %q: %v", path, pathErr(err))
+		return nil, fmt.Errorf("cannot read %q: %w", path, pathErr(err))
 	}
 	defer f.Close()
 	// Judge the file that was opened, not the name (it may be replaced in
@@ -299,7 +305,7 @@ func ReadSecretFile(path string) ([]byte, error) {
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %q: %v", path, pathErr(err))
+		return nil, fmt.Errorf("cannot read %q: %w", path, pathErr(err))
 	}
 	if len(b) > maxSecretFile {
 		return nil, fmt.Errorf("%q is larger than %d bytes; it should hold just the secret", path, maxSecretFile)

@@ -8,7 +8,7 @@ import (
 // reloadBase is the running config of the reload tests: three nodes, a group
 // web with a check, a VIP, a proxy and hooks, and a data-aware group db.
 const reloadBase = `version: 1
-cluster: {name: prod, secret: "0123456789abcdef0123"}
+cluster: {name: prod, secret: "0123456789abcdef0123456789abcdef"}
 nodes:
   - {name: n1, address: 10.0.0.1, data_dir: /var/lib/baton/n1}
   - {name: n2, address: 10.0.0.2}
@@ -49,7 +49,7 @@ func TestCheckReloadRefuses(t *testing.T) {
 	}{
 		{"cluster name", "name: prod", "name: test",
 			`cluster.name: "prod" → "test": cannot change live: every node must run with the same value at once; stop every agent, change it, start them again (it keys all cluster traffic, so the change makes a new cluster)`},
-		{"secret", `secret: "0123456789abcdef0123"`, `secret: "0123456789abcdef0124"`,
+		{"secret", `secret: "0123456789abcdef0123456789abcdef"`, `secret: "0123456789abcdef0123456789abcdeX"`,
 			"cluster.secret: the cluster secret changed: cannot change live: every node must run with the same value at once; stop every agent, change it, start them again (nodes with different secrets cannot authenticate each other's heartbeats or quorum traffic)"},
 		{"port", `name: prod,`, `name: prod, port: 7947,`,
 			"cluster.port: 7946 → 7947: cannot change live: every node must run with the same value at once; stop every agent, change it, start them again (the agents listen on it)"},

@@ -259,6 +259,14 @@ func (c *Config) validateAPIAndDNS(errs *Errors) {
 	if c.API.Token != "" && c.API.TokenFile != "" {
 		errs.add("api.token", "set either token or token_file, not both")
 	}
+	if t := c.API.TLS; t != nil {
+		if t.CertFile == "" {
+			errs.add("api.tls.cert_file", "missing: the PEM certificate the API serves (\"{node}\" in the path stands for the node's name)")
+		}
+		if t.KeyFile == "" {
+			errs.add("api.tls.key_file", "missing: the PEM private key of cert_file")
+		}
+	}
 	if c.DNS.Listen != "" && !validHostPort(c.DNS.Listen, false) {
 		errs.add("dns.listen", "%q is not host:port (e.g. 10.0.0.11:53)", c.DNS.Listen)
 	}
@@ -559,6 +567,27 @@ func validateDriver(errs *Errors, g *Group, p string) {
 		}
 		if dr.Replication == nil {
 			errs.add(p+".replication", "missing (user and password_file of the replication user standbys stream as)")
+		}
+		switch {
+		case dr.SSLMode != "" && !slices.Contains(SSLModes, dr.SSLMode):
+			errs.add(p+".ssl_mode", "%q is not an sslmode; use %s", dr.SSLMode, orList(SSLModes))
+		case (dr.SSLMode == "verify-ca" || dr.SSLMode == "verify-full") && dr.SSLRootCert == "":
+			errs.add(p+".ssl_root_cert", "missing: ssl_mode %s checks the servers' certificates against this CA file (PEM), e.g. /etc/baton/pg-ca.pem", dr.SSLMode)
+		}
+		for j, n := range dr.ClientNetworks {
+			if _, err := netip.ParsePrefix(n); err != nil {
+				errs.add(fmt.Sprintf("%s.client_networks[%d]", p, j), "%q is not a network (e.g. 10.0.0.0/24, or 10.0.0.50/32 for one host)", n)
+			}
+		}
+	} else {
+		if dr.SSLMode != "" {
+			errs.add(p+".ssl_mode", "only the postgres driver connects members to each other; remove it")
+		}
+		if dr.SSLRootCert != "" {
+			errs.add(p+".ssl_root_cert", "only the postgres driver connects members to each other; remove it")
+		}
+		if len(dr.ClientNetworks) > 0 {
+			errs.add(p+".client_networks", "only the postgres driver writes pg_hba.conf; remove it")
 		}
 	}
 	if dr.Type == "redis" && dr.DataDir == "" {

@@ -55,6 +55,9 @@ type Spec struct {
 	// MoreGroups is YAML for groups after those (list items indented two
 	// spaces: "  - name: ...").
 	MoreGroups string
+	// APIExtra is added inside the api: {...} flow map after the token (e.g. ", tls: {cert_file: api.crt, ...}";
+	// relative paths are relative to the cluster's directory).
+	APIExtra string
 }
 
 // Cluster is a running (or startable) set of agent processes.
@@ -112,7 +115,7 @@ func NewCluster(bin, dir string, spec Spec) (*Cluster, error) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "version: 1\ncluster:\n  name: %s\n  secret: %q\n  profile: %s\n  port: %d\n%s", spec.Cluster, spec.Secret, spec.Profile, c.Port, spec.Extra)
-	fmt.Fprintf(&b, "api: {token: %q}\n", Token)
+	fmt.Fprintf(&b, "api: {token: %q%s}\n", Token, spec.APIExtra)
 	b.WriteString(spec.Top)
 	b.WriteString("nodes:\n")
 	for _, n := range names {

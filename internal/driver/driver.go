@@ -171,7 +171,10 @@ type Options struct {
 	// Members are all members of the group (this node included). A primary keeps a replication slot for each
 	// other member so that a standby that is briefly away can catch up without a new base backup.
 	Members []string
-	Logger  *slog.Logger // nil: discard
+	// MemberAddresses are the addresses the members connect from (their node addresses, this node's included):
+	// a cluster the postgres driver creates admits its replication user and superuser from these only.
+	MemberAddresses []string
+	Logger          *slog.Logger // nil: discard
 	// Peers are where every member's database listens (this node included), by member name (redis: a primary
 	// names its replicas by the address they announce).
 	Peers []Peer

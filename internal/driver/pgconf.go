@@ -151,10 +151,10 @@ func (p *Postgres) renderConf(s settings, replPassword string) string {
 		w("default_transaction_read_only", "off")
 	}
 	if s.primary != nil {
-		w("primary_conninfo", confString(conninfo(
+		w("primary_conninfo", confString(conninfo(append([]string{
 			"host", s.primary.Host, "port", strconv.Itoa(s.primary.Port),
 			"user", p.repl.user, "password", replPassword,
-			"application_name", p.opts.Node, "connect_timeout", "5")))
+			"application_name", p.opts.Node, "connect_timeout", "5"}, p.sslParams()...)...)))
 		w("primary_slot_name", confString(slotName(p.opts.Node)))
 	}
 	w("baton.epoch", confString(strconv.FormatUint(s.epoch, 10)))

@@ -76,11 +76,11 @@ func (p *Postgres) connect(ctx context.Context, host string, port int, c credent
 	if err != nil {
 		return nil, err
 	}
-	ssl := "prefer"
+	ssl := p.sslParams()
 	if host == p.localHost && port == p.port {
-		ssl = "disable" // loopback
+		ssl = []string{"sslmode", "disable"} // loopback
 	}
-	cfg, err := pgx.ParseConfig(conninfo("host", host, "port", strconv.Itoa(port), "dbname", "postgres", "sslmode", ssl, "connect_timeout", "5"))
+	cfg, err := pgx.ParseConfig(conninfo(append([]string{"host", host, "port", strconv.Itoa(port), "dbname", "postgres", "connect_timeout", "5"}, ssl...)...))
 	if err != nil {
 		return nil, err
 	}
@@ -101,10 +101,13 @@ func (p *Postgres) explainSQLConnError(err error, addr string, c credential, wha
 			return fmt.Errorf("%w: %s at %s rejected %s's password; make %s.password_file (%s) hold the server's password for %s, or set it there with ALTER ROLE: %s",
 				ErrCredentials, what, addr, c.user, c.field, c.passwordFile, c.user, pe.Message)
 		case "28000":
-			return fmt.Errorf("%w: %s at %s does not admit %s from this host (%s); add a pg_hba.conf line such as \"host all %s all scram-sha-256\"",
+			return fmt.Errorf("%w: %s at %s does not admit %s from this host (%s); add a pg_hba.conf line such as \"host all %s ADDRESS/32 scram-sha-256\" for the address it names",
 				ErrCredentials, what, addr, c.user, pe.Message, c.user)
 		}
 		return fmt.Errorf("%s at %s: %w", what, addr, err)
+	}
+	if what != "local server" && isTLSError(err.Error()) {
+		return fmt.Errorf("%w: %s at %s: %v; %s", ErrPrimaryUnreachable, what, addr, err, p.tlsHint())
 	}
 	var ne net.Error
 	if errors.As(err, &ne) || strings.Contains(err.Error(), "connect") {
@@ -276,7 +279,7 @@ func (p *Postgres) ensureOwnSlot(ctx context.Context, primary Peer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := pgconn.ParseConfig(conninfo("host", primary.Host, "port", strconv.Itoa(primary.Port), "sslmode", "prefer", "connect_timeout", "5"))
+	cfg, err := pgconn.ParseConfig(conninfo(append([]string{"host", primary.Host, "port", strconv.Itoa(primary.Port), "connect_timeout", "5"}, p.sslParams()...)...))
 	if err != nil {
 		return err
 	}
@@ -430,4 +433,21 @@ func (p *Postgres) restartIfPending(ctx context.Context) error {
 		return err
 	}
 	return p.start(ctx)
+}
+
+// isTLSError tells a failed TLS negotiation or certificate check (pgx's and libpq's wording) from other
+// connection failures.
+func isTLSError(msg string) bool {
+	for _, s := range []string{"tls error", "tls:", "x509:", "SSL", "certificate verify failed"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// tlsHint is the fix for a TLS failure between members.
+func (p *Postgres) tlsHint() string {
+	return fmt.Sprintf("driver.ssl_mode is %s: give the servers a certificate (ssl = on, ssl_cert_file, ssl_key_file in postgresql.conf)%s, or lower ssl_mode",
+		p.sslMode, map[bool]string{true: " that ssl_root_cert (" + p.sslRootCert + ") verifies for the member's address", false: ""}[p.sslRootCert != ""])
 }

@@ -1,10 +1,13 @@
 package driver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -32,7 +35,9 @@ import (
 type Postgres struct {
 	binDir, dataDir, logFile string
 	socketDir, listen        string
-	localHost                string // where the agent connects to its own server
+	sslMode, sslRootCert     string   // driver.ssl_mode (default config.DefaultSSLMode), driver.ssl_root_cert
+	clientNetworks           []string // driver.client_networks, as prefixes
+	localHost                string   // where the agent connects to its own server
 	port, major              int
 	super, repl              credential
 	opts                     Options
@@ -57,7 +62,10 @@ type credential struct {
 func (c credential) password() (string, error) {
 	// The same rules as for the cluster secret: a password others can read, or rewrite, is refused.
 	b, err := config.ReadSecretFile(c.passwordFile)
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("%w: %s.password_file: %v; create it holding %s's password (mode 0600)", ErrConfig, c.field, err, c.user)
+	case err != nil:
 		return "", fmt.Errorf("%w: %s.password_file: %v (it holds %s's password)", ErrConfig, c.field, err, c.user)
 	}
 	pw := strings.TrimRight(string(b), "\r\n")
@@ -114,6 +122,17 @@ func NewPostgres(cfg *config.Driver, opts Options) (*Postgres, error) {
 		if _, err := c.dst.password(); err != nil {
 			return nil, err
 		}
+	}
+	p.sslMode, p.sslRootCert = cmp.Or(cfg.SSLMode, config.DefaultSSLMode), cfg.SSLRootCert
+	for i, n := range cfg.ClientNetworks {
+		pr, err := netip.ParsePrefix(n)
+		if err != nil {
+			return nil, fmt.Errorf("%w: driver.client_networks[%d]: %q is not a network (e.g. 10.0.0.0/24)", ErrConfig, i, n)
+		}
+		p.clientNetworks = append(p.clientNetworks, pr.Masked().String())
+	}
+	if !slices.Contains(config.SSLModes, p.sslMode) {
+		return nil, fmt.Errorf("%w: driver.ssl_mode %q is not an sslmode; use one of %s", ErrConfig, p.sslMode, strings.Join(config.SSLModes, ", "))
 	}
 	p.listen = opts.ListenAddresses
 	if p.listen == "" {
@@ -389,7 +408,8 @@ func (p *Postgres) currentEpoch() uint64 {
 }
 
 // initdb creates a cluster in the (empty) data dir with the superuser's password, scram authentication over TCP,
-// and pg_hba entries for the replication user and the superuser (pg_rewind) from any host.
+// and pg_hba entries for the replication user and the superuser (pg_rewind, the agents' SQL) from the members'
+// addresses only (hostssl when ssl_mode requires encryption: the server then refuses what the clients would).
 func (p *Postgres) initdb(ctx context.Context) error {
 	pw, err := p.super.password()
 	if err != nil {
@@ -420,13 +440,47 @@ func (p *Postgres) initdb(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b = fmt.Appendf(b, "\n# Added by baton: standbys stream as %[1]s; pg_rewind and the agent connect as %[2]s.\nhost\treplication\t%[1]s\tall\tscram-sha-256\nhost\tall\t%[2]s\tall\tscram-sha-256\n",
-		p.repl.user, p.super.user)
+	b = append(b, p.hbaLines()...)
 	if err := p.writeFileAs(hba, b); err != nil {
 		return err
 	}
 	p.log.Info("initdb done", "data_dir", p.dataDir, "took", time.Since(t0))
 	return nil
+}
+
+// hbaLines are the pg_hba.conf lines initdb's cluster gets: the replication user and the superuser, with scram,
+// from each member's address (a /32 or /128; loopback is admitted by initdb's own lines).
+func (p *Postgres) hbaLines() []byte {
+	typ := "host"
+	if slices.Index(config.SSLModes, p.sslMode) >= slices.Index(config.SSLModes, "require") {
+		typ = "hostssl"
+	}
+	var b []byte
+	b = fmt.Appendf(b, "\n# Added by baton: standbys stream as %s; pg_rewind and the agents connect as %s; from the members' addresses only.\n", p.repl.user, p.super.user)
+	for _, a := range p.opts.MemberAddresses {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			continue // a name, not an address: the operator adds its line
+		}
+		cidr := netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen()).String()
+		b = fmt.Appendf(b, "%s\treplication\t%s\t%s\tscram-sha-256\n%s\tall\t%s\t%s\tscram-sha-256\n", typ, p.repl.user, cidr, typ, p.super.user, cidr)
+	}
+	if len(p.clientNetworks) > 0 {
+		b = append(b, "# Added by baton: the application's clients (driver.client_networks).\n"...)
+	}
+	for _, n := range p.clientNetworks {
+		b = fmt.Appendf(b, "host\tall\tall\t%s\tscram-sha-256\n", n)
+	}
+	return b
+}
+
+// sslParams are the conninfo keywords for a connection to another member: sslmode, and sslrootcert when set.
+func (p *Postgres) sslParams() []string {
+	kv := []string{"sslmode", p.sslMode}
+	if p.sslRootCert != "" {
+		kv = append(kv, "sslrootcert", p.sslRootCert)
+	}
+	return kv
 }
 
 // Promote makes this node the primary under epoch.
@@ -602,8 +656,8 @@ func (p *Postgres) bootstrapStandby(ctx context.Context, primary Peer) error {
 	t0 := time.Now()
 	_, err = p.pgRun(ctx, timeoutFor(p.opts, OpBootstrap), []string{"PGPASSFILE=" + passfile}, "pg_basebackup",
 		"-D", p.dataDir, "-X", "stream", "-c", "fast", "-S", slotName(p.opts.Node), "-w",
-		"-d", conninfo("host", primary.Host, "port", strconv.Itoa(primary.Port), "user", p.repl.user,
-			"application_name", p.opts.Node+"-basebackup", "connect_timeout", "5"))
+		"-d", conninfo(append([]string{"host", primary.Host, "port", strconv.Itoa(primary.Port), "user", p.repl.user,
+			"application_name", p.opts.Node + "-basebackup", "connect_timeout", "5"}, p.sslParams()...)...))
 	if err != nil {
 		return p.explainConnError(err, primary, p.repl, "base backup")
 	}
@@ -627,8 +681,8 @@ func (p *Postgres) rewind(ctx context.Context, primary Peer) error {
 	}
 	t0 := time.Now()
 	res, err := p.pgRun(ctx, timeoutFor(p.opts, OpFollow), []string{"PGPASSFILE=" + passfile}, "pg_rewind",
-		"-D", p.dataDir, "--source-server="+conninfo("host", primary.Host, "port", strconv.Itoa(primary.Port),
-			"user", p.super.user, "dbname", "postgres", "connect_timeout", "5"))
+		"-D", p.dataDir, "--source-server="+conninfo(append([]string{"host", primary.Host, "port", strconv.Itoa(primary.Port),
+			"user", p.super.user, "dbname", "postgres", "connect_timeout", "5"}, p.sslParams()...)...))
 	if err != nil {
 		return p.explainConnError(err, primary, p.super, "pg_rewind")
 	}
@@ -644,8 +698,10 @@ func (p *Postgres) explainConnError(err error, primary Peer, c credential, what 
 		return fmt.Errorf("%w: %s from %s at %s: %s rejected %s's password; make %s.password_file (%s) hold the password the primary has for %s: %v",
 			ErrCredentials, what, primary.Node, primary.addr(), primary.Node, c.user, c.field, c.passwordFile, c.user, err)
 	case strings.Contains(msg, "no pg_hba.conf entry"):
-		return fmt.Errorf("%w: %s from %s at %s: the primary's pg_hba.conf does not admit %s from this host; add e.g. \"host replication %s all scram-sha-256\" there: %v",
+		return fmt.Errorf("%w: %s from %s at %s: the primary's pg_hba.conf does not admit %s from this host; add e.g. \"host replication %s ADDRESS/32 scram-sha-256\" there for the address it names: %v",
 			ErrCredentials, what, primary.Node, primary.addr(), c.user, c.user, err)
+	case isTLSError(msg):
+		return fmt.Errorf("%w: %s from %s at %s: %v; %s", ErrPrimaryUnreachable, what, primary.Node, primary.addr(), err, p.tlsHint())
 	case strings.Contains(msg, "could not connect") || strings.Contains(msg, "Connection refused") || strings.Contains(msg, "timeout expired"):
 		return fmt.Errorf("%w: %s from %s at %s: %v; check that it runs and accepts connections there (listen_addresses, firewall)",
 			ErrPrimaryUnreachable, what, primary.Node, primary.addr(), err)

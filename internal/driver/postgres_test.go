@@ -607,3 +607,98 @@ func TestSyncNamesAndQuoting(t *testing.T) {
 		t.Errorf("forkPoint found timeline 3")
 	}
 }
+
+// TestPostgresAdmitsOnlyMembers: a cluster the driver creates admits the
+// superuser and the replication user from the members' addresses, not from
+// anywhere.
+func TestPostgresAdmitsOnlyMembers(t *testing.T) {
+	w := newPGWorld(t)
+	ctx := context.Background()
+	n := w.node(t, "h1", []string{"h1", "h2"}, func(c *config.Driver, o *Options) {
+		o.MemberAddresses = []string{"127.0.0.3", "fd00::7"}
+		c.ClientNetworks = []string{"127.0.0.8/31"}
+	})
+	if err := n.d.Bootstrap(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, "pg_hba.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hba := string(b)
+	for _, want := range []string{"host\treplication\treplicator\t127.0.0.3/32\tscram-sha-256\n", "host\tall\tpostgres\t127.0.0.3/32\tscram-sha-256\n",
+		"host\tall\tall\t127.0.0.8/31\tscram-sha-256\n",
+		"host\treplication\treplicator\tfd00::7/128\tscram-sha-256\n", "host\tall\tpostgres\tfd00::7/128\tscram-sha-256\n"} {
+		if !strings.Contains(hba, want) {
+			t.Errorf("pg_hba.conf lacks %q", want)
+		}
+	}
+	_, ours, _ := strings.Cut(hba, "# Added by baton")
+	for _, l := range strings.Split(ours, "\n") {
+		if f := strings.Fields(l); len(f) >= 4 && (f[3] == "all" || strings.HasSuffix(f[3], "/0")) {
+			t.Errorf("pg_hba.conf admits any address: %q", l)
+		}
+	}
+	connectFrom := func(src string) error {
+		cfg, err := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres user=postgres sslmode=disable connect_timeout=5", n.peer.Port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Password = superPassword
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		cfg.DialFunc = d.DialContext
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err == nil {
+			closeConn(c)
+		}
+		return err
+	}
+	if err := connectFrom("127.0.0.3"); err != nil {
+		t.Errorf("the superuser from a member's address: %v", err)
+	}
+	if err := connectFrom("127.0.0.4"); err == nil || !strings.Contains(err.Error(), "no pg_hba.conf entry") {
+		t.Errorf("the superuser from an address that is no member's: %v; want no pg_hba.conf entry", err)
+	}
+	if err := connectFrom("127.0.0.9"); err != nil {
+		t.Errorf("a client in client_networks: %v", err)
+	}
+}
+
+// TestPostgresSSLMode: driver.ssl_mode reaches every connection between
+// members (a standby requiring TLS does not stream from a primary without
+// it), and a cluster created with a mode that requires encryption admits the
+// members over TLS only (hostssl).
+func TestPostgresSSLMode(t *testing.T) {
+	w := newPGWorld(t)
+	ctx := context.Background()
+	members := []string{"s1", "s2"}
+	primary := w.node(t, "s1", members, func(_ *config.Driver, o *Options) { o.MemberAddresses = []string{"127.0.0.1"} })
+	if err := primary.d.Bootstrap(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if conf := primary.d.renderConf(settings{primary: &Peer{Node: "s2", Host: "127.0.0.9", Port: 5432}}, "pw"); !strings.Contains(conf, "sslmode=prefer") {
+		t.Errorf("default primary_conninfo lacks sslmode=prefer:\n%s", conf)
+	}
+	if hba := string(primary.d.hbaLines()); !strings.Contains(hba, "\nhost\treplication") || strings.Contains(hba, "hostssl") {
+		t.Errorf("default pg_hba lines: %q", hba)
+	}
+	standby := w.node(t, "s2", members, func(c *config.Driver, _ *Options) { c.SSLMode = "require" })
+	err := standby.d.Bootstrap(ctx, &primary.peer)
+	if err == nil || !strings.Contains(err.Error(), "server refused TLS connection") || !strings.Contains(err.Error(), "driver.ssl_mode is require: give the servers a certificate") {
+		t.Fatalf("a standby with ssl_mode require bootstrapping from a primary without TLS: %v; want the TLS refusal and the fix", err)
+	}
+	if _, err := os.Stat(filepath.Join(standby.cfg.DataDir, "PG_VERSION")); err == nil {
+		t.Error("the refused standby has a data dir")
+	}
+	strict := w.node(t, "s3", members, func(c *config.Driver, o *Options) {
+		c.SSLMode, c.SSLRootCert = "verify-full", "/etc/baton/pg-ca.pem"
+		o.MemberAddresses = []string{"10.0.0.2"}
+	})
+	conf := strict.d.renderConf(settings{primary: &Peer{Node: "s1", Host: "10.0.0.1", Port: 5432}}, "pw")
+	if !strings.Contains(conf, "sslmode=verify-full") || !strings.Contains(conf, "sslrootcert=/etc/baton/pg-ca.pem") {
+		t.Errorf("verify-full primary_conninfo:\n%s", conf)
+	}
+	if hba := string(strict.d.hbaLines()); !strings.Contains(hba, "hostssl\treplication\treplicator\t10.0.0.2/32") {
+		t.Errorf("verify-full pg_hba lines: %q", hba)
+	}
+}

@@ -84,7 +84,8 @@ func Start(bin, mode, profile string) (_ *Env, err error) {
       replication: {user: replicator, password_file: %s/repl.pass}
       sync: %s
       max_lag: 16MB
-`, BinDir, base, base, base, mode)
+      client_networks: [%s/32]
+`, BinDir, base, base, base, mode, e.L.Addr(lab.Client))
 	e.C, err = e.L.StartCluster(lab.ClusterSpec{Bin: bin, Dir: base, Profile: profile, VIP: VIP + "/24", NoWhoami: true, GroupExtra: extra})
 	if err != nil {
 		return nil, err

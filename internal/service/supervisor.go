@@ -642,6 +642,11 @@ func procStat(pid int) (pgrp int, startTicks uint64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	return parseStat(pid, b)
+}
+
+// parseStat reads the process group and start time out of the content of /proc/PID/stat.
+func parseStat(pid int, b []byte) (pgrp int, startTicks uint64, err error) {
 	// "pid (comm) state ppid pgrp ... starttime ...": comm may hold spaces and parentheses, so fields are counted
 	// after the last ')'. After it come field 3 (state) onwards.
 	i := bytes.LastIndexByte(b, ')')

@@ -102,7 +102,7 @@ func TestReloadSeeds(t *testing.T) {
 func TestLeaderSkipsAMemberThatDoesNotKnowTheGroup(t *testing.T) {
 	text := `
 version: 1
-cluster: {name: sim, secret: "0123456789abcdef0123"}
+cluster: {name: sim, secret: "0123456789abcdef0123456789abcdef"}
 nodes:
   - {name: n1, address: 10.0.0.1}
   - {name: n2, address: 10.0.0.2}

@@ -279,13 +279,22 @@ func TestDashboardFollowsFailoverAndSwitchesOver(t *testing.T) {
 		t.Logf("wrote docs/dashboard.png")
 	}
 
-	// The standby's own page shows its check failing with the probe's
-	// output, and keeps that detail once the check passes again.
+	// The standby's own page shows its check failing; the probe's output
+	// only once the token is pasted (it may hold credentials), and it keeps
+	// that detail once the check passes again.
 	fail := filepath.Join(flags, "fail-n2")
 	if err := os.WriteFile(fail, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+c.APIs["n2"]+"/ui/")); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, ctx, liveness, "n2's check failing with its output hidden (no token on this page)",
+		`(() => { const c = document.querySelector('article[data-group="web"] .checks'); return c && c.innerText.includes("✗ fail") && c.innerText.includes("output hidden") && !c.innerText.includes("flag file says fail"); })()`)
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("token-input"), proctest.Token),
+		chromedp.Click(chromedp.CSS(`#token-form button[type="submit"]`)),
+	); err != nil {
 		t.Fatal(err)
 	}
 	poll(t, ctx, liveness, "n2's check failing with its detail",

@@ -39,12 +39,35 @@ function connect() {
     state.statusAt = performance.now();
     state.connected = true;
     render();
+    if (token()) withFullChecks(state.status);
   });
   es.addEventListener("history", (e) => {
     const ev = JSON.parse(e.data);
     state.history.set(ev.seq, ev);
     renderTimeline();
   });
+}
+
+// withFullChecks: the stream carries only the public check details (an
+// EventSource cannot send the token, and one stream serves every viewer);
+// with a token the page asks /v1/status?stale=true for the full ones (a
+// check URL's password and query, an exec check's output) and shows those.
+let fullSeq = 0;
+async function withFullChecks(st) {
+  if (!st) return;
+  const seq = ++fullSeq;
+  try {
+    const r = await fetch("../v1/status?stale=true", {headers: {"Authorization": "Bearer " + token()}});
+    if (!r.ok) return;
+    const full = await r.json();
+    if (seq !== fullSeq || state.status !== st) return; // a newer frame is in
+    for (const g of st.groups || []) {
+      const fg = (full.groups || []).find((x) => x.name === g.name);
+      if (fg) g.checks = fg.checks;
+    }
+    state.structure = "";
+    render();
+  } catch (_) { /* the stream's public details stay */ }
 }
 
 // ---- rendering ------------------------------------------------------------
@@ -434,6 +457,7 @@ function syncToken() {
   $("token-set").hidden = !set;
   state.structure = ""; // re-render with or without the buttons
   render();
+  if (set) withFullChecks(state.status);
 }
 
 function setWindow(v) {

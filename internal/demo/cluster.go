@@ -295,11 +295,26 @@ func (c *Cluster) WaitHook(d time.Duration, match func(HookEvent) bool) (HookEve
 
 // Baton runs the baton CLI against a node's API with the cluster's token.
 func (c *Cluster) Baton(node string, args ...string) (string, error) {
-	args = append(args, "--api", c.APIs[node])
+	args = append(args, "--api", c.API(node))
 	cmd := exec.Command(c.Bin, args...)
 	cmd.Env = append(os.Environ(), "BATON_API_TOKEN="+Token)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// API is node's API address ("" if unknown). Safe while SetNode runs.
+func (c *Cluster) API(node string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.APIs[node]
+}
+
+// SetNode records the address and API of a node added to the cluster file
+// (proctest's AddNode), safely against concurrent Status and Baton calls.
+func (c *Cluster) SetNode(name, addr, api string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Addrs[name], c.APIs[name] = addr, api
 }
 
 // Status fetches a node's own view, /v1/status?stale=true: what that node acts
@@ -308,7 +323,7 @@ func (c *Cluster) Baton(node string, args ...string) (string, error) {
 func (c *Cluster) Status(node string) (core.Status, error) {
 	var st core.Status
 	cl := &http.Client{Timeout: 2 * time.Second}
-	resp, err := cl.Get("http://" + c.APIs[node] + "/v1/status?stale=true")
+	resp, err := cl.Get("http://" + c.API(node) + "/v1/status?stale=true")
 	if err != nil {
 		return st, err
 	}

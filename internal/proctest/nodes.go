@@ -40,7 +40,7 @@ func (c *Cluster) AddNode(name string, witness bool) error {
 	if err := os.WriteFile(c.ConfigPath, []byte(s[:i]+line+s[i:]), 0o600); err != nil {
 		return err
 	}
-	c.Addrs[name], c.APIs[name] = addr, api
+	c.SetNode(name, addr, api)
 	return nil
 }
 

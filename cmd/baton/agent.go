@@ -43,6 +43,10 @@ off every group this node owns to a successor at once, then exits.`,
 			if errs := config.CheckHost(cfg, self.Name); len(errs) > 0 {
 				return fmt.Errorf("%s on this host:\n%w", cfgPath, errs)
 			}
+			debug, err := agent.DebugFromEnv()
+			if err != nil {
+				return err
+			}
 			if addr := os.Getenv("BATON_PPROF"); addr != "" {
 				// Profiling for developers; never on by default.
 				go func() { log.Warn("pprof listener stopped", "err", http.ListenAndServe(addr, nil)) }()
@@ -56,7 +60,7 @@ off every group this node owns to a successor at once, then exits.`,
 			ignoreHangup(ctx, log)
 			slog.SetDefault(log)
 			return agent.Run(ctx, agent.Options{
-				Config: cfg, Node: self.Name, Log: log, Version: version,
+				Config: cfg, Node: self.Name, Log: log, Version: version, Debug: debug,
 				Handler: func(a *agent.Agent) http.Handler { return api.New(a, log.With("component", "api")) },
 			})
 		},

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // FileReleases is the durable ReleaseStore: a small JSON file in the node's
@@ -13,8 +14,11 @@ import (
 // save. Saves are rare: one per released lease.
 type FileReleases struct {
 	Path string
-	mu   sync.Mutex
-	m    map[string]uint64
+	// FsyncDelay is a debug fault (Debug.FsyncDelay): each save waits this
+	// long before its fsync, as on a slow disk.
+	FsyncDelay time.Duration
+	mu         sync.Mutex
+	m          map[string]uint64
 }
 
 // Load implements ReleaseStore.
@@ -55,7 +59,7 @@ func (f *FileReleases) Save(group string, epoch uint64) error {
 	}
 	next[group] = epoch
 	b, _ := json.Marshal(next)
-	if err := writeDurably(f.Path, b); err != nil {
+	if err := writeDurably(f.Path, b, f.FsyncDelay); err != nil {
 		return err
 	}
 	f.m = next
@@ -63,8 +67,9 @@ func (f *FileReleases) Save(group string, epoch uint64) error {
 }
 
 // writeDurably replaces path with data atomically and durably: a temporary
-// file, fsynced, renamed over path, and the directory fsynced.
-func writeDurably(path string, data []byte) error {
+// file, fsynced, renamed over path, and the directory fsynced. fsyncDelay
+// (a debug fault, normally 0) is slept before the fsync.
+func writeDurably(path string, data []byte, fsyncDelay time.Duration) error {
 	tmp := path + ".tmp"
 	fh, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -74,6 +79,7 @@ func writeDurably(path string, data []byte) error {
 		fh.Close()
 		return err
 	}
+	time.Sleep(fsyncDelay)
 	if err := fh.Sync(); err != nil {
 		fh.Close()
 		return err

@@ -42,6 +42,9 @@ type Options struct {
 	Handler func(a *Agent) http.Handler
 	// Version is reported as baton_build_info.
 	Version string
+	// Debug holds fault injections for the nemesis runner (see Debug); the
+	// zero value injects nothing.
+	Debug Debug
 }
 
 // Agent is a running agent process: the Node core driven by real time, UDP
@@ -97,6 +100,7 @@ func open(opts Options) (_ *Agent, err error) {
 		log = slog.Default()
 	}
 	log = log.With("node", self.Name)
+	opts.Debug.warn(log)
 	a := &Agent{opts: opts, cfg: cfg, self: self, timing: cfg.Timing(), log: log, start: time.Now(),
 		changed: make(chan struct{}, 1), reqs: make(chan func(time.Duration)), stopped: make(chan struct{})}
 	defer func() {
@@ -121,7 +125,7 @@ func open(opts Options) (_ *Agent, err error) {
 		raftPeers = append(raftPeers, raftstore.Peer{ID: n.Name, Addr: addr})
 	}
 	bind := net.JoinHostPort(self.Address, port)
-	inc, err := nextIncarnation(filepath.Join(self.DataDir, "incarnation"), time.Now())
+	inc, err := nextIncarnation(filepath.Join(self.DataDir, "incarnation"), opts.Debug.wallNow())
 	if err != nil {
 		return nil, fmt.Errorf("nodes[%s].data_dir: %w", self.Name, err)
 	}
@@ -140,7 +144,7 @@ func open(opts Options) (_ *Agent, err error) {
 		Secret: cfg.Secret, Cluster: cfg.Cluster.Name,
 		HeartbeatTimeout: a.timing.RaftHeartbeatTimeout, ElectionTimeout: a.timing.RaftElectionTimeout,
 		LeaderLeaseTimeout: a.timing.RaftLeaderLease, CommitTimeout: a.timing.RaftCommitTimeout,
-		Logger: log.With("component", "raft"), OnChange: a.notify,
+		Logger: log.With("component", "raft"), OnChange: a.notify, FsyncDelay: opts.Debug.FsyncDelay,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("quorum store in %s: %w", self.DataDir, err)
@@ -163,7 +167,7 @@ func open(opts Options) (_ *Agent, err error) {
 	}
 	sendLog := rate.NewLimiter(rate.Every(10*time.Second), 1)
 	a.node, err = core.NewNode(core.Deps{
-		Name: self.Name, Spec: cfg.CoreSpec(), Quorum: a.raft, WallNow: time.Now,
+		Name: self.Name, Spec: cfg.CoreSpec(), Quorum: a.raft, WallNow: opts.Debug.wallNow,
 		Send: func(to string, m *cluster.Message) {
 			if err := a.udp.Send(to, m); err != nil && sendLog.Allow() {
 				// A heartbeat that is never sent makes this node look dead
@@ -183,7 +187,7 @@ func open(opts Options) (_ *Agent, err error) {
 			}
 		},
 		Healthy:            a.healthy,
-		Releases:           &FileReleases{Path: self.DataDir + "/released.json"},
+		Releases:           &FileReleases{Path: self.DataDir + "/released.json", FsyncDelay: opts.Debug.FsyncDelay},
 		RaftRole:           a.raft.Role,
 		TransferLeadership: func(to string) { go func() { _ = a.raft.TransferLeadership(to) }() },
 		DataOp:             a.runDataOp,

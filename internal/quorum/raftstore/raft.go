@@ -70,6 +70,10 @@ type RaftConfig struct {
 	// raft.NewInmemTransport). Raft owns it once OpenRaft succeeds and closes
 	// it on Close; a failed OpenRaft leaves it open.
 	Transport raft.Transport
+	// FsyncDelay is a debug fault (agent.Debug): every write to the log and
+	// stable store waits this long first, as if raft-boltdb's fsync took
+	// that long. 0 in production.
+	FsyncDelay time.Duration
 }
 
 // Raft is the durable Quorum: hashicorp/raft over TLS with raft-boltdb.
@@ -156,11 +160,19 @@ func OpenRaft(cfg RaftConfig) (r *Raft, err error) {
 		}
 		closers = append(closers, bolt.Close)
 		r.bolt = bolt
-		cached, err := raft.NewLogCache(logCacheSize, bolt)
+		var (
+			logStore    raft.LogStore    = bolt
+			stableStore raft.StableStore = bolt
+		)
+		if cfg.FsyncDelay > 0 {
+			s := &slowStore{LogStore: bolt, StableStore: bolt, delay: cfg.FsyncDelay}
+			logStore, stableStore = s, s
+		}
+		cached, err := raft.NewLogCache(logCacheSize, logStore)
 		if err != nil {
 			return nil, fmt.Errorf("quorum: log cache: %w", err)
 		}
-		logs, stable = cached, bolt
+		logs, stable = cached, stableStore
 		// FileSnapshotStore keeps its files in DataDir/snapshots.
 		fss, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, snapshotsRetained, hlog.Named("snapshot"))
 		if err != nil {

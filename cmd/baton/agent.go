@@ -58,6 +58,7 @@ off every group this node owns to a successor at once, then exits.`,
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			ignoreHangup(ctx, log)
+			go debug.Watch(ctx, log)
 			slog.SetDefault(log)
 			return agent.Run(ctx, agent.Options{
 				Config: cfg, Node: self.Name, Log: log, Version: version, Debug: debug,

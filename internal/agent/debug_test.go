@@ -1,44 +1,71 @@
 package agent
 
 import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
-func TestParseDebugEnv(t *testing.T) {
+func TestParseDebugFaults(t *testing.T) {
 	for _, tc := range []struct {
-		env  map[string]string
-		want Debug
-		err  string
+		in         string
+		wall, sync time.Duration
+		err        string
 	}{
-		{env: nil, want: Debug{}},
-		{env: map[string]string{EnvWallOffset: "-1h", EnvFsyncDelay: "2s"}, want: Debug{WallOffset: -time.Hour, FsyncDelay: 2 * time.Second}},
-		{env: map[string]string{EnvWallOffset: "1h30m"}, want: Debug{WallOffset: 90 * time.Minute}},
-		{env: map[string]string{EnvWallOffset: "an hour"}, err: `BATON_DEBUG_WALL_CLOCK_OFFSET="an hour": want a Go duration`},
-		{env: map[string]string{EnvFsyncDelay: "-1s"}, err: `BATON_DEBUG_FSYNC_DELAY="-1s": must not be negative`},
+		{in: ""},
+		{in: "# nothing\n\n"},
+		{in: "wall_clock_offset=-1h\nfsync_delay = 2s\n", wall: -time.Hour, sync: 2 * time.Second},
+		{in: "wall_clock_offset=an hour", err: `line 1: wall_clock_offset: want a Go duration`},
+		{in: "\nfsync_delay=-1s", err: `line 2: fsync_delay -1s must not be negative`},
+		{in: "clock=1h", err: `line 1: unknown key "clock" (want wall_clock_offset or fsync_delay)`},
+		{in: "1h", err: `line 1: "1h": want key=value`},
 	} {
-		got, err := ParseDebugEnv(func(k string) string { return tc.env[k] })
+		w, s, err := ParseDebugFaults(tc.in)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("%v: err %v, want %q", tc.env, err, tc.err)
+				t.Errorf("%q: err %v, want %q", tc.in, err, tc.err)
 			}
 			continue
 		}
-		if err != nil || got != tc.want {
-			t.Errorf("%v: %+v, %v; want %+v", tc.env, got, err, tc.want)
+		if err != nil || w != tc.wall || s != tc.sync {
+			t.Errorf("%q: %v, %v, %v; want %v, %v", tc.in, w, s, err, tc.wall, tc.sync)
 		}
 	}
 }
 
-// The wall-clock offset moves timestamps only, and the fsync delay slows
-// the release file's save.
-func TestDebugFaults(t *testing.T) {
-	d := Debug{WallOffset: -time.Hour}
+// A running agent's faults follow the file; a nil Debug injects nothing;
+// the fsync delay slows the release file's save.
+func TestDebugFaultFile(t *testing.T) {
+	var none *Debug
+	if none.WallOffset() != 0 || none.FsyncDelay() != 0 || time.Since(none.wallNow()) > time.Minute {
+		t.Fatal("a nil Debug injects faults")
+	}
+	path := filepath.Join(t.TempDir(), "faults")
+	t.Setenv(EnvDebugFaults, path)
+	d, err := DebugFromEnv()
+	if err != nil || d == nil || d.WallOffset() != 0 {
+		t.Fatalf("no file yet: %+v, %v", d, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Watch(ctx, slog.New(slog.DiscardHandler)); close(done) }()
+	defer func() { cancel(); <-done }()
+	if err := os.WriteFile(path, []byte("wall_clock_offset=-1h\nfsync_delay=100ms\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); d.FsyncDelay() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the file's faults were not picked up")
+		}
+	}
 	if off := time.Until(d.wallNow()); off > -59*time.Minute || off < -61*time.Minute {
 		t.Errorf("wallNow is %v from now, want about -1h", off)
 	}
-	f := &FileReleases{Path: t.TempDir() + "/released.json", FsyncDelay: 100 * time.Millisecond}
+	f := &FileReleases{Path: filepath.Join(t.TempDir(), "released.json"), FsyncDelay: d.FsyncDelay}
 	t0 := time.Now()
 	if err := f.Save("web", 3); err != nil {
 		t.Fatal(err)
@@ -48,5 +75,21 @@ func TestDebugFaults(t *testing.T) {
 	}
 	if m, err := (&FileReleases{Path: f.Path}).Load(); err != nil || m["web"] != 3 {
 		t.Errorf("saved %v, %v", m, err)
+	}
+	// A malformed file keeps the faults as they were.
+	if err := os.WriteFile(path, []byte("fsync_delay=soon\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if d.FsyncDelay() != 100*time.Millisecond {
+		t.Errorf("fsync delay %v after a malformed file, want the previous 100ms", d.FsyncDelay())
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); d.FsyncDelay() != 0 || d.WallOffset() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("removing the file did not clear the faults")
+		}
 	}
 }

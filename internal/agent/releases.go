@@ -14,9 +14,9 @@ import (
 // save. Saves are rare: one per released lease.
 type FileReleases struct {
 	Path string
-	// FsyncDelay is a debug fault (Debug.FsyncDelay): each save waits this
-	// long before its fsync, as on a slow disk.
-	FsyncDelay time.Duration
+	// FsyncDelay, if set, is a debug fault (Debug.FsyncDelay): each save
+	// waits that long before its fsync, as on a slow disk.
+	FsyncDelay func() time.Duration
 	mu         sync.Mutex
 	m          map[string]uint64
 }
@@ -59,7 +59,11 @@ func (f *FileReleases) Save(group string, epoch uint64) error {
 	}
 	next[group] = epoch
 	b, _ := json.Marshal(next)
-	if err := writeDurably(f.Path, b, f.FsyncDelay); err != nil {
+	var delay time.Duration
+	if f.FsyncDelay != nil {
+		delay = f.FsyncDelay()
+	}
+	if err := writeDurably(f.Path, b, delay); err != nil {
 		return err
 	}
 	f.m = next

@@ -42,9 +42,9 @@ type Options struct {
 	Handler func(a *Agent) http.Handler
 	// Version is reported as baton_build_info.
 	Version string
-	// Debug holds fault injections for the nemesis runner (see Debug); the
-	// zero value injects nothing.
-	Debug Debug
+	// Debug is fault injection for the nemesis runner (see Debug); nil
+	// injects nothing.
+	Debug *Debug
 }
 
 // Agent is a running agent process: the Node core driven by real time, UDP
@@ -100,7 +100,6 @@ func open(opts Options) (_ *Agent, err error) {
 		log = slog.Default()
 	}
 	log = log.With("node", self.Name)
-	opts.Debug.warn(log)
 	a := &Agent{opts: opts, cfg: cfg, self: self, timing: cfg.Timing(), log: log, start: time.Now(),
 		changed: make(chan struct{}, 1), reqs: make(chan func(time.Duration)), stopped: make(chan struct{})}
 	defer func() {

@@ -70,10 +70,10 @@ type RaftConfig struct {
 	// raft.NewInmemTransport). Raft owns it once OpenRaft succeeds and closes
 	// it on Close; a failed OpenRaft leaves it open.
 	Transport raft.Transport
-	// FsyncDelay is a debug fault (agent.Debug): every write to the log and
-	// stable store waits this long first, as if raft-boltdb's fsync took
-	// that long. 0 in production.
-	FsyncDelay time.Duration
+	// FsyncDelay, if set, is a debug fault (agent.Debug): every write to the
+	// log and stable store first waits as long as it says, as if
+	// raft-boltdb's fsync took that long. nil in production.
+	FsyncDelay func() time.Duration
 }
 
 // Raft is the durable Quorum: hashicorp/raft over TLS with raft-boltdb.
@@ -164,7 +164,7 @@ func OpenRaft(cfg RaftConfig) (r *Raft, err error) {
 			logStore    raft.LogStore    = bolt
 			stableStore raft.StableStore = bolt
 		)
-		if cfg.FsyncDelay > 0 {
+		if cfg.FsyncDelay != nil {
 			s := &slowStore{LogStore: bolt, StableStore: bolt, delay: cfg.FsyncDelay}
 			logStore, stableStore = s, s
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
+	"golang.org/x/time/rate"
 )
 
 // Raft tuning that is not a timing profile value.
@@ -37,6 +38,8 @@ const (
 	// proposeEnqueueTimeout bounds how long Propose waits for room in raft's
 	// apply queue; it never waits for replication.
 	proposeEnqueueTimeout = time.Second
+	// proposeSlow: a Propose that takes longer is logged (rate-limited).
+	proposeSlow = 20 * time.Millisecond
 	// boltOpenTimeout bounds the wait for raft.db's file lock, which another
 	// agent on the same DataDir would hold forever.
 	boltOpenTimeout = 2 * time.Second
@@ -93,6 +96,9 @@ type Raft struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	log     *slog.Logger
+	slowLog *rate.Limiter // "proposal blocked" warnings
 }
 
 var _ quorum.Quorum = (*Raft)(nil)
@@ -116,11 +122,13 @@ func OpenRaft(cfg RaftConfig) (r *Raft, err error) {
 	rc.Logger = hlog
 
 	r = &Raft{
-		id:     cfg.NodeID,
-		peers:  make(map[string]string, len(cfg.Peers)),
-		obsCh:  make(chan raft.Observation, 16),
-		signal: make(chan struct{}, 1),
-		stop:   make(chan struct{}),
+		id:      cfg.NodeID,
+		peers:   make(map[string]string, len(cfg.Peers)),
+		obsCh:   make(chan raft.Observation, 16),
+		signal:  make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		log:     logger,
+		slowLog: rate.NewLimiter(rate.Every(10*time.Second), 3),
 	}
 	for _, p := range cfg.Peers {
 		r.peers[p.ID] = p.Addr
@@ -387,7 +395,14 @@ func (r *Raft) Propose(c quorum.Command) error {
 	}
 	// The future is dropped on purpose: commands are CAS, so a proposal lost
 	// to a leadership change is simply proposed again from the next View.
-	_ = r.raft.Apply(c.Encode(), proposeEnqueueTimeout)
+	t0 := time.Now()
+	f := r.raft.Apply(c.Encode(), proposeEnqueueTimeout)
+	if took := time.Since(t0); took > proposeSlow && r.slowLog.Allow() {
+		// The caller is the agent's loop: while it waits here it sends no
+		// heartbeats and renews no lease.
+		r.log.Warn("quorum: handing a proposal to raft blocked the caller", "took", took, "op", c.Op, "group", c.Group)
+	}
+	_ = f
 	return nil
 }
 

@@ -110,7 +110,7 @@ func (f *flood) udp(c net.Conn) {
 		case <-t.C:
 		}
 		_, _ = rand.Read(junk)
-		_, _ = c.Write(junk[:16+int(junk[0])*2])
+		_, _ = c.Write(junk[:16+int(junk[0])%(len(junk)-16)])
 	}
 }
 

@@ -244,6 +244,7 @@ func (n *Node) Tick(now time.Duration) {
 	n.checkReleases(now)
 	n.selfChecks(now)
 	n.updateRoles(now)
+	n.giveUpUnacked(now)
 	if now >= n.nextHB {
 		n.sendHeartbeats(now)
 	}

@@ -36,8 +36,11 @@ const (
 	// only frees a connection to a peer that stopped answering.
 	rpcTimeout = 10 * time.Second
 	// proposeEnqueueTimeout bounds how long Propose waits for room in raft's
-	// apply queue; it never waits for replication.
-	proposeEnqueueTimeout = time.Second
+	// apply queue (buffered: raft.Config.BatchApplyCh); it never waits for
+	// replication or the disk. The caller is the agent's loop, which sends
+	// no heartbeats while it waits; a proposal that finds the queue full is
+	// dropped and proposed again from a later View (commands are CAS).
+	proposeEnqueueTimeout = 10 * time.Millisecond
 	// proposeSlow: a Propose that takes longer is logged (rate-limited).
 	proposeSlow = 20 * time.Millisecond
 	// boltOpenTimeout bounds the wait for raft.db's file lock, which another
@@ -168,25 +171,22 @@ func OpenRaft(cfg RaftConfig) (r *Raft, err error) {
 		}
 		closers = append(closers, bolt.Close)
 		r.bolt = bolt
-		var (
-			logStore    raft.LogStore    = bolt
-			stableStore raft.StableStore = bolt
-		)
-		if cfg.FsyncDelay != nil {
-			s := &slowStore{LogStore: bolt, StableStore: bolt, delay: cfg.FsyncDelay}
-			logStore, stableStore = s, s
-		}
-		cached, err := raft.NewLogCache(logCacheSize, logStore)
+		cached, err := raft.NewLogCache(logCacheSize, bolt)
 		if err != nil {
 			return nil, fmt.Errorf("quorum: log cache: %w", err)
 		}
-		logs, stable = cached, stableStore
+		logs, stable = cached, bolt
 		// FileSnapshotStore keeps its files in DataDir/snapshots.
 		fss, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, snapshotsRetained, hlog.Named("snapshot"))
 		if err != nil {
 			return nil, fmt.Errorf("quorum: snapshot store: %w", err)
 		}
 		snaps = fss
+	}
+
+	if cfg.FsyncDelay != nil {
+		s := &slowStore{LogStore: logs, StableStore: stable, delay: cfg.FsyncDelay}
+		logs, stable = s, s
 	}
 
 	trans := cfg.Transport
@@ -285,6 +285,13 @@ func raftConfig(cfg RaftConfig) (*raft.Config, error) {
 	rc.TrailingLogs = trailingLogs
 	rc.SnapshotInterval = snapshotInterval
 	rc.NoSnapshotRestoreOnStart = false
+	// Buffer the apply queue (MaxAppendEntries deep): unbuffered, Apply waits
+	// until the leader's loop takes the entry, and that loop waits for the
+	// disk (StoreLogs fsyncs), so a slow disk on the leader froze the agent
+	// loop that proposes — 6.4 s with a 1.6 s fsync in a nemesis run. raft's
+	// Apply timeout then only bounds the wait for room in the queue, which
+	// is all Propose relies on (it drops the future).
+	rc.BatchApplyCh = true
 
 	if cfg.NodeID == "" {
 		return nil, errors.New("quorum: NodeID is required")

@@ -57,6 +57,10 @@ its config (the unit does not restart it then), 1 on other failures.`,
 			if errs := config.CheckHost(cfg, self.Name); len(errs) > 0 {
 				return &exitError{code: exitUsage, msg: fmt.Sprintf("%s on this host:\n%v", cfgPath, errs)}
 			}
+			debug, err := agent.DebugFromEnv()
+			if err != nil {
+				return err
+			}
 			if addr := os.Getenv("BATON_PPROF"); addr != "" {
 				// Profiling for developers; never on by default.
 				go func() { log.Warn("pprof listener stopped", "err", http.ListenAndServe(addr, nil)) }()
@@ -67,6 +71,7 @@ its config (the unit does not restart it then), 1 on other failures.`,
 			os.Setenv("BATON_NODE", self.Name)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			go debug.Watch(ctx, log)
 			slog.SetDefault(log)
 			var apiOpts []api.Option
 			if t := cfg.API.TLS; t != nil {
@@ -77,7 +82,7 @@ its config (the unit does not restart it then), 1 on other failures.`,
 				apiOpts = append(apiOpts, api.WithPeerTLS(tc))
 			}
 			return agent.Run(ctx, agent.Options{
-				Config: cfg, Node: self.Name, Log: log, Version: version, Systemd: sd, Reloads: hangups(ctx, log),
+				Config: cfg, Node: self.Name, Log: log, Version: version, Systemd: sd, Reloads: hangups(ctx, log), Debug: debug,
 				Handler: func(a *agent.Agent) http.Handler { return api.New(a, log.With("component", "api"), apiOpts...) },
 			})
 		},

@@ -26,7 +26,7 @@ func nextIncarnation(path string, now time.Time) (uint64, error) {
 		return 0, err
 	}
 	inc := max(stored+1, uint64(now.UnixNano()))
-	if err := writeDurably(path, []byte(strconv.FormatUint(inc, 10)+"\n")); err != nil {
+	if err := writeDurably(path, []byte(strconv.FormatUint(inc, 10)+"\n"), 0); err != nil {
 		return 0, fmt.Errorf("recording the heartbeat incarnation in %s: %w", path, err)
 	}
 	return inc, nil

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // FileReleases is the durable ReleaseStore: a small JSON file in the node's
@@ -13,8 +14,11 @@ import (
 // save. Saves are rare: one per batch of released leases.
 type FileReleases struct {
 	Path string
-	mu   sync.Mutex
-	m    map[string]uint64
+	// FsyncDelay, if set, is a debug fault (Debug.FsyncDelay): each save
+	// waits that long before its fsync, as on a slow disk.
+	FsyncDelay func() time.Duration
+	mu         sync.Mutex
+	m          map[string]uint64
 }
 
 // Load implements ReleaseStore.
@@ -60,7 +64,11 @@ func (f *FileReleases) Save(released map[string]uint64) error {
 		return nil
 	}
 	b, _ := json.Marshal(next)
-	if err := writeDurably(f.Path, b); err != nil {
+	var delay time.Duration
+	if f.FsyncDelay != nil {
+		delay = f.FsyncDelay()
+	}
+	if err := writeDurably(f.Path, b, delay); err != nil {
 		return err
 	}
 	f.m = next
@@ -68,8 +76,9 @@ func (f *FileReleases) Save(released map[string]uint64) error {
 }
 
 // writeDurably replaces path with data atomically and durably: a temporary
-// file, fsynced, renamed over path, and the directory fsynced.
-func writeDurably(path string, data []byte) error {
+// file, fsynced, renamed over path, and the directory fsynced. fsyncDelay
+// (a debug fault, normally 0) is slept before the fsync.
+func writeDurably(path string, data []byte, fsyncDelay time.Duration) error {
 	tmp := path + ".tmp"
 	fh, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -79,6 +88,7 @@ func writeDurably(path string, data []byte) error {
 		fh.Close()
 		return err
 	}
+	time.Sleep(fsyncDelay)
 	if err := fh.Sync(); err != nil {
 		fh.Close()
 		return err

@@ -53,6 +53,9 @@ type Options struct {
 	Systemd *systemd.Notifier
 	// Reloads, if set, asks for a config reload with every value (SIGHUP).
 	Reloads <-chan struct{}
+	// Debug is fault injection for the nemesis runner (see Debug); nil
+	// injects nothing.
+	Debug *Debug
 }
 
 // Agent is a running agent process: the Node core driven by real time, UDP
@@ -162,7 +165,7 @@ func open(opts Options) (_ *Agent, err error) {
 	kdfStart := time.Now()
 	clusterKey := clusterkey.Derive(cfg.Secret, cfg.Cluster.Name)
 	log.Info("cluster key derived", "kdf", "argon2id", "took", time.Since(kdfStart).Round(time.Millisecond))
-	inc, err := nextIncarnation(filepath.Join(self.DataDir, "incarnation"), time.Now())
+	inc, err := nextIncarnation(filepath.Join(self.DataDir, "incarnation"), opts.Debug.wallNow())
 	if err != nil {
 		return nil, fmt.Errorf("nodes[%s].data_dir: %w", self.Name, err)
 	}
@@ -182,7 +185,7 @@ func open(opts Options) (_ *Agent, err error) {
 		Secret: clusterKey, Cluster: cfg.Cluster.Name,
 		HeartbeatTimeout: a.timing.RaftHeartbeatTimeout, ElectionTimeout: a.timing.RaftElectionTimeout,
 		LeaderLeaseTimeout: a.timing.RaftLeaderLease, CommitTimeout: a.timing.RaftCommitTimeout,
-		Logger: log.With("component", "raft"), OnChange: a.notify,
+		Logger: log.With("component", "raft"), OnChange: a.notify, FsyncDelay: opts.Debug.FsyncDelay,
 		// A node without quorum state may be joining a running cluster or
 		// replacing a lost member: it bootstraps only when the core says the
 		// cluster is new (core.Node.BootstrapDue).
@@ -208,7 +211,7 @@ func open(opts Options) (_ *Agent, err error) {
 	}
 	sendLog := rate.NewLimiter(rate.Every(10*time.Second), 1)
 	a.node, err = core.NewNode(core.Deps{
-		Name: self.Name, Spec: cfg.CoreSpec(), Quorum: a.raft, WallNow: time.Now,
+		Name: self.Name, Spec: cfg.CoreSpec(), Quorum: a.raft, WallNow: opts.Debug.wallNow,
 		Send: func(to string, m *cluster.Message) {
 			if err := a.udp.Send(to, m); err != nil && sendLog.Allow() {
 				// A heartbeat that is never sent makes this node look dead
@@ -233,7 +236,7 @@ func open(opts Options) (_ *Agent, err error) {
 			}
 		},
 		Healthy:            a.healthy,
-		Releases:           &FileReleases{Path: self.DataDir + "/released.json"},
+		Releases:           &FileReleases{Path: self.DataDir + "/released.json", FsyncDelay: opts.Debug.FsyncDelay},
 		RaftRole:           a.raft.Role,
 		TransferLeadership: func(to string) { go func() { _ = a.raft.TransferLeadership(to) }() },
 		DataOp:             a.runDataOp,

@@ -172,7 +172,10 @@ func (n *Node) leadUnit(now time.Duration, v *quorum.State, g *Group, graceOver 
 		cmd.DecideMs = (now - q.at).Milliseconds()
 		if gs.Owner != n.name && !relinquished {
 			if p := n.peers[gs.Owner]; p != nil && p.heard {
-				cmd.DetectMs = (q.at - p.lastClaim[g.Name]).Milliseconds()
+				// A claim heard after the quorum released (the owner came
+				// back, e.g. restarted, too late) tells nothing about when
+				// it went silent: no negative detect time.
+				cmd.DetectMs = max(q.at-p.lastClaim[g.Name], 0).Milliseconds()
 			}
 		}
 	}

@@ -31,8 +31,12 @@ type ownState struct {
 	// the next candidate is tried.
 	hookBlockUntil time.Duration
 	learnedAt      time.Duration // when this node learned it owns epoch
-	takeoverEpoch  uint64
-	takeoverMs     int64
+	// unacked: since when this node, owner of epoch in the view, has not
+	// been acting (no majority-acked heartbeat within the lease), if set.
+	unacked       bool
+	unackedAt     time.Duration
+	takeoverEpoch uint64
+	takeoverMs    int64
 }
 
 func (n *Node) ackFrom(now time.Duration, voter string, c cluster.Claim, sentAt time.Duration) {
@@ -64,6 +68,12 @@ func (n *Node) updateRoles(now time.Duration) {
 		gs := v.Group(g.Name)
 		mine := gs.Owner == n.name && gs.Epoch == os.epoch && os.relinquished != gs.Epoch && !n.leaving
 		acting := mine && decide.Acting(now, os.expiry, n.timing.LeaseGuard)
+		switch {
+		case !mine || acting:
+			os.unacked = false
+		case !os.unacked:
+			os.unacked, os.unackedAt = true, now
+		}
 		switch {
 		case acting && os.role != RoleActive:
 			os.role, os.activeSince = RoleActive, now
@@ -143,6 +153,38 @@ func (n *Node) abandonReleased(now time.Duration) {
 				"group", g.Name, "epoch", gs.Epoch, "released_by", released, "voters_left", ackable, "majority", n.major)
 			n.relinquish(now, g.Name, gs.Epoch, quorum.ReasonFailure)
 		}
+	}
+}
+
+// giveUpUnacked relinquishes every unit this node owns in the view but has
+// not been acting for during a whole lease (FailureTimeout) of heartbeats
+// that no majority acknowledged, counted from the end of its lease, the start
+// grace or the last stall, whichever is later. Such an owner sends but does
+// not hear (a broken receive path, an asymmetric partition): the voters
+// still hear its claims and keep granting them, so they would never release
+// it and nobody else could take over until it heard again. It is not serving
+// (its lease lapsed, its front doors are down), so giving the unit up only
+// lets the voters release it at once and the quorum pick another member —
+// or give the unit back to this node if no other can serve.
+func (n *Node) giveUpUnacked(now time.Duration) {
+	if now < n.startAt+n.timing.StartupGrace {
+		return
+	}
+	v := n.view()
+	for _, g := range n.members {
+		os := n.own[g.Name]
+		gs := v.Group(g.Name)
+		if !os.unacked || gs.Owner != n.name || gs.Epoch != os.epoch || os.relinquished == gs.Epoch || n.leaving {
+			continue
+		}
+		if now-max(os.unackedAt, n.floor) < n.timing.FailureTimeout {
+			continue
+		}
+		n.log.Warn("no voter has acknowledged this owner's heartbeats for a whole lease; giving the group up so "+
+			"another member can take over (can this node receive from its peers?)", "group", g.Name, "epoch", gs.Epoch)
+		os.unacked = false
+		n.relinquish(now, g.Name, gs.Epoch, quorum.ReasonFailure)
+		n.sendHeartbeats(now)
 	}
 }
 

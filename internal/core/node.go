@@ -280,6 +280,7 @@ func (n *Node) Tick(now time.Duration) {
 	n.selfChecks(now)
 	n.updateRoles(now)
 	n.abandonReleased(now)
+	n.giveUpUnacked(now)
 	if now >= n.nextHB {
 		n.sendHeartbeats(now)
 	}

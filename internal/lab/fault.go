@@ -231,3 +231,88 @@ func (l *Lab) nft(role, script string) ([]byte, error) {
 	cmd.Stdin = strings.NewReader(script)
 	return cmd.CombinedOutput()
 }
+
+// Drop is one direction of a partition: packets from any of From to any of
+// To are dropped on arrival at To.
+type Drop struct {
+	From, To []string
+}
+
+// Net is a whole set of network faults, for callers whose faults overlap
+// and end independently (internal/nemesis): SetNet replaces the previous set
+// at once instead of adding to it.
+type Net struct {
+	// Drops: each drops what its From sends to its To, on To's input (by
+	// source MAC and address, as Partition does). A Drop and its mirror make
+	// a partition; one alone is an asymmetric one (To can send to From but
+	// not hear it).
+	Drops []Drop
+	// Loss: host → percent of the IP packets it receives from the other
+	// hosts that it drops at random (as Loss, not counting the client).
+	Loss map[string]int
+}
+
+// SetNet makes n the lab's partitions and loss in every namespace (hosts and
+// client), replacing what Partition, Loss or an earlier SetNet set; link
+// state is not touched. Each namespace's rules change in one atomic nft
+// transaction. SetNet(Net{}) removes every rule.
+func (l *Lab) SetNet(n Net) error {
+	in := map[string][]string{} // role → sources to drop
+	for _, d := range n.Drops {
+		for _, h := range append(slices.Clone(d.From), d.To...) {
+			if err := l.CheckHost(h); err != nil {
+				return err
+			}
+		}
+		for _, to := range d.To {
+			for _, from := range d.From {
+				if from != to && !slices.Contains(in[to], from) {
+					in[to] = append(in[to], from)
+				}
+			}
+		}
+	}
+	for h, p := range n.Loss {
+		if err := l.CheckHost(h); err != nil {
+			return err
+		}
+		if p < 0 || p > 100 {
+			return fmt.Errorf("lab: SetNet: loss on %s = %d%%, want 0..100", h, p)
+		}
+	}
+	var errs []error
+	for _, role := range append([]string{Client}, l.Hosts()...) {
+		var s strings.Builder
+		s.WriteString(nftBase)
+		s.WriteString("flush chain inet batonlab part_in\nflush chain inet batonlab part_out\n" +
+			"flush chain inet batonlab loss_in\nflush chain inet batonlab lossy\n")
+		if from := in[role]; len(from) > 0 {
+			slices.Sort(from)
+			for _, m := range l.matchers(from, "saddr") {
+				fmt.Fprintf(&s, "add rule inet batonlab part_in %s drop\n", m)
+			}
+		}
+		if p := n.Loss[role]; p > 0 && role != Client {
+			if p == 100 {
+				s.WriteString("add rule inet batonlab lossy drop\n")
+			} else {
+				fmt.Fprintf(&s, "add rule inet batonlab lossy numgen random mod 100 < %d drop\n", p)
+			}
+			s.WriteString("add rule inet batonlab lossy accept\n")
+			var sources []string
+			for _, o := range l.Hosts() {
+				if o != role {
+					sources = append(sources, o)
+				}
+			}
+			for _, m := range l.matchers(sources, "saddr") {
+				fmt.Fprintf(&s, "add rule inet batonlab loss_in %s goto lossy\n", m)
+			}
+		}
+		if err := l.applyNft(role, s.String()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	l.Log().Info("net", "drops", n.Drops, "loss", n.Loss)
+	return errors.Join(errs...)
+}

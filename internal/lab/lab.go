@@ -31,6 +31,7 @@ type (
 	Proc        = nsnet.Proc
 	ARPWatch    = nsnet.ARPWatch
 	ARPReport   = nsnet.ARPReport
+	DualRound   = nsnet.DualRound
 )
 
 // Namespace roles that are not hosts.

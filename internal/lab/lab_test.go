@@ -242,6 +242,52 @@ func TestLab(t *testing.T) {
 		}
 	})
 
+	t.Run("setnet", func(t *testing.T) {
+		// h1 cannot hear h2 (one direction), h3 loses everything from hosts.
+		if err := l.SetNet(Net{Drops: []Drop{{From: []string{"h2"}, To: []string{"h1"}}}, Loss: map[string]int{"h3": 100}}); err != nil {
+			t.Fatal(err)
+		}
+		mustNotReach(t, l, "h2", "h1")
+		mustNotReach(t, l, "h1", "h3")
+		mustAsk(t, l, Client, "h3")
+		// What h1 sends still arrives at h2: a UDP datagram h1 → h2 is received.
+		var pc net.PacketConn
+		if err := l.InNS("h2", func() (err error) { pc, err = net.ListenPacket("udp4", l.Addr("h2")+":9999"); return err }); err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		if err := l.InNS("h1", func() error {
+			c, err := net.Dial("udp4", l.Addr("h2")+":9999")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.Write([]byte("hello"))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		_ = pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 16)
+		if n, _, err := pc.ReadFrom(buf); err != nil || string(buf[:n]) != "hello" {
+			t.Errorf("h1 → h2 under Drop{h2 → h1}: %q, %v; want the datagram", buf[:n], err)
+		}
+		// A new set replaces the old one.
+		if err := l.SetNet(Net{Loss: map[string]int{"h2": 100}}); err != nil {
+			t.Fatal(err)
+		}
+		mustAsk(t, l, "h3", "h1")
+		mustAsk(t, l, "h1", "h3")
+		mustNotReach(t, l, "h1", "h2")
+		if err := l.SetNet(Net{}); err != nil {
+			t.Fatal(err)
+		}
+		mustAsk(t, l, "h1", "h2")
+		if err := l.SetNet(Net{Drops: []Drop{{From: []string{"h9"}, To: []string{"h1"}}}}); err == nil || !strings.Contains(err.Error(), `unknown host "h9"`) {
+			t.Errorf("SetNet with h9: %v", err)
+		}
+	})
+
 	t.Run("loss", func(t *testing.T) {
 		if err := l.Loss([]string{"h2"}, 100); err != nil {
 			t.Fatal(err)

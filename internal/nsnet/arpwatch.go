@@ -2,8 +2,10 @@ package nsnet
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,6 +19,18 @@ type ARPReport struct {
 	DualRounds      int            // rounds in which two or more MACs answered: two owners of one address
 	SilentRounds    int            // rounds nobody answered
 	MACs            map[string]int // MAC → rounds it answered in
+	// Dual lists when the first MaxDual dual rounds started and who
+	// answered, for a timeline.
+	Dual []DualRound
+}
+
+// MaxDual bounds ARPReport.Dual.
+const MaxDual = 100
+
+// DualRound is one round in which two or more MACs answered.
+type DualRound struct {
+	At   time.Time
+	MACs []string
 }
 
 // ARPWatch asks, from the client namespace, who has an IPv4 address, once per
@@ -107,6 +121,7 @@ func (w *ARPWatch) loop() {
 }
 
 func (w *ARPWatch) round() {
+	at := time.Now()
 	seen := map[string]bool{}
 	if err := w.c.Request(w.vip); err == nil {
 		_ = w.c.SetReadDeadline(time.Now().Add(w.window))
@@ -131,6 +146,9 @@ func (w *ARPWatch) round() {
 		w.rep.SilentRounds++
 	case len(seen) >= 2:
 		w.rep.DualRounds++
+		if len(w.rep.Dual) < MaxDual {
+			w.rep.Dual = append(w.rep.Dual, DualRound{At: at, MACs: slices.Sorted(maps.Keys(seen))})
+		}
 	}
 	for mac := range seen {
 		w.rep.MACs[mac]++
@@ -142,6 +160,7 @@ func (w *ARPWatch) Report() ARPReport {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	r := w.rep
+	r.Dual = slices.Clone(w.rep.Dual)
 	r.MACs = make(map[string]int, len(w.rep.MACs))
 	for k, v := range w.rep.MACs {
 		r.MACs[k] = v

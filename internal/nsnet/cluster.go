@@ -33,6 +33,12 @@ type ClusterSpec struct {
 	// service and checks; NoWhoami then leaves the service port to it.
 	GroupExtra string
 	NoWhoami   bool
+	// Groups is YAML for more groups after "web" (list items at two-space
+	// indent: "  - name: db\n    members: ...").
+	Groups string
+	// Env is appended to every agent's environment (see also
+	// StartAgentEnv).
+	Env func(host string) []string
 }
 
 // Cluster is Baton running in a lab.
@@ -83,6 +89,7 @@ func (l *Lab) StartCluster(s ClusterSpec) (*Cluster, error) {
 		b.WriteString("    failback: true\n")
 	}
 	b.WriteString(s.GroupExtra)
+	b.WriteString(s.Groups)
 	c.Config = filepath.Join(s.Dir, "baton.yaml")
 	if err := os.WriteFile(c.Config, []byte(b.String()), 0o600); err != nil {
 		return nil, err
@@ -105,7 +112,11 @@ func (l *Lab) StartCluster(s ClusterSpec) (*Cluster, error) {
 
 // StartAgent (re)starts the agent of one host.
 func (c *Cluster) StartAgent(host string) error {
-	p, err := c.L.Start(host, "agent", []string{c.Spec.Bin, "agent", "--config", c.Config, "--node", host}, nil,
+	var env []string
+	if c.Spec.Env != nil {
+		env = c.Spec.Env(host)
+	}
+	p, err := c.L.Start(host, "agent", []string{c.Spec.Bin, "agent", "--config", c.Config, "--node", host}, env,
 		filepath.Join(c.Spec.Dir, host+".log"))
 	if err != nil {
 		return err

@@ -65,18 +65,40 @@ func Start(bin, mode, profile string) (_ *Env, err error) {
 			e.Close()
 		}
 	}()
-	if err := os.Chmod(base, 0o755); err != nil {
+	if err := WriteSecrets(base); err != nil {
 		return nil, err
-	}
-	for _, f := range []string{"pg.pass", "repl.pass"} {
-		if err := os.WriteFile(filepath.Join(base, f), []byte(password+"\n"), 0o600); err != nil {
-			return nil, err
-		}
 	}
 	if e.L, err = lab.New(lab.Options{Hosts: 3}); err != nil {
 		return nil, err
 	}
-	extra := fmt.Sprintf(`    driver:
+	extra := DriverYAML(base, mode, e.L.Addr(lab.Client))
+	e.C, err = e.L.StartCluster(lab.ClusterSpec{Bin: bin, Dir: base, Profile: profile, VIP: VIP + "/24", NoWhoami: true, GroupExtra: extra})
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// WriteSecrets prepares base for a PostgreSQL group's files: readable by
+// the postgres user, with the password files DriverYAML names.
+func WriteSecrets(base string) error {
+	if err := os.Chmod(base, 0o755); err != nil {
+		return err
+	}
+	for _, f := range []string{"pg.pass", "repl.pass"} {
+		if err := os.WriteFile(filepath.Join(base, f), []byte(password+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DriverYAML is the postgres driver section of a group (four-space
+// indent) with data dirs under base/pg/{node} and the password files of
+// WriteSecrets, in sync mode mode; client (the lab's client namespace) may
+// connect to the databases besides the members.
+func DriverYAML(base, mode, client string) string {
+	return fmt.Sprintf(`    driver:
       type: postgres
       bin_dir: %s
       data_dir: %s/pg/{node}/pgdata
@@ -85,13 +107,23 @@ func Start(bin, mode, profile string) (_ *Env, err error) {
       sync: %s
       max_lag: 16MB
       client_networks: [%s/32]
-`, BinDir, base, base, base, mode, e.L.Addr(lab.Client))
-	e.C, err = e.L.StartCluster(lab.ClusterSpec{Bin: bin, Dir: base, Profile: profile, VIP: VIP + "/24", NoWhoami: true, GroupExtra: extra})
-	if err != nil {
-		return nil, err
-	}
-	return e, nil
+`, BinDir, base, base, base, mode, client)
 }
+
+// StopPostgres stops the PostgreSQL servers the agents started under base
+// (pg_ctl daemonises them, so killing the agents leaves them running).
+func StopPostgres(l *lab.Lab, base string) {
+	for _, h := range l.Hosts() {
+		dir := filepath.Join(base, "pg", h, "pgdata")
+		if _, err := os.Stat(filepath.Join(dir, "postmaster.pid")); err == nil {
+			_, _ = l.Run(h, "runuser", "-u", "postgres", "--", filepath.Join(BinDir, "pg_ctl"), "-D", dir, "-m", "immediate", "stop")
+		}
+	}
+}
+
+// Dialer opens TCP connections from l's client namespace for pgload,
+// giving up on a connect after a second.
+func Dialer(l *lab.Lab) pgload.Dialer { return dialer(l) }
 
 // Close stops the agents and the PostgreSQL servers they started (pg_ctl
 // daemonises them), tears the lab down and removes the files.
@@ -100,12 +132,7 @@ func (e *Env) Close() {
 		e.C.Stop()
 	}
 	if e.L != nil {
-		for _, h := range e.L.Hosts() {
-			dir := filepath.Join(e.Base, "pg", h, "pgdata")
-			if _, err := os.Stat(filepath.Join(dir, "postmaster.pid")); err == nil {
-				_, _ = e.L.Run(h, "runuser", "-u", "postgres", "--", filepath.Join(BinDir, "pg_ctl"), "-D", dir, "-m", "immediate", "stop")
-			}
-		}
+		StopPostgres(e.L, e.Base)
 		e.L.Close()
 	}
 	os.RemoveAll(e.Base)

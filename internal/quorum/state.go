@@ -289,7 +289,13 @@ func (s *State) Apply(idx uint64, c Command) error {
 	case OpAnnotate:
 		for i := len(s.Events) - 1; i >= 0; i-- {
 			if e := &s.Events[i]; e.Group == c.Group && e.Epoch == c.Epoch && e.Ownership() {
-				e.TakeoverMs, e.TakeoverRecorded = c.TakeoverMs, true
+				// The first measurement is the takeover: a later one comes
+				// from an owner that restarted and resumed the same epoch
+				// (it measures its re-acquisition, seconds later), reported
+				// to a leader that had not annotated the epoch itself.
+				if !e.TakeoverRecorded {
+					e.TakeoverMs, e.TakeoverRecorded = c.TakeoverMs, true
+				}
 				return nil
 			}
 		}

@@ -44,3 +44,27 @@ func TestSyncRequestsAreOrdered(t *testing.T) {
 		t.Fatalf("new epoch kept %+v", g)
 	}
 }
+
+// TestAnnotateKeepsTheFirstTakeover: an owner that restarts and resumes its
+// epoch measures its re-acquisition (seconds) and reports it to a leader
+// that may not have annotated the epoch yet; the history keeps the first,
+// real takeover time.
+func TestAnnotateKeepsTheFirstTakeover(t *testing.T) {
+	s := NewState()
+	for _, c := range []Command{
+		{Op: OpAssign, Group: "web", Owner: "n1", Reason: ReasonInitial},
+		{Op: OpAssign, Group: "web", ExpectEpoch: 1, ExpectOwner: "n1", Owner: "n2", Reason: ReasonFailure},
+		{Op: OpAnnotate, Group: "web", Epoch: 2, TakeoverMs: 18},
+		{Op: OpAnnotate, Group: "web", Epoch: 2, TakeoverMs: 1776},
+	} {
+		if err := s.Apply(s.Index+1, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e := s.Events[len(s.Events)-1]; e.Epoch != 2 || e.TakeoverMs != 18 || !e.TakeoverRecorded {
+		t.Fatalf("history entry %+v, want epoch 2 with takeover 18 ms", e)
+	}
+	if err := s.Apply(s.Index+1, Command{Op: OpAnnotate, Group: "web", Epoch: 3, TakeoverMs: 5}); !errors.Is(err, ErrStale) {
+		t.Fatalf("annotating an epoch with no entry: %v", err)
+	}
+}

@@ -313,6 +313,16 @@ func (c *Cluster) Isolate(name string) {
 	c.Partition([]string{name}, rest)
 }
 
+// Deafen makes a node hear nobody while everyone still hears it (an
+// asymmetric partition: its receive path is broken, its send path is not).
+func (c *Cluster) Deafen(name string) {
+	for _, n := range c.order {
+		if n != name {
+			c.blocked[[2]string{n, name}] = true
+		}
+	}
+}
+
 // Heal restores every link, loss and delay.
 func (c *Cluster) Heal() {
 	c.blocked = map[[2]string]bool{}

@@ -96,6 +96,7 @@ func TestFailover(t *testing.T) {
 		{"kill owner", func(c *Cluster) { c.Kill("n1") }},
 		{"pause owner", func(c *Cluster) { c.Pause("n1") }},
 		{"isolate owner", func(c *Cluster) { c.Isolate("n1") }},
+		{"owner hears nobody but is heard", func(c *Cluster) { c.Deafen("n1") }},
 		{"kill owner that leads the quorum", func(c *Cluster) { c.leader = "n1"; c.Kill("n1") }},
 	}
 	for _, profile := range []string{"default", "fast"} {

@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -105,7 +104,7 @@ func main() {
 		for _, s := range sides {
 			before[s] = map[string]int64{}
 			for _, n := range nodes {
-				before[s][n] = cpuTicks(s.c.PID(n))
+				before[s][n] = benchkit.CPUTicks(s.c.PID(n))
 			}
 		}
 		start := time.Now()
@@ -113,9 +112,9 @@ func main() {
 		el := time.Since(start).Seconds()
 		for _, s := range sides {
 			for _, n := range nodes {
-				ticks := cpuTicks(s.c.PID(n)) - before[s][n]
+				ticks := benchkit.CPUTicks(s.c.PID(n)) - before[s][n]
 				s.cpu[n] = append(s.cpu[n], float64(ticks)/100/el*100) // USER_HZ = 100
-				s.rss[n] = append(s.rss[n], float64(rssKB(s.c.PID(n)))/1024)
+				s.rss[n] = append(s.rss[n], float64(benchkit.RSSKB(s.c.PID(n)))/1024)
 			}
 			s.noteRoles()
 			fmt.Fprintf(os.Stderr, "window %d, %s: %v\n", w+1, s.label, s.cpu)
@@ -185,26 +184,4 @@ func profile(addr string, d time.Duration, out string) {
 	defer f.Close()
 	_, err = io.Copy(f, resp.Body)
 	benchkit.Check(err)
-}
-
-func cpuTicks(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	benchkit.Check(err)
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.ParseInt(fields[11], 10, 64)
-	k, _ := strconv.ParseInt(fields[12], 10, 64)
-	return u + k
-}
-
-func rssKB(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	benchkit.Check(err)
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			v, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
-			return v
-		}
-	}
-	return 0
 }

@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -147,7 +146,7 @@ func idleUsage(bin, dir string, window time.Duration) {
 	benchkit.Check(err)
 	before := map[string]int64{}
 	for n := range c.Addrs {
-		before[n] = cpuTicks(c.PID(n))
+		before[n] = benchkit.CPUTicks(c.PID(n))
 	}
 	time.Sleep(window)
 	fmt.Printf("# idle agents, profile default, %v window (CPU %% of one core; RSS)\n\n", window)
@@ -155,7 +154,7 @@ func idleUsage(bin, dir string, window time.Duration) {
 	fmt.Println("|---|---|---|---|")
 	hz := 100.0 // USER_HZ on Linux
 	for _, n := range []string{"n1", "n2", "w1"} {
-		ticks := cpuTicks(c.PID(n)) - before[n]
+		ticks := benchkit.CPUTicks(c.PID(n)) - before[n]
 		cpu := float64(ticks) / hz / window.Seconds() * 100
 		role := "standby"
 		if st.Groups[0].Owner == n {
@@ -167,30 +166,8 @@ func idleUsage(bin, dir string, window time.Duration) {
 		if st.Leader == n {
 			role += ", raft leader"
 		}
-		fmt.Printf("| %s | %s | %.2f %% | %.1f MB |\n", n, role, cpu, float64(rssKB(c.PID(n)))/1024)
+		fmt.Printf("| %s | %s | %.2f %% | %.1f MB |\n", n, role, cpu, float64(benchkit.RSSKB(c.PID(n)))/1024)
 	}
-}
-
-func cpuTicks(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	benchkit.Check(err)
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.ParseInt(fields[11], 10, 64)
-	k, _ := strconv.ParseInt(fields[12], 10, 64)
-	return u + k
-}
-
-func rssKB(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	benchkit.Check(err)
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			v, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
-			return v
-		}
-	}
-	return 0
 }
 
 var _ = syscall.SIGKILL

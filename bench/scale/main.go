@@ -22,7 +22,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -250,14 +249,14 @@ func usage(c *proctest.Cluster, window time.Duration) {
 	slices.Sort(nodes)
 	before := map[string]int64{}
 	for _, n := range nodes {
-		before[n] = cpuTicks(c.PID(n))
+		before[n] = benchkit.CPUTicks(c.PID(n))
 	}
 	time.Sleep(window)
 	fmt.Println("| node | role | CPU (% of one core) | RSS |")
 	fmt.Println("|---|---|---|---|")
 	hz := 100.0 // USER_HZ on Linux
 	for _, n := range nodes {
-		ticks := cpuTicks(c.PID(n)) - before[n]
+		ticks := benchkit.CPUTicks(c.PID(n)) - before[n]
 		role := fmt.Sprintf("owns %d", owns[n])
 		if owns[n] == 0 {
 			role = "standby"
@@ -268,7 +267,7 @@ func usage(c *proctest.Cluster, window time.Duration) {
 		if st.Leader == n {
 			role += ", raft leader"
 		}
-		fmt.Printf("| %s | %s | %.2f %% | %.1f MB |\n", n, role, float64(ticks)/hz/window.Seconds()*100, float64(rssKB(c.PID(n)))/1024)
+		fmt.Printf("| %s | %s | %.2f %% | %.1f MB |\n", n, role, float64(ticks)/hz/window.Seconds()*100, float64(benchkit.RSSKB(c.PID(n)))/1024)
 	}
 	fmt.Println()
 }
@@ -280,26 +279,4 @@ func firstNode(c *proctest.Cluster) string {
 		}
 	}
 	return "n1"
-}
-
-func cpuTicks(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	benchkit.Check(err)
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.ParseInt(fields[11], 10, 64)
-	k, _ := strconv.ParseInt(fields[12], 10, 64)
-	return u + k
-}
-
-func rssKB(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	benchkit.Check(err)
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			v, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
-			return v
-		}
-	}
-	return 0
 }

@@ -109,3 +109,28 @@ func NeedRoot(why string) {
 // progName is the command's name: `go run ./bench/vipover` runs a binary
 // named vipover.
 func progName() string { return filepath.Base(os.Args[0]) }
+
+// CPUTicks is the user plus system CPU time of process pid in clock ticks
+// (fields 14 and 15 of /proc/PID/stat).
+func CPUTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	Check(err)
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.ParseInt(fields[11], 10, 64)
+	k, _ := strconv.ParseInt(fields[12], 10, 64)
+	return u + k
+}
+
+// RSSKB is the resident set size of process pid in KiB (VmRSS).
+func RSSKB(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	Check(err)
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			v, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
+			return v
+		}
+	}
+	return 0
+}

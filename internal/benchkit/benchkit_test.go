@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseCounts(t *testing.T) {
@@ -45,5 +46,18 @@ func TestCheckExits(t *testing.T) {
 	}
 	if want := filepath.Base(os.Args[0]) + ": lab: boom\n"; string(out) != want {
 		t.Errorf("child printed %q, want %q", out, want)
+	}
+}
+
+func TestCPUTicksAndRSS(t *testing.T) {
+	pid := os.Getpid()
+	before := CPUTicks(pid)
+	for end := time.Now().Add(50 * time.Millisecond); time.Now().Before(end); {
+	}
+	if after := CPUTicks(pid); after < before {
+		t.Errorf("CPU ticks went back: %d → %d", before, after)
+	}
+	if rss := RSSKB(pid); rss < 1024 {
+		t.Errorf("RSS of the test process %d KiB, want more than 1 MiB", rss)
 	}
 }

@@ -1,6 +1,7 @@
 package process
 
 import (
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -91,16 +92,20 @@ func TestRollingUpgrade(t *testing.T) {
 		out, err := c.Baton("w1", "history")
 		return err == nil && strings.Contains(out, "shutdown"), out
 	})
-	// Every node runs this release now: they announce the same config.
-	st, err := c.Status("n1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range st.Nodes {
-		if n.ConfigHash == "" || n.ConfigDiffers {
-			t.Fatalf("after the upgrade %s announces config %q (differs: %v)", n.Name, n.ConfigHash, n.ConfigDiffers)
+	// Every node runs this release now: they announce the same config (the
+	// restarted n1 shows a peer's hash once it heard that peer).
+	testkit.WaitForState(t, liveness, "every node to announce the same config to n1", func() (bool, string) {
+		st, err := c.Status("n1")
+		if err != nil {
+			return false, err.Error()
 		}
-	}
+		for _, n := range st.Nodes {
+			if n.ConfigHash == "" || n.ConfigDiffers {
+				return false, fmt.Sprintf("%s announces config %q (differs: %v)", n.Name, n.ConfigHash, n.ConfigDiffers)
+			}
+		}
+		return true, ""
+	})
 	if err := c.Kill("n2"); err != nil {
 		t.Fatal(err)
 	}

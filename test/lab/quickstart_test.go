@@ -19,9 +19,11 @@ import (
 // own text blocks, so the quick start cannot drift from what works.
 //
 // Each machine is a network namespace plus a mount and UTS namespace of its
-// own: its hostname is the node's name, and /etc and /usr/local are overlays,
-// so /etc/baton and /usr/local/bin/baton are private to it and nothing lands
-// on this host. The only edits to the README's text: its example addresses
+// own: its hostname is the node's name, and /etc, /usr/local and /var/lib are
+// overlays, so /etc/baton, /usr/local/bin/baton and the default data_dir
+// (/var/lib/baton/...) are private to it and nothing lands on this host (a
+// data_dir left behind once made a later run start from an old cluster's
+// state). The only edits to the README's text: its example addresses
 // (10.0.0.11–13) become the lab's, `--node n1` names the node it runs on, a
 // `baton agent` line runs in the background, and `logger` (no syslog here)
 // is a shim that appends to a file the test reads.
@@ -230,7 +232,7 @@ func (m *qsMachine) boot() {
 	m.procs = map[string]*lab.Proc{}
 	m.logf = filepath.Join(m.dir, "hooks.log")
 	var mounts []string
-	for _, mp := range [][2]string{{"/etc", "etc"}, {"/usr/local", "usr-local"}} {
+	for _, mp := range [][2]string{{"/etc", "etc"}, {"/usr/local", "usr-local"}, {"/var/lib", "var-lib"}} {
 		up, work := filepath.Join(m.dir, mp[1], "upper"), filepath.Join(m.dir, mp[1], "work")
 		for _, d := range []string{up, work} {
 			if err := os.MkdirAll(d, 0o755); err != nil {

@@ -294,7 +294,7 @@ func runCell(ctx context.Context, sys system, mode string, faults []string, n in
 				continue
 			}
 			t := Trial{System: sys.name, Mode: mode, Fault: f, N: i, From: r.From, To: r.To,
-				OutageMs: ms(r.Outage), KeptOutageMs: ms(r.KeptOutage), Acked: r.Acked, Lost: len(r.Lost)}
+				OutageMs: benchkit.Ms(r.Outage), KeptOutageMs: benchkit.Ms(r.KeptOutage), Acked: r.Acked, Lost: len(r.Lost)}
 			t.LostSample = r.Lost[:min(5, len(r.Lost))]
 			t0 := time.Now()
 			owner, _, err = e.WaitReady(r.To, sys.ready)
@@ -410,8 +410,8 @@ func fragment(res Results) string {
 			}
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %d | %s | %s | %s | %s | %s | %d | %d | %d | %.1f s |\n", c.system, c.mode, faultName(c.fault), len(ts),
-			dur(quantile(outage, 0.5)), dur(quantile(outage, 0.9)), dur(quantile(outage, 1)), dur(quantile(kept, 0.5)), dur(quantile(kept, 1)),
-			acked, lost, lossy, quantile(ready, 0.5))
+			benchkit.FormatMs(benchkit.Quantile(outage, 0.5)), benchkit.FormatMs(benchkit.Quantile(outage, 0.9)), benchkit.FormatMs(benchkit.Quantile(outage, 1)), benchkit.FormatMs(benchkit.Quantile(kept, 0.5)), benchkit.FormatMs(benchkit.Quantile(kept, 1)),
+			acked, lost, lossy, benchkit.Quantile(ready, 0.5))
 	}
 	b.WriteString("\nOutage: the longest gap between two acknowledged writes after the fault, as the client saw it (its inserts " +
 		"give up after 3 s and reconnect after 20 ms). Surviving-writes outage: the same gap counting only the acknowledged " +
@@ -426,26 +426,6 @@ func fragment(res Results) string {
 		}
 	}
 	return b.String()
-}
-
-// quantile is the nearest-rank q-quantile of xs (0 for none).
-func quantile(xs []float64, q float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	i := int(float64(len(s))*q+0.999999) - 1
-	return s[max(0, min(i, len(s)-1))]
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func dur(ms float64) string {
-	if ms >= 10000 {
-		return fmt.Sprintf("%.1f s", ms/1000)
-	}
-	return fmt.Sprintf("%.0f ms", ms)
 }
 
 func faultName(f string) string {

@@ -208,9 +208,9 @@ func runCell(ctx context.Context, system, mode string, start func() (env, error)
 		return true
 	}
 	record := func(kind string, i int, r redislab.Result) {
-		t := Trial{System: system, Mode: mode, Fault: kind, N: i, From: r.From, To: r.To, OutageMs: ms(r.Outage),
-			KeptOutageMs: ms(r.KeptOutage), Acked: r.Acked, Lost: len(r.Lost), LostSample: r.Lost[:min(5, len(r.Lost))],
-			LostFromMs: ms(r.LostFirst), LostToMs: ms(r.LostAfter)}
+		t := Trial{System: system, Mode: mode, Fault: kind, N: i, From: r.From, To: r.To, OutageMs: benchkit.Ms(r.Outage),
+			KeptOutageMs: benchkit.Ms(r.KeptOutage), Acked: r.Acked, Lost: len(r.Lost), LostSample: r.Lost[:min(5, len(r.Lost))],
+			LostFromMs: benchkit.Ms(r.LostFirst), LostToMs: benchkit.Ms(r.LostAfter)}
 		out = append(out, t)
 		when := ""
 		if t.Lost > 0 && kind != "switchover" {
@@ -312,7 +312,7 @@ func fragment(res Results) string {
 			}
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %d | %s | %s | %s | %s | %d | %d | %d |\n", c.system, c.mode, eventName(c.fault), len(ts),
-			dur(quantile(outage, 0.5)), dur(quantile(outage, 0.9)), dur(quantile(outage, 0.99)), dur(quantile(outage, 1)), acked, lost, lossy)
+			benchkit.FormatMs(benchkit.Quantile(outage, 0.5)), benchkit.FormatMs(benchkit.Quantile(outage, 0.9)), benchkit.FormatMs(benchkit.Quantile(outage, 0.99)), benchkit.FormatMs(benchkit.Quantile(outage, 1)), acked, lost, lossy)
 	}
 	b.WriteString("\nWrite outage: the longest gap between two acknowledged writes after the fault (or the switchover request), as " +
 		"the client saw it; for a switchover, the client-visible write pause. Lost: acknowledged writes missing on the new " +
@@ -324,25 +324,6 @@ func fragment(res Results) string {
 		}
 	}
 	return b.String()
-}
-
-func quantile(xs []float64, q float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	i := int(float64(len(s))*q+0.999999) - 1
-	return s[max(0, min(i, len(s)-1))]
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func dur(ms float64) string {
-	if ms >= 10000 {
-		return fmt.Sprintf("%.1f s", ms/1000)
-	}
-	return fmt.Sprintf("%.0f ms", ms)
 }
 
 func eventName(f string) string {

@@ -9,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Host describes the machine of a run. Benchmark result structs embed it, so
@@ -133,4 +135,27 @@ func RSSKB(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// Quantile is the nearest-rank q-quantile of xs (0 for none).
+func Quantile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	i := int(float64(len(s))*q+0.999999) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+// Ms is d in milliseconds.
+func Ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// FormatMs writes a duration in milliseconds as "412 ms", or "12.3 s" from
+// ten seconds on.
+func FormatMs(ms float64) string {
+	if ms >= 10000 {
+		return fmt.Sprintf("%.1f s", ms/1000)
+	}
+	return fmt.Sprintf("%.0f ms", ms)
 }

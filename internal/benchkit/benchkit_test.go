@@ -61,3 +61,21 @@ func TestCPUTicksAndRSS(t *testing.T) {
 		t.Errorf("RSS of the test process %d KiB, want more than 1 MiB", rss)
 	}
 }
+
+func TestQuantileAndFormat(t *testing.T) {
+	xs := []float64{5, 1, 4, 2, 3}
+	for q, want := range map[float64]float64{0.5: 3, 0.9: 5, 0.99: 5, 0: 1} {
+		if got := Quantile(xs, q); got != want {
+			t.Errorf("Quantile(%v, %v) = %v, want %v", xs, q, got, want)
+		}
+	}
+	if Quantile(nil, 0.5) != 0 || xs[0] != 5 {
+		t.Error("Quantile of none is not 0, or it sorted its input")
+	}
+	if got := FormatMs(Ms(412 * time.Millisecond)); got != "412 ms" {
+		t.Errorf("FormatMs = %q", got)
+	}
+	if got := FormatMs(12345); got != "12.3 s" {
+		t.Errorf("FormatMs(12345) = %q", got)
+	}
+}

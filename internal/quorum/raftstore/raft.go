@@ -104,6 +104,7 @@ type Raft struct {
 	peersMu sync.Mutex
 	peers   map[string]string // ID → address (under peersMu)
 	stream  *TLSStreamLayer   // nil with a caller-supplied Transport
+	patient *patientTransport // nil with a caller-supplied Transport
 	bolt    *raftboltdb.BoltStore
 	// fresh: the stores held no state at open and Bootstrap has not run.
 	fresh    atomic.Bool
@@ -249,7 +250,8 @@ func OpenRaft(cfg RaftConfig) (r *Raft, err error) {
 			Logger:  hlog.Named("net"),
 		})
 		closers = append(closers, nt.Close)
-		trans = nt
+		r.patient = newPatientTransport(nt)
+		trans = r.patient
 	}
 	if self := r.peers[cfg.NodeID]; self != string(trans.LocalAddr()) {
 		return nil, fmt.Errorf("quorum: peers entry %q has address %q but this node's transport is at %q",
@@ -279,6 +281,9 @@ func OpenRaft(cfg RaftConfig) (r *Raft, err error) {
 		return nil, fmt.Errorf("quorum: start raft: %w", err)
 	}
 	r.raft = ra
+	if r.patient != nil {
+		r.patient.follow(ra)
+	}
 	r.obs = raft.NewObserver(r.obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
 		case raft.LeaderObservation, raft.RaftState:
@@ -403,6 +408,9 @@ func (r *Raft) run(onChange func()) {
 		case <-r.stop:
 			return
 		case <-r.obsCh:
+			if r.patient != nil {
+				r.patient.wake() // a leader's waits may be over
+			}
 		case <-r.signal:
 		}
 		if onChange != nil {
@@ -667,6 +675,9 @@ func (r *Raft) LastContact() time.Time {
 // every goroutine it started. It is idempotent.
 func (r *Raft) Close() error {
 	r.closeOnce.Do(func() {
+		if r.patient != nil {
+			r.patient.stopWaiting() // Shutdown waits for the goroutines in a wait
+		}
 		err := r.raft.Shutdown().Error() // also closes the transport
 		r.raft.DeregisterObserver(r.obs)
 		close(r.stop)

@@ -366,7 +366,7 @@ func (l *TLSStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 	}
 	raw, err := d.Dial("tcp", string(address))
 	if err != nil {
-		return nil, err
+		return nil, &unreachable{err}
 	}
 	c := l.track(tls.Client(raw, l.client), raw)
 	if c == nil {
@@ -376,7 +376,7 @@ func (l *TLSStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 	_ = raw.SetDeadline(deadline)
 	if err := c.Handshake(); err != nil {
 		c.abort()
-		return nil, fmt.Errorf("raft tls handshake with %s: %w", address, err)
+		return nil, &unreachable{fmt.Errorf("raft tls handshake with %s: %w", address, err)}
 	}
 	_ = raw.SetDeadline(time.Time{})
 	return c, nil

@@ -101,6 +101,14 @@ type Agent struct {
 
 func (a *Agent) now() time.Duration { return time.Since(a.start) }
 
+// decidingQuorum is the Raft store as the core sees it: a leader counts as
+// one only once its View holds what earlier leaders committed
+// (raftstore.DecidingLeader). The shell's own uses of IsLeader (membership,
+// API forwarding, the handoff) keep raft's plain answer.
+type decidingQuorum struct{ *raftstore.Raft }
+
+func (q decidingQuorum) IsLeader() bool { return q.DecidingLeader() }
+
 // Run starts the agent and blocks until ctx is cancelled (then it hands off
 // its groups and exits) or a fatal error occurs.
 func Run(ctx context.Context, opts Options) error {
@@ -211,7 +219,7 @@ func open(opts Options) (_ *Agent, err error) {
 	}
 	sendLog := rate.NewLimiter(rate.Every(10*time.Second), 1)
 	a.node, err = core.NewNode(core.Deps{
-		Name: self.Name, Spec: cfg.CoreSpec(), Quorum: a.raft, WallNow: opts.Debug.wallNow,
+		Name: self.Name, Spec: cfg.CoreSpec(), Quorum: decidingQuorum{a.raft}, WallNow: opts.Debug.wallNow,
 		Send: func(to string, m *cluster.Message) {
 			if err := a.udp.Send(to, m); err != nil && sendLog.Allow() {
 				// A heartbeat that is never sent makes this node look dead

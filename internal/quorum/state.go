@@ -329,7 +329,10 @@ func UnmarshalState(b []byte) (*State, error) {
 type Quorum interface {
 	// View returns the latest applied state. Callers must not mutate it.
 	View() *State
-	// IsLeader reports whether this node currently leads and may propose.
+	// IsLeader reports whether this node currently leads and may decide:
+	// its View already holds every entry committed before its term. (Raft
+	// makes a node leader before it has applied those; raftstore's
+	// DecidingLeader waits for a barrier.)
 	IsLeader() bool
 	// Leader returns the current leader's node name, "" if unknown.
 	Leader() string

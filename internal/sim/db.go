@@ -198,10 +198,18 @@ func (c *Cluster) replicate(n *Node, group string, d *fakeDB) {
 	for ; k > 0 && len(d.log) < len(pd.log); k-- {
 		d.add(pd.log[len(d.log)])
 	}
-	if len(d.log) == len(pd.log) {
+	// PostgreSQL reports a standby "streaming" (and so synchronous, once
+	// named) as soon as its walsender has *sent* the primary's WAL up to
+	// the end once, while the standby may not have flushed it yet: caught
+	// is set a few records short of the primary.
+	if len(pd.log)-len(d.log) <= streamingSlack {
 		d.caught = true
 	}
 }
+
+// streamingSlack is how far behind the primary (records) a standby may be
+// when it is first reported streaming.
+const streamingSlack = 3
 
 // streaming reports the standbys connected to n's database, and those of
 // them caught up (PostgreSQL's "streaming" state).

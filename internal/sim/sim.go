@@ -126,6 +126,7 @@ type Cluster struct {
 	lastSync     map[string]string
 	proposals    []proposal
 	leader       string
+	leaderFrom   int // entries in the log when the leader took over
 	electionAt   time.Duration
 	transferTo   string
 
@@ -464,7 +465,7 @@ func (c *Cluster) stepQuorum() {
 	}
 	if c.leader != "" && c.transferTo != "" {
 		if c.canLead(c.transferTo) {
-			c.leader = c.transferTo
+			c.leader, c.leaderFrom = c.transferTo, len(c.log)
 			c.proposals = nil
 		}
 		c.transferTo = ""
@@ -477,7 +478,7 @@ func (c *Cluster) stepQuorum() {
 			}
 		}
 		if len(cands) > 0 {
-			c.leader = cands[c.Rand.Intn(len(cands))]
+			c.leader, c.leaderFrom = cands[c.Rand.Intn(len(cands))], len(c.log)
 			c.notify(c.leader)
 		}
 	}
@@ -545,8 +546,13 @@ type nodeQuorum struct {
 }
 
 func (q *nodeQuorum) View() *quorum.State { return q.n.view }
-func (q *nodeQuorum) IsLeader() bool      { return q.c.leader == q.n.Name }
-func (q *nodeQuorum) Leader() string      { return q.c.leader }
+
+// IsLeader is raftstore's DecidingLeader: a new leader decides only once
+// its view holds every entry committed before it took over.
+func (q *nodeQuorum) IsLeader() bool {
+	return q.c.leader == q.n.Name && q.n.applied >= q.c.leaderFrom
+}
+func (q *nodeQuorum) Leader() string { return q.c.leader }
 func (q *nodeQuorum) Propose(cmd quorum.Command) error {
 	if q.c.leader != q.n.Name {
 		return quorum.ErrNotLeader

@@ -125,6 +125,9 @@ type Raft struct {
 	// earlier leader committed, and ReadIndex may answer from it.
 	readyMu   sync.Mutex
 	readyTerm uint64
+	readying  atomic.Bool // a new leader's barrier runs (readyAsync)
+	bgMu      sync.Mutex  // closing, and wg.Add of background goroutines
+	closing   bool
 	log       *slog.Logger
 	slowLog   *rate.Limiter // "proposal blocked" warnings
 }
@@ -400,7 +403,8 @@ func (r *Raft) notify() {
 	}
 }
 
-// run turns observations and applies into coalesced OnChange calls.
+// run turns observations and applies into coalesced OnChange calls, and
+// starts a new leader's barrier (see DecidingLeader).
 func (r *Raft) run(onChange func()) {
 	defer r.wg.Done()
 	for {
@@ -411,6 +415,7 @@ func (r *Raft) run(onChange func()) {
 			if r.patient != nil {
 				r.patient.wake() // a leader's waits may be over
 			}
+			r.readyAsync()
 		case <-r.signal:
 		}
 		if onChange != nil {
@@ -419,11 +424,90 @@ func (r *Raft) run(onChange func()) {
 	}
 }
 
+// readyAsync starts the barrier that makes a new leader ready, unless it is
+// ready or one runs. Its end is an OnChange: the leader may decide now.
+func (r *Raft) readyAsync() {
+	if r.raft.State() != raft.Leader || r.ready(r.raft.CurrentTerm()) || !r.readying.CompareAndSwap(false, true) {
+		return
+	}
+	r.bgMu.Lock()
+	defer r.bgMu.Unlock()
+	if r.closing {
+		r.readying.Store(false)
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer r.readying.Store(false)
+		for r.raft.State() == raft.Leader && !r.ready(r.raft.CurrentTerm()) {
+			select {
+			case <-r.stop:
+				return
+			default:
+			}
+			if err := r.becomeReady(readyBarrierTimeout); err != nil {
+				r.log.Debug("quorum: new leader's barrier", "err", err)
+			}
+		}
+		r.notify()
+	}()
+}
+
+// readyBarrierTimeout bounds one try of a new leader's barrier; a leader
+// whose barrier timed out tries again while it leads.
+const readyBarrierTimeout = 2 * time.Second
+
+// ready reports whether this node passed a barrier as leader in term.
+func (r *Raft) ready(term uint64) bool {
+	r.readyMu.Lock()
+	defer r.readyMu.Unlock()
+	return r.readyTerm == term
+}
+
+// becomeReady passes one barrier in the current term unless one passed:
+// from then on the View holds every entry an earlier leader committed.
+func (r *Raft) becomeReady(timeout time.Duration) error {
+	term := r.raft.CurrentTerm()
+	if r.ready(term) {
+		return nil
+	}
+	if err := mapErr(r.raft.Barrier(timeout).Error()); err != nil {
+		return err
+	}
+	r.readyMu.Lock()
+	r.readyTerm = term
+	r.readyMu.Unlock()
+	return nil
+}
+
 // View returns the latest applied state; callers must not mutate it.
 func (r *Raft) View() *quorum.State { return r.fsm.View() }
 
 // IsLeader reports whether this node is the raft leader.
 func (r *Raft) IsLeader() bool { return r.raft.State() == raft.Leader }
+
+// DecidingLeader reports whether this node leads and its View already holds
+// every entry committed before its term: it passed a barrier as leader in
+// the current term. Raft makes a node leader before its state machine has
+// applied what the earlier leader committed (a restarted node restores its
+// snapshot and applies the rest only once it learns the commit index), and a
+// decision from that older View is wrong in ways the commands' CAS does not
+// catch: a leader that still saw a standby in the synchronous set promoted
+// it after the set had been emptied (sim seed 424 of
+// TestSyncStandbyRandomFaults). The core decides only as a DecidingLeader;
+// the barrier starts at once when raft reports the leadership, and its end
+// is an OnChange.
+func (r *Raft) DecidingLeader() bool {
+	if r.raft.State() != raft.Leader {
+		return false
+	}
+	if r.ready(r.raft.CurrentTerm()) {
+		return true
+	}
+	r.readyAsync() // in case the observation was dropped
+	return false
+}
 
 // Leader returns the leader's node name, "" if unknown.
 func (r *Raft) Leader() string {
@@ -505,18 +589,8 @@ func (r *Raft) ReadIndex(ctx context.Context) (uint64, error) {
 	if r.raft.State() != raft.Leader {
 		return 0, quorum.ErrNotLeader
 	}
-	timeout := time.Until(deadlineOr(ctx, 5*time.Second))
-	term := r.raft.CurrentTerm()
-	r.readyMu.Lock()
-	ready := r.readyTerm == term
-	r.readyMu.Unlock()
-	if !ready {
-		if err := mapErr(r.raft.Barrier(timeout).Error()); err != nil {
-			return 0, err
-		}
-		r.readyMu.Lock()
-		r.readyTerm = term
-		r.readyMu.Unlock()
+	if err := r.becomeReady(time.Until(deadlineOr(ctx, 5*time.Second))); err != nil {
+		return 0, err
 	}
 	idx := r.fsm.View().Index
 	if err := mapErr(r.raft.VerifyLeader().Error()); err != nil {
@@ -680,6 +754,9 @@ func (r *Raft) Close() error {
 		}
 		err := r.raft.Shutdown().Error() // also closes the transport
 		r.raft.DeregisterObserver(r.obs)
+		r.bgMu.Lock()
+		r.closing = true
+		r.bgMu.Unlock()
 		close(r.stop)
 		r.wg.Wait()
 		if r.stream != nil {

@@ -237,6 +237,17 @@ func TestRaftLeaderFailover(t *testing.T) {
 	start := time.Now()
 	nl := waitLeader(t, rest)
 	t.Logf("new leader %s after %v", nl.id, time.Since(start))
+	// The new leader decides only once its View holds what the old one
+	// committed; a follower never does.
+	waitFor(t, 5*time.Second, "the new leader to decide", nl.DecidingLeader)
+	if got := nl.View().Index; got < assigned {
+		t.Fatalf("deciding leader's View is at index %d, before the old leader's assignment at %d", got, assigned)
+	}
+	for _, n := range rest {
+		if n != nl && n.DecidingLeader() {
+			t.Fatalf("follower %s reports itself a deciding leader", n.id)
+		}
+	}
 	// A new leader's read index covers what the old one committed: it passes a
 	// barrier first, so its View holds the assignment before it answers.
 	if idx, err := nl.ReadIndex(context.Background()); err != nil || idx < assigned || nl.View().Group("web").Owner != old.id {

@@ -86,7 +86,7 @@ type env interface {
 }
 
 func main() {
-	systems := flag.String("systems", "baton,sentinel", "systems: baton, sentinel")
+	systems := flag.String("systems", "baton,baton-reset,sentinel", "systems: baton (VIP tcp_reset: false, as the driver README advises for go-redis clients), baton-reset (tcp_reset: true, the default), sentinel")
 	modes := flag.String("modes", "on,off", "Baton's sync modes: on, off")
 	faults := flag.String("faults", "linkdown,partition", "faults: linkdown, partition")
 	trials := flag.Int("trials", 10, "trials per system, mode and fault")
@@ -121,15 +121,18 @@ func main() {
 		start        func() (env, error)
 	}
 	var runs []cellRun
+	var bin string
 	for _, name := range benchkit.Split(*systems) {
 		switch name {
-		case "baton":
-			var bin string
-			bin, res.Baton, err = proctest.BuildRev(dir, *rev)
-			benchkit.Check(err)
-			res.Settings["baton"] = "profile default, redis driver"
+		case "baton", "baton-reset":
+			if bin == "" {
+				bin, res.Baton, err = proctest.BuildRev(dir, *rev)
+				benchkit.Check(err)
+			}
+			reset := name == "baton-reset"
+			res.Settings[name] = fmt.Sprintf("profile default, redis driver, VIP tcp_reset: %v", reset)
 			for _, m := range benchkit.Split(*modes) {
-				runs = append(runs, cellRun{"baton", m, func() (env, error) { return redislab.Start(bin, m, "") }})
+				runs = append(runs, cellRun{name, m, func() (env, error) { return redislab.Start(bin, m, "", reset) }})
 			}
 		case "sentinel":
 			if m := redislab.SentinelMissing(); m != "" {
@@ -282,7 +285,11 @@ func fragment(res Results) string {
 		"A trial ends once the other member is primary and has acknowledged a write, at least 2 s after the fault (sync " +
 		"on: the fault is healed as soon as the takeover is seen, since WAIT 1 needs the old primary back as a replica); " +
 		"then the fault is healed and the next trial waits until the group is whole again. Switchover: Baton's " +
-		"`POST /v1/groups/web/switchover`, Sentinel's `SENTINEL FAILOVER`, under the same writer. Produced by:\n\n")
+		"`POST /v1/groups/web/switchover`, Sentinel's `SENTINEL FAILOVER`, under the same writer. The go-redis client has " +
+		"PoolSize 1, and go-redis dials only once a second after PoolSize dials in a row failed: `baton` gives the VIP " +
+		"`tcp_reset: false`, as the driver README advises for such clients (the old owner leaves the client's packets " +
+		"unanswered and its retransmission reaches the new owner), `baton-reset` keeps the default `tcp_reset: true` " +
+		"(the old owner refuses the reconnect at once, also before the new owner holds the VIP). Produced by:\n\n")
 	fmt.Fprintf(&b, "```sh\n%s\n```\n\n", res.Command)
 	b.WriteString("| system | sync | event | trials | write outage p50 | p90 | p99 | max | acknowledged writes | lost | trials with loss |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")

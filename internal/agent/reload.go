@@ -378,6 +378,7 @@ func (a *Agent) reloadServices(next *config.Config, self *config.Node) (map[stri
 func (a *Agent) reloadVIPs(now time.Duration) error {
 	want := map[string][]vip.VIP{}
 	refresh := map[vip.VIP]time.Duration{}
+	var resetting, kept []vip.VIP
 	for _, g := range a.cfg.Units() {
 		if _, member := g.Member(a.self.Name); !member {
 			continue
@@ -388,6 +389,11 @@ func (a *Agent) reloadVIPs(now time.Duration) error {
 				return fmt.Errorf("group %s: vip %s: %w", g.GroupOf(), c.Address, err)
 			}
 			want[g.Name] = append(want[g.Name], p)
+			if c.Resets() {
+				resetting = append(resetting, p)
+			} else {
+				kept = append(kept, p)
+			}
 			if r := c.Refresh.D(); r > 0 {
 				refresh[p] = r
 			}
@@ -475,6 +481,9 @@ func (a *Agent) reloadVIPs(now time.Duration) error {
 		}
 	}
 	v.refresh = refresh
+	// A VIP added by this reload gets its resets too, one removed loses them,
+	// and a changed tcp_reset applies from now on.
+	v.setResets(resetting, kept, false)
 	return nil
 }
 

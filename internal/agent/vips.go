@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -34,6 +35,8 @@ type vips struct {
 	refresh   map[vip.VIP]time.Duration // VIP → announce period while owned
 	announced map[vip.VIP]time.Duration // VIP → last announce
 	resets    bool                      // the TCP resets for VIPs not held here are installed (or were tried)
+	resetting []vip.VIP                 // the VIPs with tcp_reset on, as last installed
+	kept      []vip.VIP                 // the VIPs with tcp_reset off, as last told the Manager and the fence
 }
 
 // KernelLifetime is the valid_lft given to a VIP: whole seconds, at least the
@@ -47,7 +50,7 @@ func (a *Agent) openVIPs() error {
 	v := &vips{a: a, byGroup: map[string][]vip.VIP{}, mgr: vip.NewManager(a.log.With("component", "vip")),
 		lastHold: map[string]time.Duration{}, held: map[string]bool{}, lifetime: KernelLifetime(a.timing.FailureTimeout),
 		refresh: map[vip.VIP]time.Duration{}, announced: map[vip.VIP]time.Duration{}}
-	var all []vip.VIP
+	var all, resetting, kept []vip.VIP
 	for _, g := range a.cfg.Units() {
 		if _, member := g.Member(a.self.Name); !member {
 			continue
@@ -59,6 +62,11 @@ func (a *Agent) openVIPs() error {
 			}
 			v.byGroup[g.Name] = append(v.byGroup[g.Name], p)
 			all = append(all, p)
+			if c.Resets() {
+				resetting = append(resetting, p)
+			} else {
+				kept = append(kept, p)
+			}
 			if r := c.Refresh.D(); r > 0 {
 				v.refresh[p] = r
 			}
@@ -99,16 +107,36 @@ func (a *Agent) openVIPs() error {
 	if err := v.startFence(); err != nil {
 		return err
 	}
-	// A client that still sends to this host after a VIP left it (until the
-	// new owner's announcement reaches it) is refused at once instead of
-	// waiting a second for its SYN to be retransmitted.
-	if err := v.mgr.SetResets(vip.ResetTable(a.cfg.Cluster.Name, a.self.Name), all); err != nil {
-		a.log.Warn("VIPs work, but clients connecting to one this host just gave up wait for a TCP retransmit (about 1 s) instead of being refused",
-			"err", err)
-	}
-	v.resets = true
+	v.setResets(resetting, kept, true)
 	a.vips = v
 	return nil
+}
+
+// setResets installs the TCP resets for the VIPs of resetting (tcp_reset on)
+// and tells the Manager and the fence to leave the connections of kept
+// (tcp_reset off) alone when they remove them; a list that did not change
+// since the last call is not installed again unless force.
+//
+// With the resets a client that still sends to this host after a VIP left it
+// (until the new owner's announcement reaches it) is refused at once instead
+// of waiting a second for its SYN to be retransmitted.
+func (v *vips) setResets(resetting, kept []vip.VIP, force bool) {
+	if force || !slices.Equal(resetting, v.resetting) {
+		if err := v.mgr.SetResets(vip.ResetTable(v.a.cfg.Cluster.Name, v.a.self.Name), resetting); err != nil {
+			v.a.log.Warn("VIPs work, but clients connecting to one this host just gave up wait for a TCP retransmit (about 1 s) instead of being refused",
+				"err", err)
+		}
+		v.resets, v.resetting = true, resetting
+	}
+	if force || !slices.Equal(kept, v.kept) {
+		addrs := make([]netip.Addr, len(kept))
+		for i, p := range kept {
+			addrs[i] = p.Addr()
+		}
+		v.mgr.KeepConnections(addrs)
+		v.sendLine(vip.KeepLine(kept))
+		v.kept = kept
+	}
 }
 
 func (v *vips) startFence() error {

@@ -173,7 +173,16 @@ type VIP struct {
 	// Refresh, when set, repeats the gratuitous ARP / unsolicited NA that often while this node owns the VIP, for
 	// routers and switches that forget or ignore the burst sent at takeover (0 = only at takeover).
 	Refresh Duration `yaml:"refresh,omitempty"`
+	// TCPReset (default true): while this node does not hold the VIP, TCP packets that still reach it for the
+	// address are answered with a reset, and the node resets the address's connections when it gives the VIP up,
+	// so that clients fail at once and retry instead of waiting for a retransmission. false leaves them
+	// unanswered, as keepalived does: for clients that back off after a refused connection (go-redis waits 1 s
+	// once its pool's dials have failed), whose retransmission then reaches the next owner.
+	TCPReset *bool `yaml:"tcp_reset,omitempty"`
 }
+
+// Resets reports whether v's TCP resets are on (tcp_reset, default true).
+func (v VIP) Resets() bool { return v.TCPReset == nil || *v.TCPReset }
 
 // GroupDNS publishes the group's owner(s) under Name in the built-in DNS zone.
 type GroupDNS struct {

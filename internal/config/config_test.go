@@ -880,6 +880,31 @@ func TestAPIUI(t *testing.T) {
 	}
 }
 
+// TestVIPTCPReset: tcp_reset is on unless a VIP turns it off, and only a boolean is taken.
+func TestVIPTCPReset(t *testing.T) {
+	const group = `groups:
+  - name: cache
+    members: [{node: n1}, {node: n2}]
+    vips: [{address: 10.0.0.100/24, interface: eth0}, {address: 10.0.0.101/24, interface: eth0, tcp_reset: false},
+           {address: 10.0.0.102/24, interface: eth0, tcp_reset: true}]
+`
+	c, err := Parse([]byte(head+group), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []bool
+	for _, v := range c.Groups[0].VIPs {
+		got = append(got, v.Resets())
+	}
+	if !slices.Equal(got, []bool{true, false, true}) {
+		t.Errorf("Resets() = %v, want [true false true]", got)
+	}
+	_, err = Parse([]byte(head+strings.Replace(group, "tcp_reset: false", "tcp_reset: sometimes", 1)), "")
+	if err == nil || !strings.Contains(err.Error(), `groups[0].vips[1].tcp_reset: line`) || !strings.Contains(err.Error(), `cannot unmarshal "sometimes" into bool`) {
+		t.Errorf("tcp_reset: sometimes: %v", err)
+	}
+}
+
 // TestHeartbeatSizeLimit: heartbeats are split across packets, so hundreds
 // of groups pass (100 used to pass check-config and then serve no group: the
 // members' heartbeats were never sent); a config whose worst-case heartbeat

@@ -20,15 +20,17 @@ const APIToken = "lab-token-0123456789"
 // ClusterSpec describes a Baton cluster on the lab's hosts: the first
 // len(Members) hosts are members (priority descending), then one witness.
 type ClusterSpec struct {
-	Bin      string // baton binary
-	Dir      string // config, data dirs and logs
-	Members  int    // default 2
-	Profile  string // default "default"
-	VIP      string // e.g. "10.77.0.100/24"; "" for none
-	Extra    string // extra YAML under cluster: (two-space indent)
-	Port     int    // service port each host's whoami listens on (default 8080)
-	APIPort  int    // default 7480
-	Failback bool
+	Bin     string // baton binary
+	Dir     string // config, data dirs and logs
+	Members int    // default 2
+	Profile string // default "default"
+	VIP     string // e.g. "10.77.0.100/24"; "" for none
+	// VIPOptions are more fields of the VIP's YAML flow map, e.g. "tcp_reset: false".
+	VIPOptions string
+	Extra      string // extra YAML under cluster: (two-space indent)
+	Port       int    // service port each host's whoami listens on (default 8080)
+	APIPort    int    // default 7480
+	Failback   bool
 	// GroupExtra is extra YAML for the group (four-space indent), e.g. a
 	// service and checks; NoWhoami then leaves the service port to it.
 	GroupExtra string
@@ -83,7 +85,11 @@ func (l *Lab) StartCluster(s ClusterSpec) (*Cluster, error) {
 		fmt.Fprintf(&b, "      - {node: %s, priority: %d}\n", h, 200-10*i)
 	}
 	if s.VIP != "" {
-		fmt.Fprintf(&b, "    vips: [{address: %s, interface: %s}]\n", s.VIP, l.Iface())
+		opts := ""
+		if s.VIPOptions != "" {
+			opts = ", " + s.VIPOptions
+		}
+		fmt.Fprintf(&b, "    vips: [{address: %s, interface: %s%s}]\n", s.VIP, l.Iface(), opts)
 	}
 	if s.Failback {
 		b.WriteString("    failback: true\n")

@@ -60,8 +60,10 @@ type Env struct {
 }
 
 // Start builds the lab and starts Baton with sync mode `mode` (profile "" =
-// default).
-func Start(bin, mode, profile string) (_ *Env, err error) {
+// default) and the VIP's tcp_reset as given (false is what the driver README
+// advises for go-redis clients, whose pool waits a second once its dials were
+// refused).
+func Start(bin, mode, profile string, tcpReset bool) (_ *Env, err error) {
 	if _, err := os.Stat(Server); err != nil {
 		return nil, fmt.Errorf("redis-server is not installed (%v); apt-get install redis-server", err)
 	}
@@ -89,7 +91,8 @@ func Start(bin, mode, profile string) (_ *Env, err error) {
       sync: %s
       max_lag: 16MB
 `, base, Port, base, mode)
-	e.C, err = e.L.StartCluster(lab.ClusterSpec{Bin: bin, Dir: base, Profile: profile, VIP: VIP + "/24", NoWhoami: true, GroupExtra: extra})
+	e.C, err = e.L.StartCluster(lab.ClusterSpec{Bin: bin, Dir: base, Profile: profile, VIP: VIP + "/24",
+		VIPOptions: fmt.Sprintf("tcp_reset: %v", tcpReset), NoWhoami: true, GroupExtra: extra})
 	if err != nil {
 		return nil, err
 	}

@@ -57,6 +57,18 @@ func VIPsLine(group string, vips []VIP) string {
 	return b.String()
 }
 
+// KeepLine is the command that tells the fence which VIPs' TCP connections to leave alone when it removes them
+// (those with tcp_reset: false; see Manager.KeepConnections), replacing the earlier list.
+func KeepLine(vips []VIP) string {
+	var b strings.Builder
+	b.WriteString("keep")
+	for _, v := range vips {
+		b.WriteString(" " + v.Addr().String())
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
 // monotonicNow reads CLOCK_MONOTONIC, the clock every process on this host shares. (Go's monotonic readings count
 // from the start of each process, so they cannot be compared across the agent and the fence.)
 func monotonicNow() time.Duration {
@@ -282,8 +294,20 @@ func (f *fence) command(line string, now time.Time) {
 	case verb == "vips" && len(fields) >= 2 && len(fields)%2 == 0:
 		f.setVIPs(fields[1], fields[2:], now, bad)
 		return
+	case verb == "keep":
+		addrs := make([]netip.Addr, 0, len(fields)-1)
+		for _, s := range fields[1:] {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				bad(fmt.Sprintf("%q is not an address", s))
+				return
+			}
+			addrs = append(addrs, a)
+		}
+		f.m.KeepConnections(addrs)
+		return
 	default:
-		bad(`not "hold GROUP MS [WRITTEN-AT]", "drop GROUP" or "vips GROUP [PREFIX IFACE]..."`)
+		bad(`not "hold GROUP MS [WRITTEN-AT]", "drop GROUP", "vips GROUP [PREFIX IFACE]..." or "keep [ADDR]..."`)
 		return
 	}
 	g := f.groups[fields[1]]

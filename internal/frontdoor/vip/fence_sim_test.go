@@ -20,17 +20,23 @@ type memTable struct {
 	addrs    map[VIP]bool // by address and interface; the prefix length is ignored, as the kernel side does
 	failDels int          // how many removals fail before they work again
 	watchers map[chan netip.Addr]bool
+	aborted  map[netip.Addr]int // abort calls per address (connections reset before a removal)
 }
 
 func newMemTable() *memTable {
-	return &memTable{addrs: map[VIP]bool{}, watchers: map[chan netip.Addr]bool{}}
+	return &memTable{addrs: map[VIP]bool{}, watchers: map[chan netip.Addr]bool{}, aborted: map[netip.Addr]int{}}
 }
 
 func key(v VIP) VIP { return VIP{Prefix: netip.PrefixFrom(v.Addr(), 0), Interface: v.Interface} }
 
 func (t *memTable) prepare(VIP) (bool, error) { return false, nil }
 
-func (t *memTable) abort(VIP) (int, error) { return 0, nil }
+func (t *memTable) abort(v VIP) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.aborted[v.Addr()]++
+	return 0, nil
+}
 
 func (t *memTable) replace(v VIP, _ uint32) error {
 	t.mu.Lock()
@@ -452,6 +458,42 @@ func FuzzFenceCommand(f *testing.F) {
 		fc.command(line, now)
 		if u := fc.groups["web"].until; !u.IsZero() && (u.Before(now) || u.After(now.Add(maxHold))) {
 			t.Errorf("%q: deadline %v from now", line, u.Sub(now))
+		}
+	})
+}
+
+// TestFenceSimKeep: after "keep ADDR..." the fence removes those addresses at their deadline without resetting
+// their connections (tcp_reset: false), and the others with; a later line replaces the list.
+func TestFenceSimKeep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := startSim(t)
+		s.send(strings.TrimSuffix(KeepLine([]VIP{webV4, webV6}), "\n"))
+		s.send("hold web 100")
+		s.send("hold db 100")
+		s.add(webV4, webV6, dbV4)
+		s.sleep(100 * time.Millisecond)
+		s.want()
+		aborted := func(v VIP) int {
+			s.kernel.mu.Lock()
+			defer s.kernel.mu.Unlock()
+			return s.kernel.aborted[v.Addr()]
+		}
+		if aborted(webV4) != 0 || aborted(webV6) != 0 || aborted(dbV4) != 1 {
+			t.Errorf("resets before removal: web %d/%d, db %d; want 0/0 (kept) and 1", aborted(webV4), aborted(webV6), aborted(dbV4))
+		}
+		s.send("keep")
+		s.send("hold web 100")
+		s.add(webV4)
+		s.sleep(100 * time.Millisecond)
+		if aborted(webV4) != 1 {
+			t.Errorf("after an empty keep line web's connections were reset %d times, want 1", aborted(webV4))
+		}
+		s.send("keep 10.77.9.999")
+		s.send("hold web 100")
+		s.add(webV4)
+		s.sleep(100 * time.Millisecond)
+		if aborted(webV4) != 2 {
+			t.Errorf("a bad keep line changed the list: web's connections reset %d times, want 2", aborted(webV4))
 		}
 	})
 }

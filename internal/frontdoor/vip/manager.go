@@ -50,6 +50,8 @@ type Manager struct {
 	// address; a background round whose count changed since its Add stops.
 	mu       sync.Mutex
 	removals map[netip.Addr]uint64
+	// keep are the addresses whose TCP connections Remove leaves alone (a VIP with tcp_reset: false).
+	keep map[netip.Addr]bool
 }
 
 // NewManager returns a Manager that works on the kernel through netlink. log may be nil.
@@ -190,15 +192,19 @@ func (m *Manager) Renew(v VIP, lifetime time.Duration) error {
 // that is not its own), so a client waiting for an answer, e.g. on a connection accepted a moment before, would
 // otherwise wait out its own timeout. Packets that still arrive for the address afterwards are answered by
 // SetResets' rule. Ending them needs a kernel with CONFIG_INET_DIAG_DESTROY (Debian's has it); a failure is
-// logged and the address is removed all the same.
+// logged and the address is removed all the same. Addresses named in KeepConnections are removed without it.
 func (m *Manager) Remove(v VIP) error {
 	if err := v.check(); err != nil {
 		return err
 	}
 	m.mu.Lock() // waits for a round being sent; the rounds after it see the count and stop
 	m.removals[v.Addr()]++
+	keep := m.keep[v.Addr()]
 	m.mu.Unlock()
-	if n, err := m.addrs.abort(v); err != nil {
+	if keep {
+		// tcp_reset: false; the connections' packets go unanswered until their client's retransmission reaches
+		// the next owner, which resets them.
+	} else if n, err := m.addrs.abort(v); err != nil {
 		m.log.Warn("cannot reset the connections to a VIP before removing it; their clients wait for their own timeouts",
 			"vip", v, "err", err)
 	} else if n > 0 {
@@ -208,6 +214,18 @@ func (m *Manager) Remove(v VIP) error {
 		return fmt.Errorf("removing %s: %w", v, err)
 	}
 	return nil
+}
+
+// KeepConnections sets the addresses whose TCP connections Remove does not reset (VIPs with tcp_reset: false),
+// replacing the earlier set.
+func (m *Manager) KeepConnections(addrs []netip.Addr) {
+	keep := make(map[netip.Addr]bool, len(addrs))
+	for _, a := range addrs {
+		keep[a] = true
+	}
+	m.mu.Lock()
+	m.keep = keep
+	m.mu.Unlock()
 }
 
 // Present reports whether v's address is on v's interface (with any prefix length). A missing interface is an

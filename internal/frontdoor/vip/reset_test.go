@@ -3,6 +3,7 @@ package vip
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -222,5 +223,88 @@ func testResets(t *testing.T, network, hostA, hostB, vipAddr string) {
 	var nerr net.Error
 	if err := dial(); !errors.As(err, &nerr) || !nerr.Timeout() {
 		t.Errorf("without the rule: %v, want a timeout (the SYN dropped in silence)", err)
+	}
+}
+
+// TestKeepConnections: a VIP with tcp_reset: false. Remove leaves a waiting connection alone (its client hears
+// nothing until its own timeout or a retransmission reaches the next owner), and without the rule a new
+// connection's SYN goes unanswered: nothing refuses a client that backs off after a refused dial.
+func TestKeepConnections(t *testing.T) {
+	needRoot(t)
+	a, b := newPair(t)
+	run(t, "ip", "-n", a, "addr", "add", "10.77.3.11/24", "dev", "va", "nodad")
+	run(t, "ip", "-n", b, "addr", "add", "10.77.3.2/24", "dev", "vb", "nodad")
+	v := mustParse(t, "10.77.3.100/24", "va")
+	run(t, "ip", "-n", b, "neigh", "replace", v.Addr().String(), "lladdr", macA.String(), "dev", "vb", "nud", "permanent")
+
+	m := NewManager(testLog(t))
+	m.KeepConnections([]netip.Addr{v.Addr()})
+	var ln net.Listener
+	inNS(t, a, func() {
+		var err error
+		if ln, err = net.Listen("tcp4", ":0"); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Add(v, 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer ln.Close()
+	held := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			held <- c // kept open, never written to
+		}
+		close(held)
+	}()
+	target := net.JoinHostPort(v.Addr().String(), strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	var waiting <-chan error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		// The address is usable a moment after it was added.
+		connected := make(chan struct{})
+		waiting = goInNS(b, func() error {
+			c, err := net.DialTimeout("tcp4", target, 200*time.Millisecond)
+			if err != nil {
+				return err
+			}
+			close(connected)
+			defer c.Close()
+			_ = c.SetReadDeadline(time.Now().Add(time.Second))
+			_, err = c.Read(make([]byte, 1))
+			return err
+		})
+		select {
+		case <-connected:
+		case err := <-waiting:
+			if time.Now().After(deadline) {
+				t.Fatalf("while the VIP is here: %v", err)
+			}
+			continue
+		}
+		break
+	}
+	c := <-held
+	if c == nil {
+		t.Fatal("the waiting connection was not accepted")
+	}
+	defer c.Close()
+	inNS(t, a, func() {
+		if err := m.Remove(v); err != nil {
+			t.Fatal(err)
+		}
+	})
+	var nerr net.Error
+	if err := <-waiting; !errors.As(err, &nerr) || !nerr.Timeout() {
+		t.Errorf("a client waiting on a connection to a VIP with tcp_reset off got %v when the VIP left, want its own read timeout", err)
+	}
+	if err := <-goInNS(b, func() error {
+		c, err := net.DialTimeout("tcp4", target, 300*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}); !errors.As(err, &nerr) || !nerr.Timeout() {
+		t.Errorf("dialing the VIP after it left: %v, want a timeout (no rule, the SYN dropped in silence)", err)
 	}
 }

@@ -81,6 +81,12 @@ func TestLines(t *testing.T) {
 	if got := DropLine("web"); got != "drop web\n" {
 		t.Errorf("DropLine = %q", got)
 	}
+	if got := KeepLine([]VIP{{Prefix: netip.MustParsePrefix("10.0.0.1/24")}, {Prefix: netip.MustParsePrefix("fd00::1/64")}}); got != "keep 10.0.0.1 fd00::1\n" {
+		t.Errorf("KeepLine = %q", got)
+	}
+	if got := KeepLine(nil); got != "keep\n" {
+		t.Errorf("KeepLine(nil) = %q", got)
+	}
 	before := monotonicNow()
 	line := HoldLine("web", 1999*time.Microsecond)
 	var group string

@@ -22,7 +22,7 @@ func TestRedisFailover(t *testing.T) {
 }
 
 func testRedisFailover(t *testing.T, mode string) {
-	e, err := redislab.Start(bin, mode, "")
+	e, err := redislab.Start(bin, mode, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}

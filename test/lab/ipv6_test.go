@@ -3,7 +3,6 @@ package labtest
 import (
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -18,25 +17,7 @@ import (
 // namespace, and the client is served over IPv6 again.
 func TestIPv6VIP(t *testing.T) {
 	const vip6 = "fd77::100"
-	l, err := lab.New(lab.Options{Hosts: 3, IPv6: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	dir := t.TempDir()
-	c, err := l.StartCluster(lab.ClusterSpec{Bin: bin, Dir: dir, VIP: vip6 + "/64"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Stop()
-		if t.Failed() {
-			for _, h := range l.Hosts() {
-				b, _ := os.ReadFile(dir + "/" + h + ".log")
-				t.Logf("=== %s.log (tail) ===\n%s", h, tail(string(b), 2500))
-			}
-		}
-	})
+	l, c := startLab(t, lab.Options{Hosts: 3, IPv6: true}, lab.ClusterSpec{VIP: vip6 + "/64"})
 	waitHolder := func(want string) {
 		t.Helper()
 		for deadline := time.Now().Add(liveness); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {

@@ -17,25 +17,7 @@ import (
 // leaves h1 and h2 takes it over.
 func TestReloadMovesTheVIP(t *testing.T) {
 	const newVIP = "10.77.0.101"
-	l, err := lab.New(lab.Options{Hosts: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	dir := t.TempDir()
-	c, err := l.StartCluster(lab.ClusterSpec{Bin: bin, Dir: dir, VIP: vip + "/24"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Stop()
-		if t.Failed() {
-			for _, h := range l.Hosts() {
-				b, _ := os.ReadFile(dir + "/" + h + ".log")
-				t.Logf("=== %s.log (tail) ===\n%s", h, tail(string(b), 3000))
-			}
-		}
-	})
+	l, c := startLab(t, lab.Options{Hosts: 3}, lab.ClusterSpec{VIP: vip + "/24"})
 	holders := func(addr string) []string {
 		hs, err := c.HoldersOf(addr)
 		if err != nil {
@@ -99,25 +81,7 @@ func TestReloadMovesTheVIP(t *testing.T) {
 // h1 owns the group: the agent starts its fence then, and the address comes
 // up on h1 alone, under the same epoch.
 func TestReloadAddsTheFirstVIP(t *testing.T) {
-	l, err := lab.New(lab.Options{Hosts: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	dir := t.TempDir()
-	c, err := l.StartCluster(lab.ClusterSpec{Bin: bin, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Stop()
-		if t.Failed() {
-			for _, h := range l.Hosts() {
-				b, _ := os.ReadFile(dir + "/" + h + ".log")
-				t.Logf("=== %s.log (tail) ===\n%s", h, tail(string(b), 3000))
-			}
-		}
-	})
+	l, c := startLab(t, lab.Options{Hosts: 3}, lab.ClusterSpec{})
 	deadline := time.Now().Add(liveness)
 	for {
 		if o, e, err := c.Owner(c.Witness); err == nil && o == "h1" && e == 1 {

@@ -20,25 +20,7 @@ import (
 // puts the VIP in the rule of every member and the next switchover resets
 // that connection at once.
 func TestVIPTCPResetSetting(t *testing.T) {
-	l, err := lab.New(lab.Options{Hosts: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	dir := t.TempDir()
-	c, err := l.StartCluster(lab.ClusterSpec{Bin: bin, Dir: dir, VIP: vip + "/24", VIPOptions: "tcp_reset: false"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Stop()
-		if t.Failed() {
-			for _, h := range l.Hosts() {
-				b, _ := os.ReadFile(dir + "/" + h + ".log")
-				t.Logf("=== %s.log (tail) ===\n%s", h, tail(string(b), 3000))
-			}
-		}
-	})
+	l, c := startLab(t, lab.Options{Hosts: 3}, lab.ClusterSpec{VIP: vip + "/24", VIPOptions: "tcp_reset: false"})
 	if _, err := c.WaitHolder(vip, "h1", liveness); err != nil {
 		t.Fatal(err)
 	}

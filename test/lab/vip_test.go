@@ -79,6 +79,33 @@ func setup(t *testing.T, profile string) *env {
 	return e
 }
 
+// startLab builds a lab with opts and starts spec's cluster on it (Bin and Dir
+// filled in); both are stopped at the end of the test, which logs the tail of
+// every agent's log if it failed.
+func startLab(t *testing.T, opts lab.Options, spec lab.ClusterSpec) (*lab.Lab, *lab.Cluster) {
+	t.Helper()
+	l, err := lab.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	spec.Bin, spec.Dir = bin, t.TempDir()
+	c, err := l.StartCluster(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Stop()
+		if t.Failed() {
+			for _, h := range l.Hosts() {
+				b, _ := os.ReadFile(spec.Dir + "/" + h + ".log")
+				t.Logf("=== %s.log (tail) ===\n%s", h, tail(string(b), 3000))
+			}
+		}
+	})
+	return l, c
+}
+
 func tail(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]

@@ -45,6 +45,9 @@ type Postgres struct {
 	log                      *slog.Logger
 
 	mu sync.Mutex // serialises Bootstrap, Promote, Follow, SetSync and Stop
+	// syncPending (under mu): synchronous_standby_names went from empty to naming a standby and the checkpointer
+	// has not been seen to put it in force yet (awaitSyncRepInForce).
+	syncPending bool
 
 	smu sync.Mutex // guards set and the managed settings file
 	set settings
@@ -718,14 +721,58 @@ func (p *Postgres) SetSync(ctx context.Context, standbys []string, strict bool) 
 	names := slices.DeleteFunc(slices.Clone(standbys), func(n string) bool { return n == p.opts.Node })
 	slices.Sort(names)
 	names = slices.Compact(names)
-	gen, err := p.update(func(s *settings) { s.sync, s.strict = names, strict })
+	var waitedBefore bool
+	gen, err := p.update(func(s *settings) {
+		waitedBefore = s.syncNames() != ""
+		s.sync, s.strict = names, strict
+	})
 	if err != nil {
 		return err
 	}
 	if !p.running() {
 		return nil
 	}
-	return p.reloadAndWait(ctx, &p.adminConn, gen)
+	if err := p.reloadAndWait(ctx, &p.adminConn, gen); err != nil {
+		return err
+	}
+	if len(names) == 0 && !strict {
+		p.syncPending = false
+		return nil
+	}
+	if !waitedBefore {
+		p.syncPending = true
+	}
+	if !p.syncPending {
+		return nil
+	}
+	if err := p.awaitSyncRepInForce(ctx); err != nil {
+		return err // still pending: the core retries, and the retry waits again
+	}
+	p.syncPending = false
+	return nil
+}
+
+// awaitSyncRepInForce returns once commits wait for synchronous standbys after synchronous_standby_names went from
+// empty to naming one. Whether a commit waits is a flag in shared memory that only the checkpointer sets, when it
+// re-reads the configuration — after every backend already shows the new setting, and a checkpointer busy with a
+// checkpoint can take seconds. The core records the standby as synchronous once this returns; a commit acknowledged
+// asynchronously in between could be missing on it after a failover. CHECKPOINT returns only after a checkpoint that
+// began after the request, and the checkpointer re-reads the configuration before beginning one.
+func (p *Postgres) awaitSyncRepInForce(ctx context.Context) error {
+	t0 := time.Now()
+	err := p.with(ctx, &p.adminConn, func(c *pgx.Conn) error {
+		var standby bool
+		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil || standby {
+			return err // a standby acknowledges no commits; Promote does not change the setting
+		}
+		_, err := c.Exec(ctx, "CHECKPOINT")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the checkpointer to put synchronous replication in force: %w", err)
+	}
+	p.log.Info("synchronous replication in force", "took", time.Since(t0))
+	return nil
 }
 
 // Fence stops the primary acknowledging writes: every commit waits for a standby that does not exist, new

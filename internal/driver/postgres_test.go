@@ -702,3 +702,61 @@ func TestPostgresSSLMode(t *testing.T) {
 		t.Errorf("verify-full pg_hba lines: %q", hba)
 	}
 }
+
+// TestSetSyncWaitsForTheCheckpointer: PostgreSQL decides whether a commit waits for a synchronous standby by a flag
+// in shared memory that only the checkpointer updates, when it gets round to re-reading the configuration; a busy
+// checkpointer (here: in an immediate checkpoint of a few hundred MB) leaves commits asynchronous for a while after
+// every backend already shows the new synchronous_standby_names. SetSync naming a standby must not return before
+// commits wait for it: the agent records the standby as synchronous right after, and a commit acknowledged in
+// between could be missing on it.
+func TestSetSyncWaitsForTheCheckpointer(t *testing.T) {
+	w := newPGWorld(t)
+	ctx := context.Background()
+	n1 := w.node(t, "n1", []string{"n1", "n2"}, nil)
+	if err := n1.d.Bootstrap(ctx, nil); err != nil {
+		t.Fatalf("bootstrap primary: %v", err)
+	}
+	c := n1.sql(t, nil)
+	mustExec(t, c, "CREATE TABLE t (i int PRIMARY KEY)")
+	mustExec(t, c, "CREATE TABLE pad (s text)")
+	for round := range 3 {
+		if err := n1.d.SetSync(ctx, nil, false); err != nil {
+			t.Fatal(err)
+		}
+		// Dirty enough buffers that the checkpointer is busy for a while, then keep it busy.
+		mustExec(t, c, "INSERT INTO pad SELECT repeat('x', 900) FROM generate_series(1, 150000)")
+		ckpt := n1.sql(t, nil)
+		ckptDone := make(chan error, 1)
+		go func() { _, err := ckpt.Exec(ctx, "CHECKPOINT"); ckptDone <- err }()
+		time.Sleep(20 * time.Millisecond)
+		// n2 never connects: once the setting is in force, this commit waits.
+		if err := n1.d.SetSync(ctx, []string{"n2"}, false); err != nil {
+			t.Fatal(err)
+		}
+		wc := n1.sql(t, nil)
+		done := make(chan error, 1)
+		go func() { _, err := wc.Exec(ctx, "INSERT INTO t VALUES ($1)", round); done <- err }()
+		acked := false
+		select {
+		case err := <-done:
+			acked = true
+			t.Errorf("round %d: a commit was acknowledged (%v) right after SetSync named a standby that is not there", round, err)
+		case <-time.After(300 * time.Millisecond):
+		}
+		// Dropping the standby again releases the waiting commit.
+		if err := n1.d.SetSync(ctx, nil, false); err != nil {
+			t.Fatal(err)
+		}
+		if !acked {
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("round %d: the commit still waits after the synchronous standby was dropped", round)
+			}
+		}
+		if err := <-ckptDone; err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, c, "TRUNCATE pad")
+	}
+}

@@ -739,10 +739,7 @@ func (p *Postgres) SetSync(ctx context.Context, standbys []string, strict bool) 
 		p.syncPending = false
 		return nil
 	}
-	if !waitedBefore {
-		p.syncPending = true
-	}
-	if !p.syncPending {
+	if p.syncPending = p.syncPending || !waitedBefore; !p.syncPending {
 		return nil
 	}
 	if err := p.awaitSyncRepInForce(ctx); err != nil {

@@ -705,7 +705,7 @@ func TestPostgresSSLMode(t *testing.T) {
 
 // TestSetSyncWaitsForTheCheckpointer: PostgreSQL decides whether a commit waits for a synchronous standby by a flag
 // in shared memory that only the checkpointer updates, when it gets round to re-reading the configuration; a busy
-// checkpointer (here: in an immediate checkpoint of a few hundred MB) leaves commits asynchronous for a while after
+// checkpointer (here: in an immediate checkpoint of about 150 MB) leaves commits asynchronous for a while after
 // every backend already shows the new synchronous_standby_names. SetSync naming a standby must not return before
 // commits wait for it: the agent records the standby as synchronous right after, and a commit acknowledged in
 // between could be missing on it.

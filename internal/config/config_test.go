@@ -683,7 +683,7 @@ func TestTimingOverrides(t *testing.T) {
 		RaftLeaderLease:        400 * time.Millisecond,
 		// 2.5 × the lease.
 		RaftIdleHeartbeatTimeout: time.Second,
-		RaftCommitTimeout:        20 * time.Millisecond, // wan's, not overridable
+		RaftCommitTimeout:        time.Second, // wan's, not overridable
 		StartupGrace:             0,
 	}
 	if got := c.Timing(); got != want {

@@ -37,11 +37,12 @@ var profiles = map[string]core.Timing{
 		// TLS, the largest idle cost). 2.5 × the leader lease: the longest gap between heartbeats (75 ms) is half
 		// the lease the leader checks them against, so a delayed heartbeat does not make it step down.
 		RaftIdleHeartbeatTimeout: 375 * time.Millisecond,
-		// hashicorp/raft's leader sends every follower an AppendEntries each CommitTimeout, so a small value costs
-		// CPU on an idle cluster. It only delays when a follower's replica applies an entry: the new owner learns of
-		// its election at once from the heartbeats (peers gossip their committed view), so it adds nothing to the
-		// outage.
-		RaftCommitTimeout: 50 * time.Millisecond,
+		// hashicorp/raft's leader sends every follower an AppendEntries each CommitTimeout (randomized up to twice
+		// that), over TLS: at 50 ms the largest part of the leader's idle CPU. It used to be how followers learned
+		// the commit index; now the leader announces every commit at once (raftstore: announceCommits), so this
+		// is only the fallback for an announcement that did not get through. Nothing waits for it on a failover:
+		// the new owner learns of its election through heartbeat gossip.
+		RaftCommitTimeout: 500 * time.Millisecond,
 		// Enough for all members of a cluster started together to come up and be heard.
 		StartupGrace: 2 * time.Second,
 	},
@@ -64,8 +65,8 @@ var profiles = map[string]core.Timing{
 		// As in default: as long as the heartbeat timeout, and 2.5 × that while the leader owns no group.
 		RaftLeaderLease:          60 * time.Millisecond,
 		RaftIdleHeartbeatTimeout: 150 * time.Millisecond,
-		// As in default: the new owner learns of its election through heartbeat gossip, not from its replica.
-		RaftCommitTimeout: 25 * time.Millisecond,
+		// As in default: only the fallback for a lost commit announcement, half the default's.
+		RaftCommitTimeout: 250 * time.Millisecond,
 		// Nodes on a quiet LAN come up quickly.
 		StartupGrace: time.Second,
 	},
@@ -88,8 +89,8 @@ var profiles = map[string]core.Timing{
 		// As in default: as long as the heartbeat timeout, and 2.5 × that while the leader owns no group.
 		RaftLeaderLease:          time.Second,
 		RaftIdleHeartbeatTimeout: 2500 * time.Millisecond,
-		// Batching matters more than latency at WAN round trips.
-		RaftCommitTimeout: 20 * time.Millisecond,
+		// As in default: only the fallback for a lost commit announcement; one raft heartbeat timeout.
+		RaftCommitTimeout: time.Second,
 		// Sites may come up at different speeds.
 		StartupGrace: 5 * time.Second,
 	},

@@ -113,6 +113,13 @@ func inmemCluster(t *testing.T, n int) []*testNode { return inmemClusterStores(t
 // raft-boltdb under a temporary directory (fsync per write, as in production).
 func inmemClusterStores(t *testing.T, n int, onDisk bool) []*testNode {
 	t.Helper()
+	return inmemClusterWith(t, n, onDisk, nil)
+}
+
+// inmemClusterWith is inmemClusterStores; tune, if set, changes every node's
+// configuration last.
+func inmemClusterWith(t *testing.T, n int, onDisk bool, tune func(*RaftConfig)) []*testNode {
+	t.Helper()
 	trans := make([]*raft.InmemTransport, n)
 	var peers []Peer
 	for i := range trans {
@@ -141,6 +148,9 @@ func inmemClusterStores(t *testing.T, n int, onDisk bool) []*testNode {
 			cfg.DataDir = t.TempDir()
 		}
 		fastTimers(&cfg)
+		if tune != nil {
+			tune(&cfg)
+		}
 		r, err := OpenRaft(cfg)
 		if err != nil {
 			t.Fatalf("open %s: %v", cfg.NodeID, err)
@@ -199,6 +209,27 @@ func TestRaftInmemCluster(t *testing.T) {
 	}
 	if s := l.Stats(); s["state"] != "Leader" {
 		t.Fatalf("leader stats: %v", s)
+	}
+}
+
+// Followers apply a commit about one round trip after the leader, not when
+// raft's CommitTimeout next sends them the commit index (announceCommits):
+// with a CommitTimeout of 10 s, they must still apply within 2 s, round
+// after round.
+func TestFollowersApplyACommitAtOnce(t *testing.T) {
+	nodes := inmemClusterWith(t, 3, false, func(c *RaftConfig) { c.CommitTimeout = 10 * time.Second })
+	l := waitLeader(t, nodes)
+	prev := ""
+	for epoch, owner := range []string{"n1", "n2", "n3", "n1"} {
+		if err := l.Propose(assign("web", prev, uint64(epoch), owner)); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			waitFor(t, 2*time.Second, fmt.Sprintf("%s to apply epoch %d", n.id, epoch+1), func() bool {
+				return n.View().Group("web").Epoch == uint64(epoch+1)
+			})
+		}
+		prev = owner
 	}
 }
 

@@ -412,7 +412,10 @@ func (a *Agent) loop(ctx context.Context) error {
 	sd := a.opts.Systemd
 	sd.Status("waiting for the quorum: no leader known yet")
 	sdLeader := "" // the leader the systemd status line names
-	tick := time.NewTicker(core.TickPeriod(a.timing))
+	// The core says when it must tick next (core.Node.NextTick): every
+	// TickPeriod while anything is in flux, less often when settled.
+	tickAt := a.node.NextTick(a.now())
+	tick := time.NewTimer(max(tickAt-a.now(), 0))
 	defer tick.Stop()
 	in := a.udp.In()
 	var leaveDeadline time.Time
@@ -434,6 +437,7 @@ func (a *Agent) loop(ctx context.Context) error {
 		case <-a.changed:
 			a.node.StateChanged(a.now())
 		case <-tick.C:
+			tickAt = -1 // fired: arm again below
 			a.node.Tick(a.now())
 			a.maybeBootstrap(a.now())
 			if a.vips != nil {
@@ -454,6 +458,10 @@ func (a *Agent) loop(ctx context.Context) error {
 		a.publish()
 		a.paceRaft()
 		a.changes.signal()
+		if next := a.node.NextTick(a.now()); next != tickAt {
+			tickAt = next
+			tick.Reset(max(next-a.now(), 0))
+		}
 		if done != nil && sd.Enabled() && !sd.IsReady() && a.raft.Synced() {
 			sdLeader = a.raft.Leader()
 			sd.Ready("running: quorum leader " + sdLeader)

@@ -262,7 +262,7 @@ func (n *Node) Start(now time.Duration) error {
 }
 
 // Tick advances timers: heartbeats, lease expiry, releases, leader decisions.
-// Call it at least every TickPeriod.
+// Call it when NextTick says (wake.go).
 func (n *Node) Tick(now time.Duration) {
 	// A gap far longer than the tick period means this process was stopped or
 	// starved: packets may be waiting unread, so silence observed across the gap
@@ -414,8 +414,9 @@ func (n *Node) Spec() *Spec { return n.spec }
 // ack before it releases a silent owner's lease.
 func (n *Node) Hold() time.Duration { return n.hold }
 
-// TickPeriod is how often the shell calls Tick: often enough that an owner
-// notices the end of its lease well within the guard interval.
+// TickPeriod is how often the shell calls Tick while anything is in flux
+// (NextTick): often enough that whatever Tick does on a timer happens well
+// within the guard interval.
 func TickPeriod(t Timing) time.Duration {
 	p := min(t.HeartbeatInterval/2, t.LeaseGuard/2)
 	return max(p, time.Millisecond)

@@ -48,8 +48,8 @@ type Node struct {
 	releases *core.MemReleases
 	view     *quorum.State
 	applied  int // log entries applied
-	nextTick time.Duration
 	backlog  []delivery
+	ticks    int // Tick calls since the node last started
 	healthy  map[string]bool
 	dbs      map[string]*fakeDB // data-aware groups: the node's database (db.go)
 }
@@ -214,9 +214,8 @@ func (c *Cluster) boot(n *Node) error {
 	if err != nil {
 		return err
 	}
-	n.core, n.alive, n.paused, n.backlog = node, true, false, nil
+	n.core, n.alive, n.paused, n.backlog, n.ticks = node, true, false, nil, 0
 	c.restartDBs(n)
-	n.nextTick = c.Local(n)
 	return node.Start(c.Local(n))
 }
 
@@ -413,6 +412,9 @@ func (c *Cluster) Leave(name string) {
 
 // --- quorum twin ----------------------------------------------------------
 
+// Ticks is how often the core of the named node ticked since it last started.
+func (c *Cluster) Ticks(name string) int { return c.nodes[name].ticks }
+
 func (c *Cluster) up(n *Node) bool { return n.alive && !n.paused }
 
 func (c *Cluster) linked(a, b string) bool {
@@ -577,9 +579,11 @@ func (c *Cluster) Advance(d time.Duration) error {
 			if !c.up(n) {
 				continue
 			}
-			if now := c.Local(n); now >= n.nextTick {
+			// As the shell does: Tick when the core says, asked again
+			// after every event (here: every step).
+			if now := c.Local(n); now >= n.core.NextTick(now) {
 				n.core.Tick(now)
-				n.nextTick = now + core.TickPeriod(c.Timing)
+				n.ticks++
 			}
 		}
 		c.check()

@@ -372,3 +372,44 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	os.Exit(m.Run())
 }
+
+// A settled cluster ticks only for what is due (core.NextTick): the owner at
+// its heartbeats, the standby and the witness at their quiet heartbeats, far
+// below the fixed TickPeriod's 40 a second; and as soon as the owner dies,
+// the failover runs as fast as on a cluster that ticks all the time.
+func TestSettledNodesTickOnlyWhenDue(t *testing.T) {
+	c := newCluster(t, "default", 3)
+	if err := c.Advance(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]int{}
+	for _, n := range []string{"n1", "n2", "w1"} {
+		before[n] = c.Ticks(n)
+	}
+	const window = 10 * time.Second
+	if err := c.Advance(window); err != nil {
+		t.Fatal(err)
+	}
+	perSecond := func(n string) float64 { return float64(c.Ticks(n)-before[n]) / window.Seconds() }
+	fixed := float64(time.Second / core.TickPeriod(c.Timing))
+	// The owner heartbeats every HeartbeatInterval (20/s), the others every
+	// QuietHeartbeatInterval (10/s); a little more for the odd deadline.
+	for n, most := range map[string]float64{"n1": 24, "n2": 13, "w1": 13} {
+		if got := perSecond(n); got > most {
+			t.Errorf("%s ticked %.1f times a second settled, want at most %.0f (the fixed tick: %.0f)", n, got, most, fixed)
+		} else {
+			t.Logf("%s: %.1f ticks/s settled (fixed tick: %.0f)", n, got, fixed)
+		}
+	}
+	c.Kill("n1")
+	start := c.Now
+	for c.Owner("web") != "n2" {
+		if err := c.Advance(Step); err != nil {
+			t.Fatal(err)
+		}
+		if c.Now-start > 2*c.Timing.FailureTimeout {
+			t.Fatalf("n2 did not take over within %v", 2*c.Timing.FailureTimeout)
+		}
+	}
+	t.Logf("takeover after %v", c.Now-start)
+}

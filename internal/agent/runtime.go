@@ -96,7 +96,8 @@ type Agent struct {
 
 	changed chan struct{}
 	reqs    chan func(now time.Duration)
-	stopped chan struct{} // closed when the loop has ended
+	stopped chan struct{}  // closed when the loop has ended
+	saves   sync.WaitGroup // release saves in flight (saveReleases)
 }
 
 func (a *Agent) now() time.Duration { return time.Since(a.start) }
@@ -218,6 +219,7 @@ func open(opts Options) (_ *Agent, err error) {
 		a.checks[g.Name] = hg
 	}
 	sendLog := rate.NewLimiter(rate.Every(10*time.Second), 1)
+	releases := &FileReleases{Path: self.DataDir + "/released.json", FsyncDelay: opts.Debug.FsyncDelay}
 	a.node, err = core.NewNode(core.Deps{
 		Name: self.Name, Spec: cfg.CoreSpec(), Quorum: decidingQuorum{a.raft}, WallNow: opts.Debug.wallNow,
 		Send: func(to string, m *cluster.Message) {
@@ -244,7 +246,8 @@ func open(opts Options) (_ *Agent, err error) {
 			}
 		},
 		Healthy:            a.healthy,
-		Releases:           &FileReleases{Path: self.DataDir + "/released.json", FsyncDelay: opts.Debug.FsyncDelay},
+		Releases:           releases,
+		SaveReleases:       a.saveReleases(releases),
 		RaftRole:           a.raft.Role,
 		TransferLeadership: func(to string) { go func() { _ = a.raft.TransferLeadership(to) }() },
 		DataOp:             a.runDataOp,
@@ -526,6 +529,21 @@ func (a *Agent) call(ctx context.Context, f func(now time.Duration)) error {
 	}
 }
 
+// saveReleases makes the core's lease releases durable off the loop, so a
+// slow disk delays only the releases, never the heartbeats and acks (see
+// core.Node.ReleasesSaved). Saves merge into one file under its lock, in any
+// order; close waits for those in flight.
+func (a *Agent) saveReleases(store *FileReleases) func(map[string]uint64) {
+	return func(released map[string]uint64) {
+		a.saves.Add(1)
+		go func() {
+			defer a.saves.Done()
+			err := store.Save(released)
+			a.post(func(now time.Duration) { a.node.ReleasesSaved(now, released, err) })
+		}()
+	}
+}
+
 func (a *Agent) close() {
 	if a.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -547,6 +565,7 @@ func (a *Agent) close() {
 	if a.hooks != nil {
 		a.hooks.Close()
 	}
+	a.saves.Wait()
 	if a.raft != nil {
 		if err := a.raft.Close(); err != nil {
 			a.log.Warn("closing quorum store", "err", err)

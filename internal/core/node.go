@@ -91,6 +91,11 @@ type Deps struct {
 	// always healthy).
 	Healthy  func(group string) bool
 	Releases ReleaseStore
+	// SaveReleases, if set, makes lease releases durable off the core's
+	// loop: the shell calls Releases.Save(released) elsewhere and then
+	// ReleasesSaved on the loop. nil: Releases.Save runs in place, and a slow
+	// disk stalls the node (no heartbeats, no acks) for as long as it takes.
+	SaveReleases func(released map[string]uint64)
 	// WallNow dates history entries (informational only; decisions use the
 	// monotonic time passed to every method).
 	WallNow  func() time.Time

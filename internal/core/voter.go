@@ -25,7 +25,16 @@ type voteState struct {
 	lastGrant   time.Duration
 	releasedMax uint64
 	releasedAt  time.Duration
+	// releasing: the highest epoch this voter decided to release whose
+	// record is not durable yet (Deps.SaveReleases); it acks that epoch no
+	// more, and nobody hears of the release before ReleasesSaved.
+	releasing    uint64
+	releasingWhy string
 }
+
+// gone is the highest epoch this voter released or is releasing: it never
+// acks it again.
+func (vs *voteState) gone() uint64 { return max(vs.releasedMax, vs.releasing) }
 
 // ReleaseStore persists the highest lease epoch this voter released per
 // group. Save records the releases of several groups at once (a node that
@@ -76,7 +85,7 @@ func (n *Node) grant(now time.Duration, from string, claims []cluster.Claim) []c
 		}
 		gs := v.Group(c.Group)
 		switch {
-		case c.Epoch <= vs.releasedMax: // released: never again
+		case c.Epoch <= vs.gone(): // released (or being released): never again
 		case c.Epoch < gs.Epoch || c.Epoch < vs.grantEpoch: // superseded
 		case c.Epoch == gs.Epoch && gs.Owner != from: // not the owner of that epoch
 		case c.Epoch == vs.grantEpoch && vs.grantOwner != "" && vs.grantOwner != from:
@@ -125,7 +134,7 @@ func (n *Node) caughtUp() bool {
 // It returns the release to make (ok false: none).
 func (n *Node) onRelinquish(from string, c cluster.Claim) (r releaseReq, ok bool) {
 	vs := n.vote[c.Group]
-	if vs == nil || c.Epoch <= vs.releasedMax {
+	if vs == nil || c.Epoch <= vs.gone() {
 		return r, false
 	}
 	if (c.Epoch == vs.viewEpoch && vs.viewOwner == from) || (c.Epoch == vs.grantEpoch && vs.grantOwner == from) {
@@ -141,7 +150,7 @@ func (n *Node) checkReleases(now time.Duration) {
 	var due []releaseReq
 	for _, g := range n.groups {
 		vs := n.vote[g.Name]
-		if vs.viewOwner == "" || vs.viewEpoch <= vs.releasedMax || vs.grantEpoch > vs.viewEpoch {
+		if vs.viewOwner == "" || vs.viewEpoch <= vs.gone() || vs.grantEpoch > vs.viewEpoch {
 			continue
 		}
 		if vs.viewOwner == n.name {
@@ -170,7 +179,11 @@ func (n *Node) release(now time.Duration, group string, epoch uint64, why string
 // releaseAll releases several leases with one durable write, one heartbeat
 // and one round of leader decisions: the groups of a dead owner are released
 // together, and doing it one by one (an fsync each) stalled the agent long
-// enough for its own leases to lapse.
+// enough for its own leases to lapse. With Deps.SaveReleases the write runs
+// off the loop and ReleasesSaved finishes the job: a slow disk (an fsync of
+// seconds) then delays only these releases, not the node's own heartbeats
+// and acks — before, a voter that had to release while its disk was slow
+// also stopped renewing the leases it owned and acking everyone else's.
 func (n *Node) releaseAll(now time.Duration, reqs []releaseReq) {
 	if len(reqs) == 0 {
 		return
@@ -178,16 +191,46 @@ func (n *Node) releaseAll(now time.Duration, reqs []releaseReq) {
 	rel := make(map[string]uint64, len(reqs))
 	for _, r := range reqs {
 		rel[r.group] = max(rel[r.group], r.epoch)
+		if vs := n.vote[r.group]; r.epoch > vs.releasing {
+			vs.releasing, vs.releasingWhy = r.epoch, r.why
+		}
 	}
-	if err := n.d.Releases.Save(rel); err != nil {
-		// Without a durable record we must not tell anyone: keep the promise.
-		n.log.Error("cannot persist lease releases; not releasing", "groups", len(rel), "err", err)
+	if n.d.SaveReleases != nil {
+		n.d.SaveReleases(rel)
 		return
 	}
-	for _, r := range reqs {
-		vs := n.vote[r.group]
-		vs.releasedMax, vs.releasedAt = max(vs.releasedMax, r.epoch), now
-		n.log.Info("released lease", "group", r.group, "epoch", r.epoch, "owner", vs.viewOwner, "why", r.why)
+	n.ReleasesSaved(now, rel, n.d.Releases.Save(rel))
+}
+
+// ReleasesSaved finishes releaseAll once the shell made released durable
+// (err nil) or failed to: a durable release is final and announced at once;
+// a failed one is forgotten (the promise is kept, the voter acks again) and
+// decided again when it is due.
+func (n *Node) ReleasesSaved(now time.Duration, released map[string]uint64, err error) {
+	if err != nil {
+		// Without a durable record we must not tell anyone: keep the promise.
+		n.log.Error("cannot persist lease releases; not releasing", "groups", len(released), "err", err)
+		for g, e := range released {
+			if vs := n.vote[g]; vs != nil && vs.releasing <= e {
+				vs.releasing = 0
+			}
+		}
+		return
+	}
+	announce := false
+	for g, e := range released {
+		vs := n.vote[g]
+		if vs == nil || e <= vs.releasedMax {
+			continue // a reload removed the group, or a later save came first
+		}
+		vs.releasedMax, vs.releasedAt, announce = e, now, true
+		if vs.releasing <= e {
+			vs.releasing = 0
+		}
+		n.log.Info("released lease", "group", g, "epoch", e, "owner", vs.viewOwner, "why", vs.releasingWhy)
+	}
+	if !announce {
+		return
 	}
 	n.sendHeartbeats(now)
 	if n.d.Quorum.IsLeader() {

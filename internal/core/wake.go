@@ -44,7 +44,7 @@ func (n *Node) NextTick(now time.Duration) time.Duration {
 	if n.isVoter {
 		for _, g := range n.groups {
 			vs := n.vote[g.Name]
-			if vs.viewOwner == "" || vs.viewOwner == n.name || vs.viewEpoch <= vs.releasedMax || vs.grantEpoch > vs.viewEpoch {
+			if vs.viewOwner == "" || vs.viewOwner == n.name || vs.viewEpoch <= vs.gone() || vs.grantEpoch > vs.viewEpoch {
 				continue // no lease of another node this voter could release (checkReleases)
 			}
 			if due(max(n.floor, vs.viewSince, vs.lastGrant) + n.hold) {
@@ -82,7 +82,7 @@ func (n *Node) settled(now time.Duration) bool {
 		if g.Data != nil || gs.Owner == "" || gs.HandoffTo != "" {
 			return false
 		}
-		if vs := n.vote[g.Name]; vs != nil && vs.releasedMax > 0 && (vs.releasedMax >= gs.Epoch || now-vs.releasedAt < t.FailureTimeout) {
+		if vs := n.vote[g.Name]; vs != nil && (vs.releasing > 0 || vs.releasedMax > 0 && (vs.releasedMax >= gs.Epoch || now-vs.releasedAt < t.FailureTimeout)) {
 			return false
 		}
 		if ug := n.gossip[g.Name]; ug != nil && (now-ug.ownerAt < n.gossipFor() || now-ug.statusAt < n.gossipFor()) {

@@ -14,6 +14,7 @@ import (
 	"container/heap"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand"
 	"slices"
 	"sort"
@@ -50,8 +51,12 @@ type Node struct {
 	applied  int // log entries applied
 	backlog  []delivery
 	ticks    int // Tick calls since the node last started
-	healthy  map[string]bool
-	dbs      map[string]*fakeDB // data-aware groups: the node's database (db.go)
+	// saving: release saves in flight (core.Deps.SaveReleases), each done
+	// at its time; disk is the extra time each takes (SlowDisk).
+	saving  []pendingSave
+	disk    time.Duration
+	healthy map[string]bool
+	dbs     map[string]*fakeDB // data-aware groups: the node's database (db.go)
 }
 
 type delivery struct {
@@ -200,8 +205,12 @@ func (c *Cluster) boot(n *Node) error {
 			return !ok || h
 		},
 		Releases: n.releases,
-		DataOp:   func(g string, op core.DataOp) { c.dataOp(n, g, op) },
-		WallNow:  func() time.Time { return time.Unix(0, 0).Add(c.Now) },
+		SaveReleases: func(rel map[string]uint64) {
+			d := 200*time.Microsecond + time.Duration(c.Rand.Int63n(int64(2*time.Millisecond))) + n.disk
+			n.saving = append(n.saving, pendingSave{rel: maps.Clone(rel), at: c.Now + d})
+		},
+		DataOp:  func(g string, op core.DataOp) { c.dataOp(n, g, op) },
+		WallNow: func() time.Time { return time.Unix(0, 0).Add(c.Now) },
 		RaftRole: func() string {
 			if c.leader == n.Name {
 				return "leader"
@@ -214,7 +223,7 @@ func (c *Cluster) boot(n *Node) error {
 	if err != nil {
 		return err
 	}
-	n.core, n.alive, n.paused, n.backlog, n.ticks = node, true, false, nil, 0
+	n.core, n.alive, n.paused, n.backlog, n.ticks, n.saving = node, true, false, nil, 0, nil
 	c.restartDBs(n)
 	return node.Start(c.Local(n))
 }
@@ -333,6 +342,30 @@ func (c *Cluster) Heal() {
 // Drop sets the probability that any heartbeat packet is lost.
 func (c *Cluster) Drop(p float64) { c.drop = p }
 
+// SlowDisk makes every release save of a node take d longer (0: normal), as
+// a disk whose fsync takes seconds.
+func (c *Cluster) SlowDisk(name string, d time.Duration) { c.nodes[name].disk = d }
+
+// pendingSave is a release save in flight.
+type pendingSave struct {
+	rel map[string]uint64
+	at  time.Duration
+}
+
+// finishSaves completes a running node's release saves that are done.
+func (c *Cluster) finishSaves(n *Node) {
+	for len(n.saving) > 0 && c.up(n) {
+		i := slices.IndexFunc(n.saving, func(ps pendingSave) bool { return ps.at <= c.Now })
+		if i < 0 {
+			return
+		}
+		ps := n.saving[i]
+		n.saving = slices.Delete(n.saving, i, i+1)
+		_ = n.releases.Save(ps.rel)
+		n.core.ReleasesSaved(c.Local(n), ps.rel, nil)
+	}
+}
+
 // Delay sets the one-way delay range of every packet (reordering included).
 func (c *Cluster) Delay(lo, hi time.Duration) { c.delayLo, c.delayHi = lo, hi }
 
@@ -340,7 +373,14 @@ func (c *Cluster) Delay(lo, hi time.Duration) { c.delayLo, c.delayHi = lo, hi }
 // log and released leases) is kept for Restart.
 func (c *Cluster) Kill(name string) {
 	n := c.nodes[name]
-	n.alive, n.paused, n.backlog = false, false, nil
+	// A release save in flight may or may not have reached the disk; either
+	// way nobody heard of it.
+	for _, ps := range n.saving {
+		if c.Rand.Intn(2) == 0 {
+			_ = n.releases.Save(ps.rel)
+		}
+	}
+	n.alive, n.paused, n.backlog, n.saving = false, false, nil, nil
 	if c.leader == name {
 		c.loseLeader()
 	}
@@ -579,6 +619,7 @@ func (c *Cluster) Advance(d time.Duration) error {
 			if !c.up(n) {
 				continue
 			}
+			c.finishSaves(n)
 			// As the shell does: Tick when the core says, asked again
 			// after every event (here: every step).
 			if now := c.Local(n); now >= n.core.NextTick(now) {

@@ -413,3 +413,54 @@ func TestSettledNodesTickOnlyWhenDue(t *testing.T) {
 	}
 	t.Logf("takeover after %v", c.Now-start)
 }
+
+// A voter whose disk takes seconds to make a release durable keeps serving
+// the group it owns and acking the others while that release is written:
+// the save runs off its loop (core.Deps.SaveReleases). Here n2 owns api and
+// must release web's dead owner n1 with a 3 s fsync: api stays active on n2
+// all along, and web moves to n2 once the release is durable.
+func TestSlowDiskReleaseKeepsTheVoterServing(t *testing.T) {
+	spec := mustConfig(t, `
+version: 1
+cluster: {name: sim, secret: "0123456789abcdef0123456789abcdef"}
+nodes:
+  - {name: n1, address: 10.0.0.1}
+  - {name: n2, address: 10.0.0.2}
+  - {name: w1, address: 10.0.0.3, witness: true}
+groups:
+  - name: web
+    members: [{node: n1, priority: 150}, {node: n2, priority: 100}]
+  - name: api
+    members: [{node: n2, priority: 150}, {node: n1, priority: 100}]
+`)
+	c := New(spec, 5, nil)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Advance(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if c.Owner("web") != "n1" || c.Owner("api") != "n2" {
+		t.Fatalf("owners web=%q api=%q, want n1 and n2", c.Owner("web"), c.Owner("api"))
+	}
+	const fsync = 3 * time.Second
+	c.SlowDisk("n2", fsync)
+	c.Kill("n1")
+	start := c.Now
+	for c.Owner("web") != "n2" {
+		if err := c.Advance(Step); err != nil {
+			t.Fatal(err)
+		}
+		if r := c.Node("n2").core.Role("api"); r != core.RoleActive {
+			t.Fatalf("%v after the kill, n2 is %s for api: its slow release stalled it", c.Now-start, r)
+		}
+		if c.Now-start > fsync+5*c.Timing.FailureTimeout {
+			t.Fatalf("web not on n2 %v after the kill", c.Now-start)
+		}
+	}
+	if took := c.Now - start; took < fsync {
+		t.Fatalf("web moved %v after the kill, before n2's release could be durable (%v)", took, fsync)
+	} else {
+		t.Logf("web on n2 after %v (fsync %v); api active on n2 throughout", took, fsync)
+	}
+}

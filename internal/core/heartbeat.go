@@ -156,6 +156,9 @@ func (n *Node) sendHeartbeats(now time.Duration) {
 	}
 	n.hbEvery = n.heartbeatEvery(now, v, len(m.Claims) > 0 || inNews)
 	n.nextHB = now + n.hbEvery
+	if n.leaseAtRisk(now) {
+		n.nextHB = now + urgentEvery(n.timing)
+	}
 	// The node is a voter for its own claims too.
 	if n.isVoter && len(m.Claims) > 0 {
 		for _, c := range n.grant(now, n.name, m.Claims) {

@@ -24,7 +24,9 @@ import "time"
 // NextTick returns when the shell must next call Tick, on this node's clock
 // (it may be now or earlier: call Tick at once).
 func (n *Node) NextTick(now time.Duration) time.Duration {
-	fast := n.lastTick + TickPeriod(n.timing)
+	// Heartbeats go out when due even between ticks (an owner whose lease
+	// is at risk sends more often than TickPeriod: leaseAtRisk).
+	fast := min(n.lastTick+TickPeriod(n.timing), n.nextHB)
 	if !n.settled(now) {
 		return fast
 	}

@@ -3,7 +3,9 @@
 // 1 group and for 7 nodes × 200 groups, how long the 200 groups take to all
 // have an acting owner after a cold start, and, after kill -9 of the node
 // owning the most groups, the client-visible outage of each of its groups.
-// It is a benchmark, not a test: run it on a quiet machine and read
+// As root it also measures keepalived (advert_int 0.1, in the namespace lab)
+// in the same window as the 3 × 1 cluster, the reference column. It is a
+// benchmark, not a test: run it on a quiet machine and read
 // docs/benchmarks.md.
 //
 //	go run ./bench/scale -idle 20s
@@ -38,6 +40,7 @@ func main() {
 	rev := flag.String("rev", "", "build this commit instead of the working tree")
 	smallOnly := flag.Bool("small-only", false, "measure only the 3 × 1 cluster")
 	every := flag.Duration("probe", 20*time.Millisecond, "probe interval per member and group after the kill")
+	withKeepalived := flag.Bool("keepalived", true, "measure keepalived (advert_int 0.1, namespace lab, root) beside the 3 × 1 cluster")
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "baton-scale-")
 	benchkit.Check(err)
@@ -51,9 +54,15 @@ func main() {
 	small := proctest.Spec{Members: []string{"n1", "n2"}, Witness: "w1", Profile: "default"}
 	c := start(bin, filepath.Join(dir, "small"), small)
 	waitActing(c, []string{"web"}, 30*time.Second)
+	var refs []reference
+	stopRefs := func() {}
+	if *withKeepalived {
+		refs, stopRefs = startKeepalived(dir)
+	}
 	time.Sleep(3 * time.Second)
-	fmt.Printf("## idle, 3 nodes × 1 group, %v window\n\n", *idle)
-	usage(c, *idle)
+	fmt.Printf("## idle, 3 nodes × 1 group, %v window (keepalived, the reference, in the same window)\n\n", *idle)
+	usage(c, *idle, refs...)
+	stopRefs()
 	c.Stop()
 	if *smallOnly {
 		return
@@ -234,8 +243,9 @@ func anyAnswered(lists [][]probe.Probe, every time.Duration) []probe.Probe {
 	return out
 }
 
-// usage prints every agent's CPU (% of one core) and RSS over window.
-func usage(c *proctest.Cluster, window time.Duration) {
+// usage prints every agent's CPU (% of one core) and RSS over window, and
+// the reference processes' in the same window.
+func usage(c *proctest.Cluster, window time.Duration, refs ...reference) {
 	st, err := c.Status(firstNode(c))
 	benchkit.Check(err)
 	owns := map[string]int{}
@@ -251,10 +261,22 @@ func usage(c *proctest.Cluster, window time.Duration) {
 	for _, n := range nodes {
 		before[n] = benchkit.CPUTicks(c.PID(n))
 	}
+	refTicks := func(r reference) (ticks, rss int64) {
+		for _, pid := range r.pids() {
+			ticks += benchkit.CPUTicks(pid)
+			rss += benchkit.RSSKB(pid)
+		}
+		return ticks, rss
+	}
+	refBefore := make([]int64, len(refs))
+	for i, r := range refs {
+		refBefore[i], _ = refTicks(r)
+	}
 	time.Sleep(window)
 	fmt.Println("| node | role | CPU (% of one core) | RSS |")
 	fmt.Println("|---|---|---|---|")
 	hz := 100.0 // USER_HZ on Linux
+	pct := func(ticks int64) float64 { return float64(ticks) / hz / window.Seconds() * 100 }
 	for _, n := range nodes {
 		ticks := benchkit.CPUTicks(c.PID(n)) - before[n]
 		role := fmt.Sprintf("owns %d", owns[n])
@@ -267,7 +289,11 @@ func usage(c *proctest.Cluster, window time.Duration) {
 		if st.Leader == n {
 			role += ", raft leader"
 		}
-		fmt.Printf("| %s | %s | %.2f %% | %.1f MB |\n", n, role, float64(ticks)/hz/window.Seconds()*100, float64(benchkit.RSSKB(c.PID(n)))/1024)
+		fmt.Printf("| %s | %s | %.2f %% | %.1f MB |\n", n, role, pct(ticks), float64(benchkit.RSSKB(c.PID(n)))/1024)
+	}
+	for i, r := range refs {
+		ticks, rss := refTicks(r)
+		fmt.Printf("| %s | %s | %.2f %% | %.1f MB |\n", r.name, r.role, pct(ticks-refBefore[i]), float64(rss)/1024)
 	}
 	fmt.Println()
 }

@@ -40,8 +40,9 @@ const (
 	fConfigHash       = 15
 
 	// Claim
-	fClaimGroup = 1
-	fClaimEpoch = 2
+	fClaimGroup  = 1
+	fClaimEpoch  = 2
+	fClaimLapsed = 3
 
 	// Owner
 	fOwnerGroup         = 1
@@ -121,6 +122,7 @@ func (e *enc) nested(f int, put func(*enc)) {
 func (c *Claim) put(e *enc) {
 	e.str(fClaimGroup, c.Group)
 	e.uint(fClaimEpoch, c.Epoch)
+	e.uint(fClaimLapsed, c.LapsedMs)
 }
 
 func (o *Owner) put(e *enc) {
@@ -384,6 +386,8 @@ func (c *Claim) get(d *dec, f, wt int) {
 		c.Group = d.str(f, wt)
 	case fClaimEpoch:
 		c.Epoch = d.uint(f, wt)
+	case fClaimLapsed:
+		c.LapsedMs = d.uint(f, wt)
 	default:
 		d.skip(wt)
 	}

@@ -108,6 +108,11 @@ func PacketVersion(pkt []byte) (version int, ok bool) {
 type Claim struct {
 	Group string `json:"g"`
 	Epoch uint64 `json:"e"`
+	// LapsedMs, in a relinquishment an owner made because it had lost its
+	// lease (it was not acting, and gave up so another member may take
+	// over), is how long it had not been acting when it gave up: the
+	// detection part of the history's outage. 0 otherwise.
+	LapsedMs uint64 `json:"lms,omitempty"`
 }
 
 // Owner is one committed ownership record.

@@ -21,8 +21,8 @@ func sample() *Message {
 // decoder forgets fails the round trip.
 func full() []*Message {
 	hb := &Message{Kind: KindHeartbeat, SentAt: 1<<62 + 5, Echo: -3,
-		Claims: []Claim{{Group: "web", Epoch: 7}, {Group: "db", Epoch: 1 << 40}}, Acked: []Claim{{Group: "x", Epoch: 1}},
-		Released: []Claim{{Group: "db", Epoch: 3}}, Relinquished: []Claim{{Group: "web", Epoch: 6}}, RelinquishReason: "switchover",
+		Claims: []Claim{{Group: "web", Epoch: 7, LapsedMs: 3}, {Group: "db", Epoch: 1 << 40}}, Acked: []Claim{{Group: "x", Epoch: 1}},
+		Released: []Claim{{Group: "db", Epoch: 3}}, Relinquished: []Claim{{Group: "web", Epoch: 6, LapsedMs: 412}}, RelinquishReason: "switchover",
 		Groups: []GroupStatus{{Group: "web", Healthy: true, Eligible: true, Role: "active", Epoch: 9, TakeoverMs: -1,
 			DB: "primary", Pos: 1 << 50, Sync: []string{"n2", "", "n3"}, SyncSet: true, SyncSeq: 4, Div: 77, DivEpoch: 8, Unrelated: true}},
 		Owners:  []Owner{{Group: "web", Node: "n1", Epoch: 9, Prev: "n2", HandoffTo: "n3", HandoffReason: "failback", Reason: "failure"}},

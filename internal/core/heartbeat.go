@@ -144,7 +144,8 @@ func (n *Node) sendHeartbeats(now time.Duration) {
 			m.Groups = append(m.Groups, gst)
 		}
 		if os.relinquished > 0 && (os.relinquished >= gs.Epoch || refresh) {
-			m.Relinquished = append(m.Relinquished, cluster.Claim{Group: g.Name, Epoch: os.relinquished})
+			m.Relinquished = append(m.Relinquished, cluster.Claim{Group: g.Name, Epoch: os.relinquished,
+				LapsedMs: uint64(max(os.relLapsed.Milliseconds(), 0))})
 			m.RelinquishReason = os.relReason
 		}
 	}

@@ -87,13 +87,14 @@ func (n *Node) leadUnit(now time.Duration, v *quorum.State, g *Group, graceOver 
 		return
 	}
 	relinquished, reason := false, quorum.ReasonFailure
+	var lapsedMs int64 // an owner that gave up a lease it had lost: for how long it had not been acting
 	if gs.Owner != "" {
 		if os := n.own[g.Name]; gs.Owner == n.name && os != nil && os.relinquished == gs.Epoch {
-			relinquished, reason = true, os.relReason
+			relinquished, reason, lapsedMs = true, os.relReason, os.relLapsed.Milliseconds()
 		} else if gs.Owner == n.name && n.dropped[g.Name] == gs.Epoch {
 			relinquished, reason = true, quorum.ReasonReload
 		} else if p := n.peers[gs.Owner]; gs.Owner != n.name && p != nil && p.relinquished[g.Name] == gs.Epoch {
-			relinquished, reason = true, p.relReason
+			relinquished, reason, lapsedMs = true, p.relReason, int64(min(p.relLapsed[g.Name], 1<<40))
 		}
 	}
 	if relinquished && reason == "" {
@@ -178,6 +179,12 @@ func (n *Node) leadUnit(now time.Duration, v *quorum.State, g *Group, graceOver 
 				cmd.DetectMs = max(q.at-p.lastClaim[g.Name], 0).Milliseconds()
 			}
 		}
+	}
+	if relinquished && reason == quorum.ReasonFailure && lapsedMs > 0 {
+		// The owner found out itself (deaf, or released by too many
+		// voters): the outage began when it stopped acting, a whole
+		// LapsedMs before it gave the group up.
+		cmd.DetectMs = lapsedMs
 	}
 	if err := n.d.Quorum.Propose(cmd); err != nil {
 		n.log.Debug("propose failed", "group", g.Name, "err", err)

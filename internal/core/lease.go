@@ -26,6 +26,9 @@ type ownState struct {
 	activeSince  time.Duration
 	relinquished uint64 // epoch given up on purpose (0: none)
 	relReason    string
+	// relLapsed: for an epoch given up because this node had lost its lease,
+	// how long it had not been acting by then (Claim.LapsedMs).
+	relLapsed time.Duration
 	// hookBlockUntil: after a failed active hook (or a takeover that did not
 	// become healthy) the node is not eligible for the group until then, so
 	// the next candidate is tried.
@@ -226,8 +229,8 @@ func (n *Node) giveUpUnacked(now time.Duration) {
 		}
 		n.log.Warn("no voter has acknowledged this owner's heartbeats for a whole lease; giving the group up so "+
 			"another member can take over (can this node receive from its peers?)", "group", g.Name, "epoch", gs.Epoch)
-		os.unacked = false
 		n.relinquish(now, g.Name, gs.Epoch, quorum.ReasonFailure)
+		os.unacked = false
 		n.sendHeartbeats(now)
 	}
 }
@@ -351,7 +354,10 @@ func (n *Node) relinquish(now time.Duration, group string, epoch uint64, reason 
 	if os == nil {
 		return
 	}
-	os.relinquished, os.relReason = epoch, reason
+	os.relinquished, os.relReason, os.relLapsed = epoch, reason, 0
+	if reason == quorum.ReasonFailure && os.unacked {
+		os.relLapsed = now - os.unackedAt // the history's detect time (leader.go)
+	}
 	os.expiry = 0
 	// Stop acting (front doors down) before anyone hears of the relinquish.
 	n.updateRoles(now)

@@ -179,6 +179,7 @@ type peerState struct {
 	released     map[string]uint64
 	relinquished map[string]uint64
 	relReason    string
+	relLapsed    map[string]uint64 // group → the LapsedMs of its newest relinquishment
 	leaving      bool
 	raftRole     string
 	applied      uint64
@@ -242,7 +243,7 @@ func NewNode(d Deps) (*Node, error) {
 
 func newPeerState() *peerState {
 	return &peerState{groups: map[string]cluster.GroupStatus{}, groupAt: map[string]time.Duration{}, released: map[string]uint64{},
-		relinquished: map[string]uint64{}, lastClaim: map[string]time.Duration{}}
+		relinquished: map[string]uint64{}, relLapsed: map[string]uint64{}, lastClaim: map[string]time.Duration{}}
 }
 
 // Start initialises the node at time now: loads durable releases and starts
@@ -372,6 +373,7 @@ func (n *Node) receiveHeartbeat(now time.Duration, from string, p *peerState, m 
 		if r.Epoch > p.relinquished[r.Group] {
 			p.relinquished[r.Group] = r.Epoch
 			p.relReason = m.RelinquishReason
+			p.relLapsed[r.Group] = r.LapsedMs
 		}
 		if req, ok := n.onRelinquish(from, r); ok {
 			rel = append(rel, req)

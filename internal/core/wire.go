@@ -36,7 +36,7 @@ func WorstHeartbeat(spec *Spec, node string) *cluster.Message {
 			continue
 		}
 		m.Claims = append(m.Claims, cluster.Claim{Group: u.Name, Epoch: epoch})
-		m.Relinquished = append(m.Relinquished, cluster.Claim{Group: u.Name, Epoch: epoch})
+		m.Relinquished = append(m.Relinquished, cluster.Claim{Group: u.Name, Epoch: epoch, LapsedMs: ms})
 		gs := cluster.GroupStatus{Group: u.Name, Healthy: true, Eligible: true, Role: RoleStandby, Epoch: epoch, TakeoverMs: ms}
 		if u.Data != nil {
 			gs.DB, gs.Pos, gs.Sync, gs.SyncSet, gs.SyncSeq, gs.Div, gs.DivEpoch, gs.Unrelated = "standby", pos, []string{longest}, true, epoch, pos, epoch, true

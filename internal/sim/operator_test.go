@@ -306,3 +306,29 @@ func TestTransitionReasonsAreHistoryReasons(t *testing.T) {
 		t.Fatalf("transitions\n got %q\nwant %q", got, want)
 	}
 }
+
+// An owner that hears nobody loses its lease and, a lease later, gives the
+// group up itself: the history's detect time is how long it had not been
+// acting by then (Claim.LapsedMs), so detect + decide + takeover add up to
+// the time the group went without an acting owner — not 0 + decide + takeover.
+func TestDeafOwnersHistoryAddsUp(t *testing.T) {
+	c := newCluster(t, "default", 29)
+	if err := c.Advance(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.Deafen("n1")
+	waitFor(t, c, 2*time.Second, "n1 stops acting", func() bool { return c.Node("n1").core.Role("web") != core.RoleActive })
+	lapsed := c.Now
+	waitFor(t, c, 5*time.Second, "n2 acts", func() bool { return c.Node("n2").core.Role("web") == core.RoleActive })
+	outage := c.Now - lapsed
+	if err := c.Advance(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ev := c.Committed().Events
+	e := ev[len(ev)-1]
+	sum := time.Duration(e.DetectMs+e.DecideMs+e.TakeoverMs) * time.Millisecond
+	if e.Reason != "failure" || e.DetectMs == 0 || sum < outage-100*time.Millisecond || sum > outage+100*time.Millisecond {
+		t.Fatalf("event %+v: detect+decide+takeover = %v, want a failure adding up to the %v without an acting owner", e, sum, outage)
+	}
+	t.Logf("without an acting owner %v; history detect %d + decide %d + takeover %d ms", outage, e.DetectMs, e.DecideMs, e.TakeoverMs)
+}

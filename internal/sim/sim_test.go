@@ -420,17 +420,8 @@ func TestSettledNodesTickOnlyWhenDue(t *testing.T) {
 // must release web's dead owner n1 with a 3 s fsync: api stays active on n2
 // all along, and web moves to n2 once the release is durable.
 func TestSlowDiskReleaseKeepsTheVoterServing(t *testing.T) {
-	spec := mustConfig(t, `
-version: 1
-cluster: {name: sim, secret: "0123456789abcdef0123456789abcdef"}
-nodes:
-  - {name: n1, address: 10.0.0.1}
-  - {name: n2, address: 10.0.0.2}
-  - {name: w1, address: 10.0.0.3, witness: true}
-groups:
-  - name: web
-    members: [{node: n1, priority: 150}, {node: n2, priority: 100}]
-  - name: api
+	// threeNodes plus a group the other way round.
+	spec := mustConfig(t, fmt.Sprintf(threeNodes, "default")+`  - name: api
     members: [{node: n2, priority: 150}, {node: n1, priority: 100}]
 `)
 	c := New(spec, 5, nil)

@@ -275,7 +275,7 @@ func runSchedule(t *testing.T, seed int64, verbose bool) error {
 			return err
 		}
 		var what string
-		switch k := r.Intn(13); k {
+		switch k := r.Intn(14); k {
 		case 0:
 			what = "kill"
 			c.Kill(pick())
@@ -333,6 +333,10 @@ func runSchedule(t *testing.T, seed int64, verbose bool) error {
 				to = pick()
 			}
 			what = fmt.Sprintf("switchover %s to %q: %v", g, to, c.Switchover(g, to))
+		case 12:
+			n, d := pick(), time.Duration(100+r.Intn(1400))*time.Millisecond
+			what = fmt.Sprintf("slow disk %s +%v", n, d)
+			c.SlowDisk(n, d)
 		default:
 			what = "heal"
 			c.Heal()
@@ -344,6 +348,7 @@ func runSchedule(t *testing.T, seed int64, verbose bool) error {
 	// Repair everything, then the cluster must settle on owners.
 	c.Heal()
 	for _, n := range names {
+		c.SlowDisk(n, 0)
 		c.Resume(n)
 		if err := c.Restart(n); err != nil {
 			return err

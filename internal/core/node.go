@@ -140,6 +140,8 @@ type Node struct {
 	faulted    map[string]bool // a fault transition was reported and no recovery since
 	lastXfer   time.Duration
 	pace       paceCache
+	wake       wakeCache
+	ackRTT     time.Duration // the round trip of the newest ack received (leaseAtRisk)
 	// dropped: units a reload took from this node while it owned them,
 	// with the epoch it relinquished (see Reconfigure).
 	dropped map[string]uint64
@@ -332,8 +334,11 @@ func (n *Node) Receive(now time.Duration, from string, m *cluster.Message) {
 		if !slices.Contains(n.voters, from) {
 			return
 		}
-		if n.d.OnRTT != nil && len(m.Acked) > 0 && time.Duration(m.Echo) <= now {
-			n.d.OnRTT(from, now-time.Duration(m.Echo))
+		if len(m.Acked) > 0 && time.Duration(m.Echo) <= now {
+			n.ackRTT = now - time.Duration(m.Echo)
+			if n.d.OnRTT != nil {
+				n.d.OnRTT(from, n.ackRTT)
+			}
 		}
 		for _, c := range m.Acked {
 			n.ackFrom(now, from, c, time.Duration(m.Echo))

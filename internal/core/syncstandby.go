@@ -106,14 +106,38 @@ type dataMember struct {
 	// primary held beyond its successor (bytes) when it lost the group at
 	// divEpoch.
 	lastPrim, diverged, divEpoch uint64
+	// ownedEpoch is the epoch this member last became owner under.
+	ownedEpoch uint64
 }
 
-// becameOwner starts the owner's half afresh: the shell promotes the database
-// naming sync (the set recorded for the epoch, Transition.Sync).
-func (dm *dataMember) becameOwner(sync []string) {
+// becameOwner starts the owner's half for epoch and returns the standbys the
+// shell names when it promotes the database (Transition.Sync): for a new
+// epoch, the set recorded for it (sync), afresh.
+//
+// For the epoch it already acted under — its lease lapsed (a stall, lost
+// acks) and came back without a new epoch — a request it made before the
+// lapse may still be recorded at any moment: the leader may hold it, or have
+// proposed it, from a status sent before. So nothing named since stays
+// unnamed: the database keeps naming what it last named as well as the
+// record, and the requests' numbering goes on. Starting afresh here named
+// only the record, went asynchronous, and the request still in flight then
+// recorded a standby that missed the writes acknowledged meanwhile
+// (TestSyncStandbyRandomFaults, seed 182 once release saves took time).
+func (dm *dataMember) becameOwner(epoch uint64, sync []string) []string {
 	dm.gen++
-	dm.applied, dm.applying, dm.following, dm.missing = sync, false, "", ""
+	dm.applying, dm.following, dm.missing = false, "", ""
+	if epoch != 0 && epoch == dm.ownedEpoch {
+		for _, s := range dm.applied {
+			if !slices.Contains(sync, s) {
+				sync = append(sync, s)
+			}
+		}
+		dm.applied = sync
+		return sync
+	}
+	dm.ownedEpoch, dm.applied = epoch, sync
 	dm.want, dm.wantSet, dm.wantSeq = nil, false, 0
+	return sync
 }
 
 // lostOwnership: the shell fences the database; a standby follows afresh.

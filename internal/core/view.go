@@ -112,7 +112,12 @@ func (n *Node) refreshView(now time.Duration) {
 			vs.viewEpoch, vs.viewOwner, vs.viewSince = gs.Epoch, gs.Owner, now
 		}
 		if os := n.own[g.Name]; os != nil && gs.Owner == n.name && os.epoch != gs.Epoch {
-			os.epoch, os.acks, os.expiry, os.learnedAt = gs.Epoch, map[string]time.Duration{}, 0, now
+			os.epoch, os.acks, os.expiry, os.learnedAt, os.dataFloor = gs.Epoch, map[string]time.Duration{}, 0, now, 0
+			if g.Data != nil {
+				for _, p := range n.peers {
+					os.dataFloor = max(os.dataFloor, p.applied)
+				}
+			}
 		}
 	}
 }
